@@ -1,0 +1,96 @@
+"""``RecurrentVSR``: the common face of every network (validation, whole-clip and windowed runs)."""
+from __future__ import annotations
+
+from typing import ClassVar, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .cells import Cell, TorchRunner
+from .schedule import Schedule, stream_windows
+
+
+class RecurrentVSR(nn.Module):
+    arch: ClassVar[str] = ""
+    default_config: ClassVar[dict] = {}
+    schedule_class: ClassVar[type[Schedule]] = Schedule
+    scale: ClassVar[int] = 4
+    #: smallest LR height/width the network accepts
+    min_size: ClassVar[int] = 16
+    #: frames are reflect-padded (bottom/right) to a multiple of this, outputs cropped back
+    pad_multiple: int = 1
+
+    # -- to be provided by each network -------------------------------------------------
+    def build_cells(self) -> dict[str, Cell]:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def infer_config(sd: dict) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def detect(keys) -> bool:
+        raise NotImplementedError
+
+    @property
+    def min_frames(self) -> int:
+        return 1
+
+    # -- shared -------------------------------------------------------------------------
+    @property
+    def cells(self) -> dict[str, Cell]:
+        cells = self.__dict__.get("_cells")
+        if cells is None:
+            cells = self.build_cells()
+            object.__setattr__(self, "_cells", cells)  # not registered: the weights belong to self
+        return cells
+
+    def schedule(self) -> Schedule:
+        return self.schedule_class(self)
+
+    def check_frames(self, lrs) -> None:
+        if not isinstance(lrs, torch.Tensor):
+            raise InputError(f"frames must be a torch.Tensor (N, T, 3, H, W), got {type(lrs).__name__}")
+        if lrs.dim() != 5 or lrs.shape[2] != 3:
+            raise InputError(f"frames must have shape (N, T, 3, H, W) (RGB, float in [0, 1]); "
+                             f"got {tuple(lrs.shape)}")
+        if not lrs.is_floating_point():
+            raise InputError(f"frames must be floating point in [0, 1], got dtype {lrs.dtype}; "
+                             "divide 8-bit frames by 255")
+        self.check_frame_size(lrs.shape[-2], lrs.shape[-1])
+        if lrs.shape[1] < self.min_frames:
+            raise InputError(f"{self.arch} needs at least {self.min_frames} frames, got {lrs.shape[1]}")
+
+    def check_frame_size(self, h: int, w: int) -> None:
+        if h < self.min_size or w < self.min_size:
+            raise InputError(f"{self.arch} needs frames of at least {self.min_size}x{self.min_size} pixels "
+                             f"(HxW), got {h}x{w}")
+
+    def stream(self, frames: Iterable[torch.Tensor], window: int | None = None, lookahead: int = 0,
+               chunk: int = 8, stats: dict | None = None) -> Iterator[torch.Tensor]:
+        """Upscale an iterable of (N, 3, H, W) frames window by window, yielding (N, 3, 4H, 4W)."""
+        def checked(it):
+            for x in it:
+                if x.dim() != 4 or x.shape[1] != 3:
+                    raise InputError(f"each frame must have shape (N, 3, H, W), got {tuple(x.shape)}")
+                self.check_frame_size(x.shape[-2], x.shape[-1])
+                yield x
+        return stream_windows(self.schedule(), TorchRunner(self.cells), checked(frames), window, lookahead,
+                              chunk=chunk, pad_multiple=self.pad_multiple, scale=self.scale, stats=stats)
+
+    def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0) -> torch.Tensor:
+        """``lrs`` (N, T, 3, H, W) RGB in [0, 1] -> (N, T, 3, 4H, 4W), not clamped.
+
+        ``window=None`` runs the whole clip at once (upstream); otherwise see ``schedule.py``.
+        """
+        self.check_frames(lrs)
+        t = lrs.shape[1]
+        outs = list(self.stream((lrs[:, i] for i in range(t)), window, lookahead))
+        return torch.stack(outs, dim=1)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())

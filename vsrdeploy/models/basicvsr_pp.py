@@ -1,0 +1,279 @@
+"""BasicVSR++ (mmagic ``BasicVSRPlusPlusNet``): second-order grid propagation with deformable alignment."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import RecurrentVSR
+from .basicvsr import count_blocks
+from .blocks import ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp, upsample_x4
+from .cells import Cell, Port
+from .dcn import ModulatedDeformConv2d
+from .registry import register_model
+from .schedule import Schedule, WindowContext
+from .spynet import SPyNet
+
+BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
+
+
+class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
+    def __init__(self, in_channels: int, out_channels: int, deform_groups: int = 16,
+                 max_residue_magnitude: float = 10.0):
+        super().__init__(in_channels, out_channels, 3, 1, 1, 1, deform_groups)
+        self.max_residue_magnitude = max_residue_magnitude
+        c = out_channels
+        self.conv_offset = nn.Sequential(
+            nn.Conv2d(3 * c + 4, c, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.1),
+            nn.Conv2d(c, 27 * deform_groups, 3, 1, 1),
+        )
+
+    def forward(self, x, extra_feat, flow_1, flow_2):
+        out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))
+        o1, o2, mask = torch.chunk(out, 3, dim=1)
+        offset = self.max_residue_magnitude * torch.tanh(torch.cat([o1, o2], dim=1))
+        offset_1, offset_2 = torch.chunk(offset, 2, dim=1)
+        reps = offset_1.shape[1] // 2
+        offset_1 = offset_1 + flow_1.flip(1).repeat(1, reps, 1, 1)
+        offset_2 = offset_2 + flow_2.flip(1).repeat(1, reps, 1, 1)
+        return self.deform_conv(x, torch.cat([offset_1, offset_2], dim=1), torch.sigmoid(mask))
+
+
+class PPFlowCell(Cell):
+    """SPyNet flow between frame pairs; for HR input, on x0.25 bicubic copies (upstream)."""
+
+    def __init__(self, spynet: SPyNet, low_res_input: bool):
+        super().__init__()
+        self.spynet = spynet
+        self.low_res_input = low_res_input
+        s = 1.0 if low_res_input else 0.25
+        self.inputs = (Port("ref", (3,)), Port("supp", (3,)))
+        self.outputs = (Port("flow", (2,), s),)
+
+    def forward(self, ref, supp):
+        if not self.low_res_input:
+            ref = F.interpolate(ref, scale_factor=0.25, mode="bicubic", align_corners=False)
+            supp = F.interpolate(supp, scale_factor=0.25, mode="bicubic", align_corners=False)
+        return (self.spynet(ref, supp),)
+
+
+class ComposeFlowCell(Cell):
+    """Two-step flow: ``flow_n2 = flow_n1 + warp(flow_prev, flow_n1)``."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.inputs = (Port("flow_n1", (2,), scale), Port("flow_prev", (2,), scale))
+        self.outputs = (Port("flow_n2", (2,), scale),)
+
+    def forward(self, flow_n1, flow_prev):
+        return (flow_n1 + flow_warp(flow_prev, flow_n1),)
+
+
+class FeatExtractCell(Cell):
+    def __init__(self, module: nn.Module, channels: int, scale: float):
+        super().__init__()
+        self.module = module
+        self.inputs = (Port("lr", (3,)),)
+        self.outputs = (Port("spatial", (channels,), scale),)
+
+    def forward(self, lr):
+        return (self.module(lr),)
+
+
+class AlignCell(Cell):
+    """Second-order deformable alignment of the two previous states of a branch."""
+
+    stateless = False
+
+    def __init__(self, align: SecondOrderDeformableAlignment, c: int, scale: float):
+        super().__init__()
+        self.align = align
+        self.inputs = (Port("feat_prop", (c,), scale), Port("feat_n2", (c,), scale), Port("spatial", (c,), scale),
+                       Port("flow_n1", (2,), scale), Port("flow_n2", (2,), scale))
+        self.outputs = (Port("aligned", (c,), scale),)
+
+    def forward(self, feat_prop, feat_n2, spatial, flow_n1, flow_n2):
+        cond_n1 = flow_warp(feat_prop, flow_n1)
+        cond_n2 = flow_warp(feat_n2, flow_n2)
+        cond = torch.cat([cond_n1, spatial, cond_n2], dim=1)
+        return (self.align(torch.cat([feat_prop, feat_n2], dim=1), cond, flow_n1, flow_n2),)
+
+
+class BackboneCell(Cell):
+    """``feat_out = aligned + backbone(cat([spatial, *earlier branches, aligned]))``."""
+
+    stateless = False
+
+    def __init__(self, backbone: nn.Module, c: int, earlier: tuple[str, ...], scale: float):
+        super().__init__()
+        self.backbone = backbone
+        self.inputs = (Port("spatial", (c,), scale), *[Port(b, (c,), scale) for b in earlier],
+                       Port("aligned", (c,), scale))
+        self.outputs = (Port("feat_out", (c,), scale),)
+
+    def forward(self, *feats):
+        return (feats[-1] + self.backbone(torch.cat(feats, dim=1)),)
+
+
+class PPReconstructCell(Cell):
+    def __init__(self, net: "BasicVSRPlusPlusNet"):
+        super().__init__()
+        c, s = net.mid_channels, net.feat_scale
+        self.low_res_input = net.is_low_res_input
+        self.reconstruction = net.reconstruction
+        self.tail = ReconstructionTail(net)
+        self.inputs = (Port("lr", (3,)), Port("spatial", (c,), s), *[Port(b, (c,), s) for b in BRANCHES])
+        self.outputs = (Port("hr", (3,), 4 * s),)
+
+    def forward(self, lr, *feats):
+        out = self.tail(self.reconstruction(torch.cat(feats, dim=1)))
+        return (out + (upsample_x4(lr) if self.low_res_input else lr),)
+
+
+class GridPropagationSchedule(Schedule):
+    """backward_1 -> forward_1 -> backward_2 -> forward_2 over the span; forward branches carry
+    (feat at t-1, feat at t-2) across windows. forward_1 also runs over the lookahead frames
+    because backward_2 reads it there; only its state at the window end is carried.
+    """
+
+    history = 2
+
+    def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
+        s, e, span_end = ctx.start, ctx.end, ctx.span_end
+        x = ctx.frames
+        c = self.net.mid_channels
+        spatial = {i: o["spatial"] for i, o in
+                   zip(range(s, span_end), ctx.batch("feat_extract", [{"lr": x[i]} for i in range(s, span_end)]))}
+        back_pairs = {i: (i, i + 1) for i in range(s, span_end - 1)}
+        fwd_pairs = {i: ctx.forward_pair(i) for i in range(max(s - 1, 1), span_end)}
+        flows = ctx.flows(list(back_pairs.values()) + list(fwd_pairs.values()))
+        flow_b = {i: flows[p] for i, p in back_pairs.items()}  # aligns frame i+1 onto i
+        flow_f = {i: flows[p] for i, p in fwd_pairs.items()}  # aligns frame i-1 onto i
+        comp_b = self._compose(ctx, {i: (flow_b[i], flow_b[i + 1]) for i in range(s, span_end - 2)})
+        comp_f = self._compose(ctx, {i: (flow_f[i], flow_f[i - 1]) for i in range(max(s, 2), span_end)})
+        zero = ctx.zeros(spatial[s], c)
+        zero_flow = ctx.zeros(spatial[s], 2)
+        feats: dict[str, dict[int, torch.Tensor]] = {}
+        for name in BRANCHES:
+            backward = name.startswith("backward")
+            earlier = BRANCHES[:BRANCHES.index(name)]
+            if backward:
+                order = list(range(span_end - 1, s - 1, -1))
+                prev1 = prev2 = None
+                step = 0
+            else:
+                order = list(range(s, span_end if name == "forward_1" else e))
+                prev1, prev2 = ctx.state.get(name, (None, None))
+                step = s
+            out: dict[int, torch.Tensor] = {}
+            for idx in order:
+                if step == 0:
+                    aligned = zero
+                else:
+                    flow_n1 = flow_b[idx] if backward else flow_f[idx]
+                    if step == 1:
+                        feat_n2, flow_n2 = zero, zero_flow
+                    else:
+                        feat_n2, flow_n2 = prev2, (comp_b[idx] if backward else comp_f[idx])
+                    aligned = ctx.run(f"{name}_align", {"feat_prop": prev1, "feat_n2": feat_n2,
+                                                        "spatial": spatial[idx], "flow_n1": flow_n1,
+                                                        "flow_n2": flow_n2})["aligned"]
+                inputs = {"spatial": spatial[idx], **{b: feats[b][idx] for b in earlier}, "aligned": aligned}
+                feat = ctx.run(f"{name}_backbone", inputs)["feat_out"]
+                out[idx] = feat
+                prev1, prev2 = feat, prev1
+                step += 1
+                if not backward and idx == e - 1:
+                    ctx.state[name] = (prev1, prev2)
+            feats[name] = out
+        items = [{"lr": x[i], "spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}} for i in range(s, e)]
+        return [o["hr"] for o in ctx.batch("reconstruct", items)]
+
+    @staticmethod
+    def _compose(ctx, pairs: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        outs = ctx.batch("compose_flow", [{"flow_n1": a, "flow_prev": b} for a, b in pairs.values()])
+        return {i: o["flow_n2"] for i, o in zip(pairs, outs)}
+
+
+@register_model("basicvsr_pp")
+class BasicVSRPlusPlusNet(RecurrentVSR):
+    """BasicVSR++ (Chan et al., CVPR 2022). Upstream configs: c64 n7 (REDS/Vimeo), c128 n25 (NTIRE21);
+    ``is_low_res_input=False`` for the decompression / deblur / denoise models (output at input size).
+    """
+
+    default_config = {"mid_channels": 64, "num_blocks": 7, "max_residue_magnitude": 10.0,
+                      "is_low_res_input": True}
+    schedule_class = GridPropagationSchedule
+    min_size = 64
+
+    def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10.0,
+                 is_low_res_input: bool = True):
+        super().__init__()
+        c = mid_channels
+        self.mid_channels, self.num_blocks = mid_channels, num_blocks
+        self.max_residue_magnitude = max_residue_magnitude
+        self.is_low_res_input = is_low_res_input
+        self.spynet = SPyNet()
+        if is_low_res_input:
+            self.feat_extract = ResidualBlocksWithInputConv(3, c, 5)
+        else:
+            self.feat_extract = nn.Sequential(
+                nn.Conv2d(3, c, 3, 2, 1), nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, 2, 1), nn.LeakyReLU(0.1),
+                ResidualBlocksWithInputConv(c, c, 5))
+        self.deform_align = nn.ModuleDict()
+        self.backbone = nn.ModuleDict()
+        for i, name in enumerate(BRANCHES):
+            self.deform_align[name] = SecondOrderDeformableAlignment(2 * c, c, 16, max_residue_magnitude)
+            self.backbone[name] = ResidualBlocksWithInputConv((2 + i) * c, c, num_blocks)
+        self.reconstruction = ResidualBlocksWithInputConv(5 * c, c, 5)
+        add_reconstruction_tail(self, c)
+
+    @property
+    def scale(self) -> int:  # type: ignore[override]
+        return 4 if self.is_low_res_input else 1
+
+    @property
+    def feat_scale(self) -> float:
+        return 1.0 if self.is_low_res_input else 0.25
+
+    @property
+    def pad_multiple(self) -> int:  # type: ignore[override]
+        return 1 if self.is_low_res_input else 4
+
+    def check_frame_size(self, h: int, w: int) -> None:
+        minimum = self.min_size if self.is_low_res_input else 4 * self.min_size
+        from ..errors import InputError
+        if h < minimum or w < minimum:
+            kind = "" if self.is_low_res_input else " with is_low_res_input=False (flow runs at 1/4 size)"
+            raise InputError(f"{self.arch}{kind} needs frames of at least {minimum}x{minimum} pixels (HxW), "
+                             f"got {h}x{w}")
+
+    def config(self) -> dict:
+        return {"mid_channels": self.mid_channels, "num_blocks": self.num_blocks,
+                "max_residue_magnitude": self.max_residue_magnitude, "is_low_res_input": self.is_low_res_input}
+
+    def build_cells(self) -> dict[str, Cell]:
+        c, s = self.mid_channels, self.feat_scale
+        cells: dict[str, Cell] = {
+            "flow": PPFlowCell(self.spynet, self.is_low_res_input),
+            "compose_flow": ComposeFlowCell(s),
+            "feat_extract": FeatExtractCell(self.feat_extract, c, s),
+        }
+        for i, name in enumerate(BRANCHES):
+            cells[f"{name}_align"] = AlignCell(self.deform_align[name], c, s)
+            cells[f"{name}_backbone"] = BackboneCell(self.backbone[name], c, BRANCHES[:i], s)
+        cells["reconstruct"] = PPReconstructCell(self)
+        return cells
+
+    @staticmethod
+    def infer_config(sd: dict) -> dict:
+        low_res = "feat_extract.main.0.weight" in sd
+        c = sd["backbone.backward_1.main.0.weight"].shape[0]
+        return {"mid_channels": c, "num_blocks": count_blocks(sd, "backbone.backward_1.main.2."),
+                "is_low_res_input": low_res}
+
+    @staticmethod
+    def detect(keys) -> bool:
+        return any(k.startswith("deform_align.") for k in keys) or any(k.startswith("backbone.") for k in keys)

@@ -1,0 +1,82 @@
+"""Modulated deformable convolution (DCNv2), written once in plain PyTorch.
+
+Same semantics and tensor layouts as mmcv ``modulated_deform_conv2d``, torchvision ``deform_conv2d``
+and ONNX ``DeformConv`` (opset 19):
+
+* offset (n, 2*G*kh*kw, ho, wo): per deform group g and kernel tap k (row-major), channel
+  ``g*2K + 2k`` is dy and ``g*2K + 2k + 1`` is dx;
+* mask (n, G*kh*kw, ho, wo), already passed through a sigmoid;
+* the G deform groups split the input channels into contiguous blocks;
+* bilinear sampling where every neighbour outside the image contributes zero.
+
+Sampling is ``grid_sample(align_corners=True, padding_mode='zeros')``, which follows that boundary
+rule exactly; the weighted sum is one matmul. Frames must be at least 2 pixels in each direction.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import base_grid
+
+
+def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
+                            weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
+                            padding: int = 1, dilation: int = 1, deform_groups: int = 1) -> torch.Tensor:
+    n, c, h, w = x.shape
+    cout, cin_per_group, kh, kw = weight.shape
+    if cin_per_group != c:
+        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    k = kh * kw
+    g = deform_groups
+    ho, wo = offset.shape[-2:]
+    off = offset.view(n, g, k, 2, ho, wo)
+    # Position of each tap relative to the output pixel, before the learned offset.
+    ky = torch.arange(kh, dtype=x.dtype, device=x.device).repeat_interleave(kw) * dilation - padding
+    kx = torch.arange(kw, dtype=x.dtype, device=x.device).repeat(kh) * dilation - padding
+    grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
+    py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
+    px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
+    gx = 2.0 * px / (w - 1) - 1.0
+    gy = 2.0 * py / (h - 1) - 1.0
+    sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
+    sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear",
+                            padding_mode="zeros", align_corners=True)
+    sampled = sampled.view(n, g, c // g, k, ho, wo) * mask.view(n, g, 1, k, ho, wo)
+    out = torch.matmul(weight.reshape(cout, c * k), sampled.reshape(n, c * k, ho * wo))
+    if bias is not None:
+        out = out + bias.view(1, cout, 1)
+    return out.view(n, cout, ho, wo)
+
+
+class ModulatedDeformConv2d(nn.Module):
+    """Parameters ``weight`` (out, in, k, k) and ``bias`` as mmcv's ``ModulatedDeformConv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 1, dilation: int = 1, deform_groups: int = 1):
+        super().__init__()
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.deform_groups = deform_groups
+        self.kernel_size = kernel_size
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+
+    def deform_conv(self, x, offset, mask):
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride,
+                                       self.padding, self.dilation, self.deform_groups)
+
+
+class ModulatedDCNPack(ModulatedDeformConv2d):
+    """EDVR's DCN: offsets and mask predicted from ``extra_feat`` by ``conv_offset``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 deform_groups: int = 8):
+        super().__init__(in_channels, out_channels, kernel_size, 1, padding, 1, deform_groups)
+        self.conv_offset = nn.Conv2d(in_channels, deform_groups * 3 * kernel_size * kernel_size,
+                                     kernel_size, 1, padding)
+
+    def forward(self, x, extra_feat):
+        o1, o2, mask = torch.chunk(self.conv_offset(extra_feat), 3, dim=1)
+        return self.deform_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask))

@@ -1,0 +1,154 @@
+"""IconVSR (mmagic ``IconVSRNet``): BasicVSR + EDVR keyframe refill + spatial padding."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, InputError
+from .base import RecurrentVSR
+from .basicvsr import BidirectionalSchedule, FlowCell, TrunkCell, UpsampleCell, WarpCell, count_blocks
+from .blocks import ResidualBlocksWithInputConv, add_reconstruction_tail
+from .cells import Cell, Port
+from .edvr import EDVRFeatureExtractor
+from .registry import register_model
+from .schedule import WindowContext
+from .spynet import SPyNet
+
+
+class EDVRCell(Cell):
+    def __init__(self, edvr: EDVRFeatureExtractor, num_frames: int):
+        super().__init__()
+        self.edvr = edvr
+        self.inputs = (Port("frames", (num_frames, 3)),)
+        self.outputs = (Port("refill", (edvr.mid_channels,)),)
+
+    def forward(self, frames):
+        return (self.edvr(frames),)
+
+
+class FusionCell(Cell):
+    """Keyframe refill: ``feat_out = conv(cat([feat_in, refill]))`` (no activation)."""
+
+    stateless = False
+
+    def __init__(self, conv: nn.Conv2d, channels: int, refill_channels: int):
+        super().__init__()
+        self.conv = conv
+        self.inputs = (Port("feat_in", (channels,)), Port("refill", (refill_channels,)))
+        self.outputs = (Port("feat_out", (channels,)),)
+
+    def forward(self, feat_in, refill):
+        return (self.conv(torch.cat([feat_in, refill], dim=1)),)
+
+
+class IconVSRSchedule(BidirectionalSchedule):
+    """Keyframes: every ``keyframe_stride``-th frame and the last frame of the clip; the backward branch
+    also refills at the end of its span (where it starts from zero state). Refill features of a
+    keyframe use frames i-p..i+p with upstream's temporal padding at both clip ends; inside a window
+    the span end plays the clip end.
+    """
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.p = net.padding
+        self.history = 2 * self.p
+        self.min_span = 2 * self.p + 1
+
+    def source_index(self, j: int, horizon: int) -> int:
+        """Upstream temporal padding: [p..., 4, 3] + seq + [-4, -5] for p=2 (not a symmetric reflection)."""
+        if j < 0:
+            return self.p - j
+        if j >= horizon:
+            return 2 * horizon - (self.p + 2) - j
+        return j
+
+    def prepare(self, ctx: WindowContext) -> None:
+        if ctx.total is not None and ctx.total < self.min_span:
+            raise InputError(f"iconvsr with padding={self.p} needs at least {self.min_span} frames, "
+                             f"got {ctx.total}")
+        stride = self.net.keyframe_stride
+        s, e, horizon = ctx.start, ctx.end, ctx.span_end
+        last = ctx.total - 1 if ctx.total is not None else None
+        self.back_keys = {i for i in range(s, horizon) if i % stride == 0} | {horizon - 1}
+        self.fwd_keys = {i for i in range(s, e) if i % stride == 0 or i == last}
+        keys = sorted(self.back_keys | {i for i in self.fwd_keys})
+        items = [{"frames": torch.stack([ctx.frames[self.source_index(j, horizon)]
+                                          for j in range(i - self.p, i + self.p + 1)], dim=1)} for i in keys]
+        self.refill = {i: o["refill"] for i, o in zip(keys, ctx.batch("edvr", items))}
+
+    def backward_extra(self, ctx, i, feat):
+        if i in self.back_keys:
+            feat = ctx.run("backward_fusion", {"feat_in": feat, "refill": self.refill[i]})["feat_out"]
+        return feat
+
+    def forward_extra(self, ctx, i, feat):
+        if i in self.fwd_keys:
+            feat = ctx.run("forward_fusion", {"feat_in": feat, "refill": self.refill[i]})["feat_out"]
+        return feat
+
+    def forward_inputs(self, i, back):
+        return {"backward": back}
+
+    def upsample_inputs(self, i, back, fwd):
+        return {"forward": fwd}
+
+
+@register_model("iconvsr")
+class IconVSRNet(RecurrentVSR):
+    """IconVSR (Chan et al., CVPR 2021). Upstream configs: c64 n30 stride 5, padding 2 (REDS) / 3 (Vimeo-90K).
+
+    ``keyframe_stride`` cannot be read from a checkpoint: upstream uses 5 for every released model.
+    """
+
+    default_config = {"mid_channels": 64, "num_blocks": 30, "keyframe_stride": 5, "padding": 2}
+    schedule_class = IconVSRSchedule
+    min_size = 16
+    pad_multiple = 4
+
+    def __init__(self, mid_channels: int = 64, num_blocks: int = 30, keyframe_stride: int = 5, padding: int = 2):
+        super().__init__()
+        if padding not in (2, 3):
+            raise ConfigError(f"iconvsr padding must be 2 or 3 (upstream's temporal padding), got {padding}")
+        if keyframe_stride < 1:
+            raise ConfigError(f"keyframe_stride must be >= 1, got {keyframe_stride}")
+        self.mid_channels, self.num_blocks = mid_channels, num_blocks
+        self.keyframe_stride, self.padding = keyframe_stride, padding
+        self.spynet = SPyNet()
+        self.edvr = EDVRFeatureExtractor(num_frames=2 * padding + 1, center_frame_idx=padding)
+        self.backward_fusion = nn.Conv2d(2 * mid_channels, mid_channels, 3, 1, 1)
+        self.forward_fusion = nn.Conv2d(2 * mid_channels, mid_channels, 3, 1, 1)
+        self.backward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)
+        self.forward_resblocks = ResidualBlocksWithInputConv(2 * mid_channels + 3, mid_channels, num_blocks)
+        add_reconstruction_tail(self, mid_channels)
+
+    @property
+    def min_frames(self) -> int:
+        return 2 * self.padding + 1
+
+    def config(self) -> dict:
+        return {"mid_channels": self.mid_channels, "num_blocks": self.num_blocks,
+                "keyframe_stride": self.keyframe_stride, "padding": self.padding}
+
+    def build_cells(self) -> dict[str, Cell]:
+        c, e = self.mid_channels, self.edvr.mid_channels
+        return {
+            "flow": FlowCell(self.spynet),
+            "edvr": EDVRCell(self.edvr, 2 * self.padding + 1),
+            "warp": WarpCell(c),
+            "backward_fusion": FusionCell(self.backward_fusion, c, e),
+            "forward_fusion": FusionCell(self.forward_fusion, c, e),
+            "backward_trunk": TrunkCell(self.backward_resblocks, c),
+            "forward_trunk": TrunkCell(self.forward_resblocks, c, extra=("backward",)),
+            "upsample": UpsampleCell(self, ("forward",), c),
+        }
+
+    @staticmethod
+    def infer_config(sd: dict) -> dict:
+        num_frames = sd["edvr.fusion.feat_fusion.conv.weight"].shape[1] // sd["edvr.conv_first.weight"].shape[0]
+        return {"mid_channels": sd["backward_resblocks.main.0.weight"].shape[0],
+                "num_blocks": count_blocks(sd, "backward_resblocks.main.2."),
+                "padding": (num_frames - 1) // 2}
+
+    @staticmethod
+    def detect(keys) -> bool:
+        return any(k.startswith("edvr.") for k in keys) and any(k.startswith("forward_fusion.") for k in keys)

@@ -1,0 +1,166 @@
+"""Schedules: plain Python that drives cells over frames, whole-clip or windowed.
+
+A stream is cut into windows of ``window`` frames. For the window [start, end) the backward
+branches run over the *span* [start, span_end) with ``span_end = min(end + lookahead, T)``,
+starting from zero state at the span end, as if the clip ended there. Forward-direction state is
+carried from one window to the next exactly (``WindowContext.state``). With
+``window + lookahead >= T`` there is a single window and the result is the whole-clip network.
+
+Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and exchange
+``torch.Tensor``s on the runner's device, so one schedule drives every backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, InputError
+from .cells import RunFn
+
+
+@dataclass
+class WindowContext:
+    run: RunFn
+    frames: dict[int, torch.Tensor]  # global frame index -> (N, 3, H, W), [start - history, span_end)
+    start: int
+    end: int
+    span_end: int
+    total: int | None  # clip length when the stream has ended within this span, else None
+    state: dict  # forward-direction state carried across windows (the schedule owns its content)
+    mirror: bool = False  # whole clip is frames + reversed frames (upstream's mirror extension)
+    chunk: int = 8  # frames per call of a stateless cell
+
+    def zeros(self, like: torch.Tensor, channels: int, scale: float = 1.0) -> torch.Tensor:
+        n, _, h, w = like.shape
+        return like.new_zeros(n, channels, int(h * scale), int(w * scale))
+
+    def batch(self, cell: str, items: Sequence[Mapping[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """Run a stateless cell on many frames, ``chunk`` frames per call."""
+        results: list[dict[str, torch.Tensor]] = []
+        for i in range(0, len(items), self.chunk):
+            group = items[i:i + self.chunk]
+            n = group[0][next(iter(group[0]))].shape[0]
+            stacked = {k: torch.cat([it[k] for it in group], 0) if len(group) > 1 else group[0][k]
+                       for k in group[0]}
+            out = self.run(cell, stacked)
+            for j in range(len(group)):
+                results.append({k: v[j * n:(j + 1) * n] for k, v in out.items()})
+        return results
+
+    def flows(self, pairs: Iterable[tuple[int, int]], cell: str = "flow") -> dict[tuple[int, int], torch.Tensor]:
+        """``flow(i, j)`` = SPyNet(frame i, frame j): warps features of frame j onto frame i."""
+        pairs = list(dict.fromkeys(pairs))
+        outs = self.batch(cell, [{"ref": self.frames[i], "supp": self.frames[j]} for i, j in pairs])
+        return {p: o["flow"] for p, o in zip(pairs, outs)}
+
+    def forward_pair(self, i: int) -> tuple[int, int]:
+        """The frame pair whose flow aligns frame i-1 onto frame i.
+
+        For a mirror-extended clip upstream reuses the backward flow of the mirrored position,
+        which is the same pair of images: (T-1-i, T-i).
+        """
+        if self.mirror:
+            return (self.total - 1 - i, self.total - i)
+        return (i, i - 1)
+
+
+class Schedule:
+    """Base class. ``history``: frames before ``start`` a window reads."""
+
+    history: int = 1
+    #: the smallest window + lookahead the schedule can work with
+    min_span: int = 1
+
+    def __init__(self, net):
+        self.net = net
+
+    def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+def is_mirror_extended(frames: Sequence[torch.Tensor]) -> bool:
+    """Upstream's check: an even clip whose second half is the first half reversed."""
+    t = len(frames)
+    if t % 2:
+        return False
+    return all(torch.equal(frames[i], frames[t - 1 - i]) for i in range(t // 2))
+
+
+def pad_frame(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad (bottom/right) a frame (N, C, H, W) to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, [0, pw, 0, ph], mode="reflect")
+
+
+def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
+                   lookahead: int = 0, chunk: int = 8, pad_multiple: int = 1, scale: int = 4,
+                   stats: dict | None = None) -> Iterator[torch.Tensor]:
+    """Yield output frames (N, 3, sH, sW) in order, one window at a time.
+
+    ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
+    are held. ``window=None`` means the whole clip as one window (upstream behaviour).
+    """
+    if window is not None and window < 1:
+        raise ConfigError(f"window must be >= 1 (got {window})")
+    if lookahead < 0:
+        raise ConfigError(f"lookahead must be >= 0 (got {lookahead})")
+    if window is not None and window + lookahead < schedule.min_span:
+        raise ConfigError(
+            f"{type(schedule).__name__} needs window + lookahead >= {schedule.min_span} "
+            f"(got {window} + {lookahead}); raise --lookahead or --window")
+    it = iter(frames)
+    buf: dict[int, torch.Tensor] = {}
+    loaded = 0
+    ended = False
+    start = 0
+    state: dict = {}
+    in_size = None
+    if stats is not None:
+        stats.setdefault("max_frames_held", 0)
+
+    def load_until(n: int):
+        nonlocal loaded, ended, in_size
+        while not ended and (n is None or loaded < n):
+            try:
+                x = next(it)
+            except StopIteration:
+                ended = True
+                break
+            if in_size is None:
+                in_size = tuple(x.shape[-2:])
+            elif tuple(x.shape[-2:]) != in_size:
+                raise InputError(f"frame {loaded} is {tuple(x.shape[-2:])}, earlier frames were {in_size}; "
+                                 "all frames of a clip must have the same size")
+            buf[loaded] = pad_frame(x, pad_multiple)
+            loaded += 1
+
+    while True:
+        if window is None:
+            load_until(None)
+            end = loaded
+        else:
+            load_until(start + window + lookahead + 1)  # +1: know whether the span ends the clip
+            end = min(start + window, loaded)
+        if start >= loaded:
+            break
+        span_end = loaded if window is None else min(end + lookahead, loaded)
+        total = loaded if (ended and span_end == loaded) else None
+        if stats is not None:
+            stats["max_frames_held"] = max(stats["max_frames_held"], len(buf))
+        ctx = WindowContext(run=run, frames=buf, start=start, end=end, span_end=span_end, total=total,
+                            state=state, chunk=chunk)
+        if total is not None and start == 0 and span_end == total:
+            ctx.mirror = is_mirror_extended([buf[i] for i in range(total)])
+        outs = schedule.run_window(ctx)
+        h, w = in_size
+        for out in outs:
+            yield out[..., :h * scale, :w * scale]
+        start = end
+        for i in [k for k in buf if k < start - schedule.history]:
+            del buf[i]
