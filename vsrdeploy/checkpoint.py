@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -66,9 +65,9 @@ def _read(path) -> object:
                 "(it may run arbitrary code). Re-save only the tensors: "
                 "torch.save({'state_dict': model.state_dict()}, path)") from None
         raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint ({e})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # torch.load fails in many ways on damaged files (RuntimeError, EOFError, KeyError...)
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
-                              f"checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                              f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _tensor_dict(d) -> bool:

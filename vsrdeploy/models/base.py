@@ -14,6 +14,8 @@ from .schedule import Schedule, stream_windows
 class RecurrentVSR(nn.Module):
     arch: ClassVar[str] = ""
     default_config: ClassVar[dict] = {}
+    #: released model name -> constructor arguments (shown by ``vsrdeploy models``)
+    upstream_configs: ClassVar[dict] = {}
     schedule_class: ClassVar[type[Schedule]] = Schedule
     scale: ClassVar[int] = 4
     #: smallest LR height/width the network accepts

@@ -135,6 +135,7 @@ class BasicVSRNet(RecurrentVSR):
     """BasicVSR (Chan et al., CVPR 2021). Upstream configs: mid_channels=64, num_blocks=30."""
 
     default_config = {"mid_channels": 64, "num_blocks": 30}
+    upstream_configs = {"REDS4 / Vimeo-90K BI / BD": {"mid_channels": 64, "num_blocks": 30}}
     schedule_class = BidirectionalSchedule
     min_size = 16
 

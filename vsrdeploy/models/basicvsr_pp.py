@@ -205,6 +205,12 @@ class BasicVSRPlusPlusNet(RecurrentVSR):
 
     default_config = {"mid_channels": 64, "num_blocks": 7, "max_residue_magnitude": 10.0,
                       "is_low_res_input": True}
+    upstream_configs = {
+        "REDS4 / Vimeo-90K BI / BD": {"mid_channels": 64, "num_blocks": 7},
+        "NTIRE21 VSR": {"mid_channels": 128, "num_blocks": 25},
+        "NTIRE21 decompression": {"mid_channels": 128, "num_blocks": 25, "is_low_res_input": False},
+        "deblur (DVD, GoPro) / denoise": {"mid_channels": 64, "num_blocks": 15, "is_low_res_input": False},
+    }
     schedule_class = GridPropagationSchedule
     min_size = 64
 

@@ -101,6 +101,10 @@ class IconVSRNet(RecurrentVSR):
     """
 
     default_config = {"mid_channels": 64, "num_blocks": 30, "keyframe_stride": 5, "padding": 2}
+    upstream_configs = {
+        "REDS4": {"mid_channels": 64, "num_blocks": 30, "keyframe_stride": 5, "padding": 2},
+        "Vimeo-90K BI / BD": {"mid_channels": 64, "num_blocks": 30, "keyframe_stride": 5, "padding": 3},
+    }
     schedule_class = IconVSRSchedule
     min_size = 16
     pad_multiple = 4
@@ -114,7 +118,9 @@ class IconVSRNet(RecurrentVSR):
         self.mid_channels, self.num_blocks = mid_channels, num_blocks
         self.keyframe_stride, self.padding = keyframe_stride, padding
         self.spynet = SPyNet()
-        self.edvr = EDVRFeatureExtractor(num_frames=2 * padding + 1, center_frame_idx=padding)
+        # EDVR's width follows mid_channels (BasicSR); mmagic fixes it at 64, which only runs with mid_channels=64
+        self.edvr = EDVRFeatureExtractor(num_frames=2 * padding + 1, center_frame_idx=padding,
+                                         mid_channels=mid_channels)
         self.backward_fusion = nn.Conv2d(2 * mid_channels, mid_channels, 3, 1, 1)
         self.forward_fusion = nn.Conv2d(2 * mid_channels, mid_channels, 3, 1, 1)
         self.backward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)

@@ -55,6 +55,12 @@ class RealBasicVSRNet(RecurrentVSR):
 
     default_config = {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20,
                       "dynamic_refine_thres": 5.0}
+    upstream_configs = {
+        "RealBasicVSR (GAN), test": {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20,
+                                     "dynamic_refine_thres": 5.0},
+        "RealBasicVSR w/o GAN, test": {"mid_channels": 64, "num_propagation_blocks": 20,
+                                       "num_cleaning_blocks": 20, "dynamic_refine_thres": 1.5},
+    }
     schedule_class = CleaningSchedule
     min_size = 16
 

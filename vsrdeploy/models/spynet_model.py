@@ -10,6 +10,7 @@ class SPyNetModel(SPyNet):
     """Optical flow only: ``model(ref, supp)`` -> flow (not a super-resolution network)."""
 
     default_config: dict = {}
+    upstream_configs: dict = {"flow (mmagic init weights)": {}}
     #: the standalone upstream file holds only ``basic_module.*`` (mean/std are fixed constants)
     optional_keys = ("mean", "std")
 

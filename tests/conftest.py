@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = Path(os.environ.get("VSRDEPLOY_REFERENCE", REPO.parent / "shared" / "reference" / "vectors"))
+
+torch.set_grad_enabled(False)
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    if not (VECTORS / "index.json").exists():
+        pytest.skip(f"reference vectors not found at {VECTORS} (set VSRDEPLOY_REFERENCE)")
+    return VECTORS
+
+
+def random_clip(t=5, h=32, w=32, n=1, seed=0) -> torch.Tensor:
+    """Smooth random frames with small motion, so flows are non-trivial but sane."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, h + 2 * t, w + 2 * t, generator=g)
+    base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
+    frames = [base[..., i:i + h, 2 * i // 2: 2 * i // 2 + w] for i in range(t)]
+    return torch.stack(frames, dim=1).contiguous()

@@ -1,0 +1,48 @@
+"""The PyTorch deformable conv against ONNX Runtime's DeformConv (opset 19)."""
+import numpy as np
+import pytest
+import torch
+
+from vsrdeploy.models.dcn import modulated_deform_conv2d
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def _ort_deform_conv(x, w, offset, b, mask, groups):
+    node = helper.make_node("DeformConv", ["X", "W", "offset", "B", "mask"], ["Y"], kernel_shape=[3, 3],
+                            pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1], group=1, offset_group=groups)
+    f = TensorProto.FLOAT
+    graph = helper.make_graph([node], "dcn", [
+        helper.make_tensor_value_info("X", f, x.shape), helper.make_tensor_value_info("W", f, w.shape),
+        helper.make_tensor_value_info("offset", f, offset.shape), helper.make_tensor_value_info("B", f, b.shape),
+        helper.make_tensor_value_info("mask", f, mask.shape)], [helper.make_tensor_value_info("Y", f, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"X": x, "W": w, "offset": offset, "B": b, "mask": mask})[0]
+
+
+@pytest.mark.parametrize("c,groups,h,w,spread", [(16, 4, 12, 15, 3.0), (32, 16, 9, 11, 12.0), (8, 8, 7, 7, 40.0)])
+def test_deform_conv_matches_onnxruntime(c, groups, h, w, spread):
+    g = torch.Generator().manual_seed(c + groups)
+    x = torch.randn(2, c, h, w, generator=g)
+    weight = torch.randn(6, c, 3, 3, generator=g)
+    bias = torch.randn(6, generator=g)
+    offset = torch.randn(2, 2 * groups * 9, h, w, generator=g) * spread  # many samples fall outside
+    mask = torch.rand(2, groups * 9, h, w, generator=g)
+    ours = modulated_deform_conv2d(x, offset, mask, weight, bias, deform_groups=groups).numpy()
+    theirs = _ort_deform_conv(*(t.numpy() for t in (x, weight, offset, bias, mask)), groups)
+    scale = np.abs(theirs).max()
+    assert np.abs(ours - theirs).max() <= 1e-5 * max(1.0, scale)
+
+
+def test_zero_offsets_equal_plain_conv():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 8, 10, 10, generator=g)
+    weight = torch.randn(4, 8, 3, 3, generator=g)
+    bias = torch.randn(4, generator=g)
+    out = modulated_deform_conv2d(x, torch.zeros(1, 2 * 2 * 9, 10, 10), torch.ones(1, 2 * 9, 10, 10),
+                                  weight, bias, deform_groups=2)
+    ref = torch.nn.functional.conv2d(x, weight, bias, padding=1)
+    assert (out - ref).abs().max() <= 1e-5
