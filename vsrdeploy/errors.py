@@ -15,3 +15,15 @@ class InputError(VSRDeployError):
 
 class ConfigError(VSRDeployError):
     """An unknown architecture or an invalid configuration value."""
+
+
+class OutputError(VSRDeployError):
+    """An output path cannot be written."""
+
+
+class BundleError(VSRDeployError):
+    """A bundle directory is missing, damaged or tampered with."""
+
+
+class BackendUnavailable(VSRDeployError):
+    """A runtime cannot run here (package missing, no GPU, unsupported bundle); the message says why."""

@@ -107,15 +107,18 @@ def base_grid(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([gx, gy], dim=1)
 
 
+def grid_extent(grid: torch.Tensor) -> torch.Tensor:
+    """``max(w - 1, 1), max(h - 1, 1)`` of a :func:`base_grid` as a (1, 2, 1, 1) tensor (no Python ints,
+    so traced graphs do not bake the frame size in)."""
+    return torch.clamp(grid[:, :, -1:, -1:], min=1.0)
+
+
 def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros",
               mode: str = "bilinear") -> torch.Tensor:
     """Warp ``x`` (n, c, h, w) with ``flow`` (n, 2, h, w), channel 0 = dx, 1 = dy, in pixels.
 
     Output pixel (y, x) = ``x`` sampled at (x + dx, y + dy), align_corners=True (mmagic ``flow_warp``).
     """
-    h, w = x.shape[-2:]
-    g = base_grid(flow) + flow
-    gx = 2.0 * g[:, 0] / max(w - 1, 1) - 1.0
-    gy = 2.0 * g[:, 1] / max(h - 1, 1) - 1.0
-    grid = torch.stack([gx, gy], dim=3)
-    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    grid = base_grid(flow)
+    g = 2.0 * (grid + flow) / grid_extent(grid) - 1.0
+    return F.grid_sample(x, g.permute(0, 2, 3, 1), mode=mode, padding_mode=padding_mode, align_corners=True)

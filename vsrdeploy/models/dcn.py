@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import base_grid
+from .blocks import base_grid, grid_extent
 
 
 def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
@@ -38,8 +38,9 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
     py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
     px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
-    gx = 2.0 * px / (w - 1) - 1.0
-    gy = 2.0 * py / (h - 1) - 1.0
+    extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
+    gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
+    gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
     sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
     sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear",
                             padding_mode="zeros", align_corners=True)

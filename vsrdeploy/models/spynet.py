@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvAct, flow_warp
+from .blocks import ConvAct, base_grid, flow_warp, grid_extent
 
 
 class SPyNetBasicModule(nn.Module):
@@ -62,5 +62,7 @@ class SPyNet(nn.Module):
         supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
         flow = F.interpolate(self.compute_flow(ref, supp), size=(h, w), mode="bilinear",
                              align_corners=False)
-        scale = flow.new_tensor([w / w_up, h / h_up]).view(1, 2, 1, 1)
-        return flow * scale
+        # w / w_up and h / h_up from tensors, so a traced graph serves every frame size
+        size = grid_extent(base_grid(flow)) + 1.0
+        size_up = grid_extent(base_grid(ref)) + 1.0
+        return flow * (size / size_up)
