@@ -67,10 +67,15 @@ class RecurrentVSR(nn.Module):
         if lrs.shape[1] < self.min_frames:
             raise InputError(f"{self.arch} needs at least {self.min_frames} frames, got {lrs.shape[1]}")
 
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input height/width (``min_size`` unless the network works below input resolution)."""
+        return self.min_size
+
     def check_frame_size(self, h: int, w: int) -> None:
-        if h < self.min_size or w < self.min_size:
-            raise InputError(f"{self.arch} needs frames of at least {self.min_size}x{self.min_size} pixels "
-                             f"(HxW), got {h}x{w}")
+        m = self.min_input_size
+        if h < m or w < m:
+            raise InputError(f"{self.arch} needs frames of at least {m}x{m} pixels (HxW), got {h}x{w}")
 
     def stream(self, frames: Iterable[torch.Tensor], window: int | None = None, lookahead: int = 0,
                chunk: int = 8, stats: dict | None = None) -> Iterator[torch.Tensor]:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .base import RecurrentVSR
 from .basicvsr import count_blocks
 from .blocks import ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp, upsample_x4
@@ -248,9 +249,12 @@ class BasicVSRPlusPlusNet(RecurrentVSR):
     def pad_multiple(self) -> int:  # type: ignore[override]
         return 1 if self.is_low_res_input else 4
 
+    @property
+    def min_input_size(self) -> int:
+        return self.min_size if self.is_low_res_input else 4 * self.min_size
+
     def check_frame_size(self, h: int, w: int) -> None:
-        minimum = self.min_size if self.is_low_res_input else 4 * self.min_size
-        from ..errors import InputError
+        minimum = self.min_input_size
         if h < minimum or w < minimum:
             kind = "" if self.is_low_res_input else " with is_low_res_input=False (flow runs at 1/4 size)"
             raise InputError(f"{self.arch}{kind} needs frames of at least {minimum}x{minimum} pixels (HxW), "

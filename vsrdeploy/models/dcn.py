@@ -14,6 +14,8 @@ rule exactly; the weighted sum is one matmul. Frames must be at least 2 pixels i
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +53,59 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     return out.view(n, cout, ho, wo)
 
 
+#: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + MatMul, traced
+#: from the function above), "native" (ONNX DeformConv, opset 19) or "plugin" (vsrdeploy's TensorRT plugin)
+DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
+PLUGIN_DOMAIN = "vsrdeploy"
+PLUGIN_OP = "ModulatedDeformConv2d"
+_export_mode = "decomposed"
+
+
+@contextlib.contextmanager
+def dcn_export_mode(mode: str):
+    global _export_mode
+    if mode not in DCN_EXPORT_MODES:
+        raise ValueError(f"dcn mode must be one of {DCN_EXPORT_MODES}, got {mode!r}")
+    previous, _export_mode = _export_mode, mode
+    try:
+        yield
+    finally:
+        _export_mode = previous
+
+
+@torch.library.custom_op("vsrdeploy::modulated_deform_conv2d", mutates_args=())
+def _deform_conv_op(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor, stride: int, padding: int, dilation: int, deform_groups: int) -> torch.Tensor:
+    """The same computation as one opaque op, so ONNX export can emit it as a single node."""
+    return modulated_deform_conv2d(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+
+
+@_deform_conv_op.register_fake
+def _(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups):
+    return x.new_empty(x.shape[0], weight.shape[0], offset.shape[-2], offset.shape[-1])
+
+
+def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dilation, deform_groups):
+    """ONNX symbolic: ``DeformConv`` (native) or the plugin node
+    ``vsrdeploy::ModulatedDeformConv2d(input, offset, mask, weight, bias)`` with int-list attributes
+    stride, padding, dilation and ints groups, deform_groups (mmcv's layouts)."""
+    from torch.onnx import symbolic_helper as sh
+    stride, padding, dilation, groups = (sh._get_const(v, "i", n) for v, n in
+                                         ((stride, "stride"), (padding, "padding"), (dilation, "dilation"),
+                                          (deform_groups, "deform_groups")))
+    if _export_mode == "native":
+        k = weight.type().sizes()[-1]
+        return g.op("DeformConv", x, weight, offset, bias, mask, dilations_i=[dilation, dilation], group_i=1,
+                    kernel_shape_i=[k, k], offset_group_i=groups, pads_i=[padding] * 4, strides_i=[stride, stride])
+    out = g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", x, offset, mask, weight, bias, stride_i=[stride, stride],
+               padding_i=[padding, padding], dilation_i=[dilation, dilation], groups_i=1, deform_groups_i=groups)
+    out.setType(x.type())
+    return out
+
+
+torch.onnx.register_custom_op_symbolic("vsrdeploy::modulated_deform_conv2d", _deform_conv_symbolic, 16)
+
+
 class ModulatedDeformConv2d(nn.Module):
     """Parameters ``weight`` (out, in, k, k) and ``bias`` as mmcv's ``ModulatedDeformConv2d``."""
 
@@ -65,6 +120,9 @@ class ModulatedDeformConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
 
     def deform_conv(self, x, offset, mask):
+        if _export_mode != "decomposed" and torch.onnx.is_in_onnx_export():
+            return _deform_conv_op(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
+                                   self.dilation, self.deform_groups)
         return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride,
                                        self.padding, self.dilation, self.deform_groups)
 

@@ -89,22 +89,28 @@ def is_mirror_extended(frames: Sequence[torch.Tensor]) -> bool:
     return all(torch.equal(frames[i], frames[t - 1 - i]) for i in range(t // 2))
 
 
-def pad_frame(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad (bottom/right) a frame (N, C, H, W) to a multiple of ``multiple``."""
+def pad_frame(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
+    """Pad (bottom/right) a frame (N, C, H, W) to at least ``min_size`` and a multiple of ``multiple``.
+
+    Reflection, as upstream IconVSR; edge replication where the pad is too large to reflect.
+    """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    th, tw = max(h, min_size), max(w, min_size)
+    ph, pw = th - h + (-th) % multiple, tw - w + (-tw) % multiple
     if ph == 0 and pw == 0:
         return x
-    return F.pad(x, [0, pw, 0, ph], mode="reflect")
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, [0, pw, 0, ph], mode=mode)
 
 
 def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
                    lookahead: int = 0, chunk: int = 8, pad_multiple: int = 1, scale: int = 4,
-                   stats: dict | None = None) -> Iterator[torch.Tensor]:
+                   stats: dict | None = None, min_size: int = 1) -> Iterator[torch.Tensor]:
     """Yield output frames (N, 3, sH, sW) in order, one window at a time.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
-    are held. ``window=None`` means the whole clip as one window (upstream behaviour).
+    are held. ``window=None`` means the whole clip as one window (upstream behaviour). Frames are
+    padded to ``min_size`` and ``pad_multiple`` and outputs cropped back.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -137,7 +143,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             elif tuple(x.shape[-2:]) != in_size:
                 raise InputError(f"frame {loaded} is {tuple(x.shape[-2:])}, earlier frames were {in_size}; "
                                  "all frames of a clip must have the same size")
-            buf[loaded] = pad_frame(x, pad_multiple)
+            buf[loaded] = pad_frame(x, pad_multiple, min_size)
             loaded += 1
 
     while True:

@@ -1,0 +1,191 @@
+"""Export a network's cells to ONNX, one graph per cell, into a bundle directory."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..bundle import FORMAT_VERSION, MANIFEST, sha256_file
+from ..errors import ConfigError, VSRDeployError
+from ..models.cells import Cell, Port
+from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
+
+DEFAULT_OPSET = 19
+MIN_OPSET = {"native": 19, "decomposed": 16, "plugin": 16}  # DeformConv: 19; GridSample: 16
+
+
+def _axis_name(axis: str, scale: float | None) -> str:
+    if scale is None or scale == 1:
+        return axis
+    if scale > 1:
+        return f"{int(scale)}{axis}"
+    return f"{axis}/{int(round(1 / scale))}"
+
+
+def port_shape(port: Port, static: tuple[int, int] | None) -> list:
+    """Symbolic shape for the manifest: e.g. ['N', 64, 'H', 'W'] or ['N', 3, '4H', '4W']."""
+    if port.scale is None:
+        return ["N", *port.dims]
+    if static:
+        h, w = static
+        return ["N", *port.dims, int(h * port.scale), int(w * port.scale)]
+    return ["N", *port.dims, _axis_name("H", port.scale), _axis_name("W", port.scale)]
+
+
+def _dynamic_axes(port: Port, static) -> dict[int, str]:
+    axes = {0: "N"}
+    if port.scale is not None and not static:
+        rank = 1 + len(port.dims)
+        axes[rank] = _axis_name("H", port.scale)
+        axes[rank + 1] = _axis_name("W", port.scale)
+    return axes
+
+
+def export_cell(cell: Cell, path: Path, opset: int, size: tuple[int, int], static, dcn: str) -> None:
+    h, w = size
+    args = tuple(torch.rand(*p.shape(1, h, w)) for p in cell.inputs)
+    dynamic = {p.name: _dynamic_axes(p, static) for p in (*cell.inputs, *cell.outputs)}
+    with warnings.catch_warnings(), dcn_export_mode(dcn), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cell, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=cell.input_names, output_names=cell.output_names,
+                          dynamic_axes=dynamic, do_constant_folding=True,
+                          custom_opsets={PLUGIN_DOMAIN: 1} if dcn == "plugin" and _has_dcn(cell) else None)
+
+
+def _has_dcn(cell: Cell) -> bool:
+    return any(isinstance(m, ModulatedDeformConv2d) for m in cell.modules())
+
+
+def _check_and_ops(path: Path) -> list[str]:
+    import onnx
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=False)
+    return sorted({n.op_type if not n.domain else f"{n.domain}::{n.op_type}" for n in model.graph.node})
+
+
+def _simplify(path: Path) -> None:
+    try:
+        import onnxslim
+    except ImportError:
+        raise VSRDeployError('--simplify needs onnxslim: pip install "vsrdeploy[onnx]"') from None
+    import onnx
+    model = onnxslim.slim(onnx.load(str(path)))
+    onnx.save(model, str(path))
+
+
+def _port_record(p: Port, static) -> dict:
+    return {"name": p.name, "dtype": "float32", "shape": port_shape(p, static)}
+
+
+def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: str = "native",
+                opset: int | None = None, static_shape: tuple[int, int] | None = None, simplify: bool = False,
+                progress=None, **overrides) -> Path:
+    """Export every cell of a network (or a checkpoint path) into the bundle ``out_dir``; return its path.
+
+    ``dcn``: native (ONNX DeformConv, opset 19), decomposed (GridSample + MatMul, every runtime) or
+    plugin (custom node for vsrdeploy's TensorRT plugin). ``static_shape=(H, W)`` fixes the LR frame
+    size (default: any size). ``progress(cell_name)`` is called before each cell is exported.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise VSRDeployError('ONNX export needs the onnx package: pip install "vsrdeploy[onnx]"') from None
+    from ..checkpoint import load_checkpoint
+
+    if dcn not in DCN_EXPORT_MODES:
+        raise ConfigError(f"--dcn must be one of {', '.join(DCN_EXPORT_MODES)}, got {dcn!r}")
+    opset = opset or DEFAULT_OPSET
+    if opset < MIN_OPSET[dcn]:
+        raise ConfigError(f"dcn={dcn} needs opset >= {MIN_OPSET[dcn]} (got {opset})")
+    source = None
+    if isinstance(model_or_path, (str, os.PathLike)):
+        source = os.fspath(model_or_path)
+        net = load_checkpoint(source, arch=arch, **overrides)
+    else:
+        net = model_or_path
+    net = net.eval().cpu()
+    if static_shape is not None:
+        static_shape = tuple(int(v) for v in static_shape)
+        net.check_frame_size(*static_shape)
+        m = net.pad_multiple
+        if static_shape[0] % m or static_shape[1] % m:
+            raise ConfigError(f"{net.arch} pads frames to a multiple of {m}; --static-shape must be one "
+                              f"(got {static_shape[0]}x{static_shape[1]})")
+    if out_dir is None:
+        stem = Path(source).stem if source else net.arch
+        out_dir = Path(f"{stem}.vsr")
+    out_dir = Path(out_dir)
+    size = static_shape or example_size(net)
+
+    # build in a temporary directory next to the target, then move into place: no half-written bundles
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "cells").mkdir()
+        cells_record = {}
+        for name, cell in net.cells.items():
+            if progress:
+                progress(name)
+            rel = f"cells/{name}.onnx"
+            export_cell(cell, tmp / rel, opset, size, static_shape, dcn)
+            if simplify:
+                _simplify(tmp / rel)
+            cells_record[name] = {
+                "file": rel,
+                "inputs": [_port_record(p, static_shape) for p in cell.inputs],
+                "outputs": [_port_record(p, static_shape) for p in cell.outputs],
+                "stateless": cell.stateless,
+                "ops": _check_and_ops(tmp / rel),
+            }
+        torch.save(net.state_dict(), tmp / "weights.pth")
+        files = {rel: sha256_file(tmp / rel) for rel in [c["file"] for c in cells_record.values()] + ["weights.pth"]}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": {"arch": net.arch, "config": net.config()},
+            "scale": net.scale,
+            "pad_multiple": net.pad_multiple,
+            "min_size": net.min_size,
+            "schedule": type(net.schedule()).__name__,
+            "precision": "fp32",
+            "dcn": dcn,
+            "opset": opset,
+            "static_shape": list(static_shape) if static_shape else None,
+            "simplified": simplify,
+            "cells": cells_record,
+            "weights": "weights.pth",
+            "files": files,
+            "source": {"checkpoint": os.path.basename(source) if source else None,
+                       "checkpoint_sha256": sha256_file(Path(source)) if source else None},
+            "versions": _versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def example_size(net) -> tuple[int, int]:
+    """A frame size every network accepts, not square, so H and W are not confused when tracing."""
+    m = max(net.pad_multiple, 1)
+    h = max(64, net.min_input_size)
+    return (h + m - 1) // m * m, (h + 16 + m - 1) // m * m
+
+
+def _versions() -> dict:
+    import onnx
+    from .. import __version__
+    return {"vsrdeploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "python": platform.python_version()}

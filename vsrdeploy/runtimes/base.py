@@ -1,0 +1,87 @@
+"""The backend interface and its registry.
+
+A backend loads a bundle's cells and runs one cell on named tensors. Tensors are ``torch.Tensor``s
+on the backend's device (``torch.device``), so recurrent state can stay there between steps.
+Backends import their runtime (onnxruntime, openvino, tensorrt) only when constructed.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from ..bundle import Bundle
+from ..errors import BackendUnavailable, ConfigError
+
+_BACKENDS: dict[str, type["Backend"]] = {}
+
+
+def register_backend(name: str):
+    def deco(cls):
+        cls.name = name
+        _BACKENDS[name] = cls
+        return cls
+    return deco
+
+
+class Backend:
+    name: str = ""
+    #: the ONNX operator types this runtime cannot import (checked against the bundle's cells)
+    unsupported_ops: frozenset[str] = frozenset()
+    #: DCN export mode used when this backend is given a checkpoint instead of a bundle
+    preferred_dcn: str = "native"
+
+    def __init__(self, bundle: Bundle, **options):
+        self.bundle = bundle
+        self.options = options
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run on this machine (one line), or None."""
+        return None
+
+    def check_bundle(self, bundle: Bundle) -> None:
+        bad = sorted(bundle.cell_ops() & self.unsupported_ops)
+        if bad:
+            raise BackendUnavailable(
+                f"{self.name} cannot run this bundle: it cannot import {', '.join(bad)} "
+                f"(bundle dcn={bundle.dcn}); export with --dcn decomposed")
+
+    def run(self, cell: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    __call__ = run
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.device}, {self.precision})"
+
+
+def _load_all():
+    from . import onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401 (they register)
+
+
+def list_backends() -> list[str]:
+    _load_all()
+    return list(_BACKENDS)
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    _load_all()
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; known: {', '.join(_BACKENDS)}")
+    return _BACKENDS[name]
+
+
+def create_backend(name: str, bundle: Bundle, **options) -> Backend:
+    cls = get_backend_class(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        raise BackendUnavailable(f"backend {name} is unavailable: {reason}")
+    return cls(bundle, **options)
+
+
+def availability() -> dict[str, str | None]:
+    """Backend name -> None when it can run here, else the reason it cannot."""
+    return {name: get_backend_class(name).unavailable_reason() for name in list_backends()}

@@ -1,0 +1,87 @@
+"""Streaming frames through a bundle on a backend: ``open_bundle(...).stream(frames)``."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ..bundle import Bundle, sha256_file
+from ..errors import InputError
+from ..models.schedule import stream_windows
+from .base import Backend, create_backend, get_backend_class
+
+DEFAULT_WINDOW = 16
+DEFAULT_LOOKAHEAD = 8
+
+
+class Upscaler:
+    """A bundle running on one backend."""
+
+    def __init__(self, bundle: Bundle, backend: Backend):
+        self.bundle = bundle
+        self.backend = backend
+        self.net = bundle.skeleton()
+        self.scale = self.net.scale
+
+    def _frames(self, frames: Iterable) -> Iterator[torch.Tensor]:
+        for i, f in enumerate(frames):
+            t = torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f
+            if not isinstance(t, torch.Tensor) or t.dim() != 3 or t.shape[0] != 3:
+                shape = tuple(getattr(f, "shape", ()))
+                raise InputError(f"frame {i}: expected a (3, H, W) RGB array in [0, 1], got shape {shape}")
+            yield t.to(self.backend.device, torch.float32).unsqueeze(0)
+
+    def stream(self, frames: Iterable, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
+               chunk: int = 8, stats: dict | None = None) -> Iterator[np.ndarray]:
+        """Yield upscaled frames (3, sH, sW) float32 in order, a window at a time.
+
+        Holds at most ``window + lookahead`` frames' state (plus the schedule's short history).
+        """
+        outs = stream_windows(self.net.schedule(), self.backend.run, self._frames(frames), window, lookahead,
+                              chunk=chunk, pad_multiple=self.net.pad_multiple, scale=self.scale, stats=stats,
+                              min_size=self.net.min_input_size)
+        for out in outs:
+            yield out[0].float().cpu().numpy()
+
+    def upscale(self, frames) -> np.ndarray:
+        """Whole clip at once (upstream semantics): (T, 3, H, W) -> (T, 3, sH, sW)."""
+        if len(frames) == 0:
+            raise InputError("empty clip: no frames to upscale")
+        return np.stack(list(self.stream(frames, window=None, lookahead=0)))
+
+    def __repr__(self) -> str:
+        return f"Upscaler({self.bundle!r}, backend={self.backend.describe()})"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VSRDEPLOY_CACHE", Path.home() / ".cache" / "vsrdeploy"))
+
+
+def bundle_for(path, backend: str = "ort-cpu", dcn: str | None = None, progress=None, **overrides) -> Bundle:
+    """A bundle directory as is; a checkpoint exported once into the cache (keyed by its sha256)."""
+    path = Path(path)
+    if path.is_dir():
+        return Bundle(path)
+    if not path.exists():
+        raise InputError(f"not found: {path} (expected a checkpoint file or a .vsr bundle directory)")
+    from .. import __version__
+    from ..export import export_onnx
+    dcn = dcn or get_backend_class(backend).preferred_dcn
+    key = hashlib.sha256(f"{sha256_file(path)}|{dcn}|{sorted(overrides.items())}|{__version__}".encode())
+    target = cache_dir() / "bundles" / f"{path.stem}-{dcn}-{key.hexdigest()[:16]}.vsr"
+    if not (target / "manifest.json").exists():
+        export_onnx(path, target, dcn=dcn, progress=progress, **overrides)
+    return Bundle(target)
+
+
+def open_bundle(path, backend: str = "ort-cpu", dcn: str | None = None, **options) -> Upscaler:
+    """Open a bundle (or a checkpoint, exported to a cached bundle on first use) on ``backend``.
+
+    ``options`` go to the backend (e.g. ``threads=2``; OpenVINO ``precision='fp32'``; ort-trt ``fp16=True``).
+    """
+    bundle = bundle_for(path, backend, dcn)
+    return Upscaler(bundle, create_backend(backend, bundle, **options))

@@ -1,0 +1,113 @@
+"""ONNX Runtime backends: CPU, CUDA and TensorRT execution providers.
+
+On GPU, inputs and outputs are bound to torch CUDA tensors (I/O binding), so recurrent state never
+leaves the device between steps.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .base import Backend, register_backend
+
+EXTRA = 'pip install "vsrdeploy[onnx]"'
+
+
+def _ort():
+    import onnxruntime
+    return onnxruntime
+
+
+def _missing_provider(provider: str) -> str | None:
+    try:
+        ort = _ort()
+    except ImportError:
+        return f"onnxruntime is not installed ({EXTRA})"
+    if provider not in ort.get_available_providers():
+        return (f"onnxruntime here has no {provider} (has {', '.join(ort.get_available_providers())}); "
+                "install onnxruntime-gpu on a machine with an NVIDIA GPU")
+    return None
+
+
+class _OrtBackend(Backend):
+    provider = "CPUExecutionProvider"
+    unsupported_ops = frozenset({"vsrdeploy::ModulatedDeformConv2d"})  # the TensorRT plugin node
+
+    @classmethod
+    def unavailable_reason(cls):
+        return _missing_provider(cls.provider)
+
+    def provider_options(self) -> dict:
+        return {}
+
+    def __init__(self, bundle, threads: int | None = None, **options):
+        super().__init__(bundle, **options)
+        self.check_bundle(bundle)
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        providers = [(self.provider, self.provider_options())]
+        if self.provider != "CPUExecutionProvider":
+            providers.append(("CPUExecutionProvider", {}))
+        self.sessions = {name: ort.InferenceSession(str(bundle.cell_path(name)), so, providers=providers)
+                         for name in bundle.cells}
+        self.output_names = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
+
+    def run(self, cell, inputs):
+        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+        outs = self.sessions[cell].run(self.output_names[cell], feed)
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in zip(self.output_names[cell], outs)}
+
+
+@register_backend("ort-cpu")
+class OrtCpuBackend(_OrtBackend):
+    provider = "CPUExecutionProvider"
+
+
+class _OrtGpuBackend(_OrtBackend):
+    """I/O binding on torch CUDA tensors; outputs allocated by ORT on the device and wrapped via DLPack."""
+
+    def __init__(self, bundle, **options):
+        if not torch.cuda.is_available():
+            from ..errors import BackendUnavailable
+            raise BackendUnavailable(f"{self.name} needs a CUDA GPU visible to PyTorch (for device buffers)")
+        super().__init__(bundle, **options)
+        self.device = torch.device("cuda")
+
+    def run(self, cell, inputs):
+        ort = _ort()
+        session = self.sessions[cell]
+        binding = session.io_binding()
+        for name, t in inputs.items():
+            t = t.to(self.device, torch.float32).contiguous()
+            binding.bind_input(name, "cuda", self.device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
+        for name in self.output_names[cell]:
+            binding.bind_output(name, "cuda", self.device.index or 0)
+        session.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return {name: torch.from_dlpack(ov.to_dlpack()) if hasattr(ov, "to_dlpack")
+                else torch.from_numpy(ov.numpy()).to(self.device)
+                for name, ov in zip(self.output_names[cell], outs)}
+
+
+@register_backend("ort-cuda")
+class OrtCudaBackend(_OrtGpuBackend):
+    provider = "CUDAExecutionProvider"
+
+
+@register_backend("ort-trt")
+class OrtTensorRTBackend(_OrtGpuBackend):
+    """ONNX Runtime's TensorRT provider. Options: ``fp16=True``, ``engine_cache=DIR`` (default: the
+    bundle's ``engines/ort-trt``)."""
+
+    provider = "TensorrtExecutionProvider"
+
+    def provider_options(self) -> dict:
+        cache = self.options.get("engine_cache") or os.path.join(self.bundle.path, "engines", "ort-trt")
+        os.makedirs(cache, exist_ok=True)
+        return {"trt_fp16_enable": bool(self.options.get("fp16", False)), "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache)}

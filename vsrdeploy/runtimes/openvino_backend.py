@@ -1,0 +1,59 @@
+"""OpenVINO backends (CPU, GPU). OpenVINO cannot import ONNX DeformConv: use a decomposed bundle."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Backend, register_backend
+
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+class _OpenVINOBackend(Backend):
+    device_name = "CPU"
+    unsupported_ops = frozenset({"DeformConv", "vsrdeploy::ModulatedDeformConv2d"})
+    preferred_dcn = "decomposed"
+
+    @classmethod
+    def unavailable_reason(cls):
+        try:
+            import openvino as ov
+        except ImportError:
+            return 'openvino is not installed (pip install "vsrdeploy[openvino]")'
+        devices = ov.Core().available_devices
+        if not any(d.split(".")[0] == cls.device_name for d in devices):
+            return f"OpenVINO sees no {cls.device_name} device (has {', '.join(devices) or 'none'})"
+        return None
+
+    def __init__(self, bundle, precision: str = "fp32", threads: int | None = None, **options):
+        super().__init__(bundle, **options)
+        self.check_bundle(bundle)
+        import openvino as ov
+        if precision not in PRECISION_HINTS:
+            from ..errors import ConfigError
+            raise ConfigError(f"openvino precision must be one of {', '.join(PRECISION_HINTS)}, got {precision!r}")
+        core = ov.Core()
+        # explicit: OpenVINO would otherwise pick bf16 on CPUs that have it
+        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.precision = precision
+        self.compiled = {name: core.compile_model(core.read_model(str(bundle.cell_path(name))), self.device_name,
+                                                  config) for name in bundle.cells}
+        self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
+        self.outputs = {name: [(o.get_any_name(), o) for o in c.outputs] for name, c in self.compiled.items()}
+
+    def run(self, cell, inputs):
+        request = self.requests[cell]
+        result = request.infer({k: v.detach().cpu().numpy() for k, v in inputs.items()})
+        return {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in self.outputs[cell]}
+
+
+@register_backend("openvino-cpu")
+class OpenVINOCpuBackend(_OpenVINOBackend):
+    device_name = "CPU"
+
+
+@register_backend("openvino-gpu")
+class OpenVINOGpuBackend(_OpenVINOBackend):
+    device_name = "GPU"

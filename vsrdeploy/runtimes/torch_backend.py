@@ -1,0 +1,37 @@
+"""PyTorch backends: the bundle's weights in vsrdeploy's own cells (CPU, or CUDA with optional autocast)."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..models.cells import TorchRunner
+from .base import Backend, register_backend
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    device_name = "cpu"
+
+    def __init__(self, bundle, fp16: bool = False, **options):
+        super().__init__(bundle, **options)
+        self.device = torch.device(self.device_name)
+        self.net = bundle.load_network(self.device)
+        self.runner = TorchRunner(self.net.cells)
+        self.fp16 = fp16 and self.device.type == "cuda"
+        self.precision = "fp16-autocast" if self.fp16 else "fp32"
+
+    def run(self, cell, inputs):
+        ctx = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
+        with torch.no_grad(), ctx:
+            out = self.runner(cell, inputs)
+        return {k: v.float() for k, v in out.items()} if self.fp16 else out
+
+
+@register_backend("torch-cuda")
+class TorchCudaBackend(TorchBackend):
+    device_name = "cuda"
+
+    @classmethod
+    def unavailable_reason(cls):
+        return None if torch.cuda.is_available() else "no CUDA GPU visible to PyTorch"
