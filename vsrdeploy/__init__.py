@@ -1,6 +1,7 @@
 """vsrdeploy: recurrent video super-resolution networks from PyTorch checkpoints to deployable runtimes."""
 from .checkpoint import load_checkpoint
-from .errors import CheckpointError, ConfigError, InputError, VSRDeployError
+from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, InputError, OutputError,
+                     VSRDeployError)
 from .models import build_model, list_models
 
 
@@ -17,5 +18,5 @@ def open_bundle(*args, **kwargs):
 
 __version__ = "0.1.0"
 
-__all__ = ["load_checkpoint", "build_model", "list_models", "export_onnx", "open_bundle", "VSRDeployError", "CheckpointError",
+__all__ = ["load_checkpoint", "build_model", "list_models", "export_onnx", "open_bundle", "VSRDeployError", "CheckpointError", "BundleError", "BackendUnavailable", "OutputError",
            "ConfigError", "InputError", "__version__"]

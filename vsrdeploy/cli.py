@@ -101,5 +101,86 @@ def parity(vectors, tolerance):
         sys.exit(1)
 
 
+def parse_size(value: str | None, order: str = "HxW"):
+    """'64x72' -> (64, 72) in the order the option documents."""
+    if value is None:
+        return None
+    try:
+        a, b = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected {order} like 64x72, got {value!r}") from None
+    if a <= 0 or b <= 0:
+        raise click.BadParameter(f"sizes must be positive, got {value!r}")
+    return a, b
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--arch", help="Architecture, when detection from the keys is not wanted.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Bundle directory [default: NAME.vsr].")
+@click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]), default="native", show_default=True,
+              help="Deformable conv as ONNX DeformConv, as GridSample+MatMul (OpenVINO), or the TensorRT plugin node.")
+@click.option("--opset", type=int, help="ONNX opset [default: 19].")
+@click.option("--static-shape", metavar="HxW", help="Fix the LR frame size (default: any size).")
+@click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")
+@click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config values that cannot be read from the weights (e.g. keyframe_stride=5).")
+@friendly_errors
+def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrides):
+    """Export a checkpoint step-wise to an ONNX bundle (one graph per cell)."""
+    from .export import export_onnx
+
+    path = export_onnx(checkpoint, output, arch=arch, dcn=dcn, opset=opset,
+                       static_shape=parse_size(static_shape), simplify=simplify,
+                       progress=lambda name: click.echo(f"  exporting cell {name}", err=True),
+                       **parse_overrides(overrides))
+    from .bundle import Bundle
+    bundle = Bundle(path)
+    click.echo(f"wrote {path} ({bundle.arch}, {len(bundle.cells)} cells, dcn={bundle.dcn}, "
+               f"opset {bundle.manifest['opset']})")
+
+
+@main.command()
+def backends():
+    """List the runtimes and whether each can run on this machine."""
+    from .runtimes import availability
+
+    for name, reason in availability().items():
+        click.echo(f"{name:14} {'available' if reason is None else 'unavailable: ' + reason}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
+@click.option("-i", "--input", "source", required=True,
+              help="Video file, image directory, capture device (0, device:0), stream URL, or - (raw RGB on stdin).")
+@click.option("-o", "--output", "sink", required=True,
+              help="Video file (.mp4/.avi/.mkv/.mov), PNG directory, or - (raw RGB on stdout).")
+@click.option("--window", default=16, show_default=True, help="Frames per window; 0 = whole clip at once.")
+@click.option("--lookahead", default=8, show_default=True, help="Extra frames the backward branches see.")
+@click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
+              help="DCN mode when MODEL is a checkpoint [default: what the backend supports].")
+@click.option("--codec", default="mp4v", show_default=True, help="FourCC of the output video.")
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="Output bit depth (16: PNG directory or raw output).")
+@click.option("--raw-size", metavar="WxH", help="Frame size of raw stdin input.")
+@click.option("--raw-bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="Raw stdin input: 8 = rgb24, 16 = rgb48le.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted PNG-directory output.")
+@click.option("--threads", type=int, help="CPU threads for the runtime.")
+@click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config values for a checkpoint that the weights cannot tell.")
+@friendly_errors
+def run(model, backend, source, sink, window, lookahead, dcn, codec, bit_depth, raw_size, raw_bit_depth, resume,
+        threads, overrides):
+    """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached)."""
+    from .runtimes.stream_job import run_job
+
+    run_job(model, backend=backend, source=source, sink=sink, window=window or None, lookahead=lookahead,
+            dcn=dcn, codec=codec, bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"),
+            raw_bit_depth=int(raw_bit_depth), resume=resume, threads=threads, overrides=parse_overrides(overrides),
+            echo=lambda msg: click.echo(msg, err=True))
+
+
 if __name__ == "__main__":
     main()

@@ -71,14 +71,27 @@ def _check_and_ops(path: Path) -> list[str]:
     return sorted({n.op_type if not n.domain else f"{n.domain}::{n.op_type}" for n in model.graph.node})
 
 
-def _simplify(path: Path) -> None:
+SIMPLIFY_TOLERANCE = 1e-4
+
+
+def _simplify(path: Path, cell: Cell, size: tuple[int, int]) -> None:
+    """Simplify with onnxslim, then check the simplified graph gives the original's outputs (ORT)."""
     try:
         import onnxslim
+        import onnxruntime as ort
     except ImportError:
-        raise VSRDeployError('--simplify needs onnxslim: pip install "vsrdeploy[onnx]"') from None
+        raise VSRDeployError('--simplify needs onnxslim and onnxruntime: pip install "vsrdeploy[onnx]"') from None
+    import numpy as np
     import onnx
-    model = onnxslim.slim(onnx.load(str(path)))
-    onnx.save(model, str(path))
+    original = path.read_bytes()
+    slim = onnxslim.slim(onnx.load_from_string(original))
+    feed = {p.name: np.random.default_rng(0).random(p.shape(1, *size), dtype=np.float32) for p in cell.inputs}
+    before = ort.InferenceSession(original, providers=["CPUExecutionProvider"]).run(None, feed)
+    after = ort.InferenceSession(slim.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    err = max(float(np.abs(a - b).max()) for a, b in zip(before, after))
+    if err > SIMPLIFY_TOLERANCE:
+        raise VSRDeployError(f"onnxslim changed cell {path.stem}'s outputs by {err:.2e}; export without --simplify")
+    onnx.save(slim, str(path))
 
 
 def _port_record(p: Port, static) -> dict:
@@ -136,8 +149,8 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
                 progress(name)
             rel = f"cells/{name}.onnx"
             export_cell(cell, tmp / rel, opset, size, static_shape, dcn)
-            if simplify:
-                _simplify(tmp / rel)
+            if simplify and not (dcn == "plugin" and _has_dcn(cell)):
+                _simplify(tmp / rel, cell, size)
             cells_record[name] = {
                 "file": rel,
                 "inputs": [_port_record(p, static_shape) for p in cell.inputs],
