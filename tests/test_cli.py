@@ -31,3 +31,14 @@ def test_inspect_missing_file_is_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: checkpoint not found: {tmp_path / 'missing.pth'}"]
     assert "Traceback" not in result.output
+
+
+def test_backends_lists_availability_with_reasons():
+    result = CliRunner().invoke(main, ["backends"])
+    assert result.exit_code == 0
+    lines = dict(line.split(None, 1) for line in result.output.strip().splitlines())
+    assert lines["torch"] == "available" and lines["ort-cpu"] == "available"
+    for name in ("ort-cuda", "ort-trt", "openvino-gpu", "torch-cuda"):
+        assert name in lines
+    if "unavailable" in lines["torch-cuda"]:
+        assert "no CUDA GPU" in lines["torch-cuda"]

@@ -85,16 +85,19 @@ def inspect(checkpoint, arch, overrides, as_json):
 @main.command()
 @click.argument("vectors", type=click.Path(file_okay=False, exists=True))
 @click.option("--tolerance", default=1e-4, show_default=True, help="Max abs error allowed.")
+@click.option("--backends", default="", metavar="B1,B2",
+              help="Also export each case to a bundle and check it on these runtimes (e.g. ort-cpu,openvino-cpu).")
 @friendly_errors
-def parity(vectors, tolerance):
+def parity(vectors, tolerance, backends):
     """Check the networks against upstream reference vectors (a directory with index.json)."""
     from .reference import iter_reference_results
 
     failed = 0
-    for r in iter_reference_results(vectors):
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    for r in iter_reference_results(vectors, backends=names):
         status = "ok" if r.max_error <= tolerance else "FAIL"
         failed += status != "ok"
-        click.echo(f"{status:4} {r.case:24} {r.checkpoint:20} {r.arch:12} max|err| {r.max_error:.2e}  "
+        click.echo(f"{status:4} {r.case:22} {r.checkpoint:18} {r.runtime:22} max|err| {r.max_error:.2e}  "
                    f"{r.seconds:.1f}s")
     if failed:
         click.echo(f"{failed} case(s) above tolerance {tolerance:g}", err=True)
@@ -180,6 +183,95 @@ def run(model, backend, source, sink, window, lookahead, dcn, codec, bit_depth, 
             dcn=dcn, codec=codec, bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"),
             raw_bit_depth=int(raw_bit_depth), resume=resume, threads=threads, overrides=parse_overrides(overrides),
             echo=lambda msg: click.echo(msg, err=True))
+
+
+def split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-i", "--input", "source", required=True, help="LR clip (or the HR clip with --degrade).")
+@click.option("--gt", "gt", help="Ground-truth HR clip matching --input.")
+@click.option("--degrade", type=click.Choice(["bi", "bd"]),
+              help="Make the LR clip from --input (HR): bi = MATLAB bicubic x4, bd = Gaussian 1.6 + x4 subsampling.")
+@click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
+@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2", help="fp32, fp16, bf16, int8.")
+@click.option("--window", default=16, show_default=True, help="Streaming window; 0 = whole clip.")
+@click.option("--lookahead", default=8, show_default=True)
+@click.option("--frames", "max_frames", type=int, help="Use the first N frames.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md/json, frames.csv, plots here.")
+@click.option("--sweep-lookahead", metavar="L1,L2", help="Also measure PSNR vs lookahead (e.g. 0,2,4,8).")
+@click.option("--max-error", type=float, help="Fail when a target's max abs error vs the reference exceeds this.")
+@click.option("--min-psnr", type=float, help="Fail when a frame's PSNR vs the reference is below this (dB).")
+@click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
+              help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
+@friendly_errors
+def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, report_dir,
+            sweep_lookahead, max_error, min_psnr, dcn):
+    """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
+    from .compare import parse_targets, prepare_clips, run_compare
+    from .report import format_table, write_report
+    from .runtimes.engine import bundle_for
+
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    targets = parse_targets(split_list(backends), split_list(precisions))
+    sweep = [int(v) for v in split_list(sweep_lookahead)] if sweep_lookahead else None
+    lr, gt_clip, gt_desc, clip_desc = prepare_clips(source, gt, degrade, max_frames, notice=echo)
+    bundle = bundle_for(model, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
+    result = run_compare(bundle, lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
+                         lookahead=lookahead, max_error=max_error, min_psnr=min_psnr, sweep_lookahead=sweep,
+                         clip_name=clip_desc, progress=echo)
+    click.echo(format_table(result))
+    if report_dir:
+        files = write_report(result, report_dir, machine=machine_description())
+        click.echo(f"report: {', '.join(str(p) for p in files.values())}")
+    failed = [t for t in result.targets if t.status == "failed"]
+    if failed:
+        for t in failed:
+            click.echo(f"FAIL {t.label}: {t.reason}", err=True)
+        sys.exit(1)
+
+
+def machine_description() -> str:
+    import os
+    import platform
+    cpu = "?"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
+@click.option("--size", default="64x64", show_default=True, metavar="HxW", help="LR frame size.")
+@click.option("--frames", default=20, show_default=True, help="Clip length.")
+@click.option("--repeat", default=3, show_default=True, help="Timed runs per configuration (median reported).")
+@click.option("--warmup", default=3, show_default=True, help="Frames of a warm-up run before timing.")
+@click.option("--window", default=16, show_default=True)
+@click.option("--lookahead", default=8, show_default=True)
+@click.option("--threads", type=int, help="CPU threads for every configuration.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
+    """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward."""
+    from .bench import format_bench, run_bench
+    from .runtimes.engine import bundle_for
+
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
+    results = run_bench(str(bundle.path), split_list(backends), frames=frames, size=parse_size(size),
+                        warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
+                        progress=echo)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=1))
+    else:
+        click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {size}, window {window}, "
+                   f"lookahead {lookahead}; {machine_description()}")
+        click.echo(format_bench(results))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ class ReferenceResult:
     arch: str
     max_error: float
     seconds: float
+    runtime: str = "pytorch"
 
 
 def load_index(vectors: str) -> list[dict]:
@@ -52,14 +53,43 @@ def run_case(vectors: str, case: dict, filename: str):
         return model(torch.from_numpy(io["lrs"])).numpy(), io["out"]
 
 
-def iter_reference_results(vectors: str, skip_arches=("psrt_recurrent",)) -> Iterator[ReferenceResult]:
+def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workdir: str):
+    """Export the case's checkpoint to a bundle (DCN form the backend takes) and run it on ``backend``."""
+    from .export import export_onnx
+    from .runtimes import create_backend
+    from .runtimes.base import get_backend_class
+    from .runtimes.engine import Upscaler
+    from .bundle import Bundle
+
+    dcn = get_backend_class(backend).preferred_dcn
+    target = os.path.join(workdir, f"{case['name']}-{dcn}.vsr")
+    if not os.path.exists(target):
+        overrides = {k: v for k, v in case["config"].items() if k in NOT_IN_WEIGHTS}
+        export_onnx(os.path.join(vectors, filename), target, arch=case["arch"], dcn=dcn, **overrides)
+    bundle = Bundle(target)
+    io = np.load(os.path.join(vectors, case["files"]["io"]))
+    return Upscaler(bundle, create_backend(backend, bundle)).upscale(io["lrs"][0])[None], io["out"]
+
+
+def iter_reference_results(vectors: str, backends=(), skip_arches=("psrt_recurrent",)) -> Iterator[ReferenceResult]:
+    """PyTorch on every checkpoint format of every case; then, per backend, the exported bundle."""
+    import tempfile
     from .models import list_models
 
-    for case in load_index(vectors):
-        if case["arch"] in skip_arches or case["arch"] not in list_models():
-            continue
-        for kind, filename in checkpoint_files(case).items():
-            t0 = time.perf_counter()
-            out, expected = run_case(vectors, case, filename)
-            yield ReferenceResult(case["name"], kind, case["arch"], float(np.abs(out - expected).max()),
-                                  time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory(prefix="vsrdeploy-parity-") as workdir:
+        for case in load_index(vectors):
+            if case["arch"] in skip_arches or case["arch"] not in list_models():
+                continue
+            for kind, filename in checkpoint_files(case).items():
+                t0 = time.perf_counter()
+                out, expected = run_case(vectors, case, filename)
+                yield ReferenceResult(case["name"], kind, case["arch"], float(np.abs(out - expected).max()),
+                                      time.perf_counter() - t0)
+            if case["arch"] == "spynet":
+                continue  # a flow network: nothing to stream
+            kind, filename = next(iter(checkpoint_files(case).items()))
+            for backend in backends:
+                t0 = time.perf_counter()
+                out, expected = run_bundle_case(vectors, case, filename, backend, workdir)
+                yield ReferenceResult(case["name"], kind, case["arch"], float(np.abs(out - expected).max()),
+                                      time.perf_counter() - t0, runtime=f"bundle on {backend}")

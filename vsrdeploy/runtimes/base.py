@@ -30,6 +30,8 @@ class Backend:
     unsupported_ops: frozenset[str] = frozenset()
     #: DCN export mode used when this backend is given a checkpoint instead of a bundle
     preferred_dcn: str = "native"
+    #: precision name -> constructor options; precisions missing here are reported as unsupported
+    precisions: dict[str, dict] = {"fp32": {}}
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle
@@ -72,6 +74,21 @@ def get_backend_class(name: str) -> type[Backend]:
     if name not in _BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; known: {', '.join(_BACKENDS)}")
     return _BACKENDS[name]
+
+
+def precision_options(name: str, precision: str, bundle: Bundle | None = None) -> dict:
+    """Constructor options that make backend ``name`` run at ``precision``; raises BackendUnavailable
+    (with the reason) when it cannot."""
+    cls = get_backend_class(name)
+    if bundle is not None and bundle.precision != "fp32":
+        if precision != bundle.precision:
+            raise BackendUnavailable(f"the bundle is {bundle.precision}; it runs only at that precision")
+        return {}
+    if precision not in cls.precisions:
+        raise BackendUnavailable(
+            f"{name} runs {', '.join(cls.precisions)} from an FP32 bundle; {precision} needs a converted "
+            f"bundle (FP16 / INT8 conversion is not implemented yet)")
+    return dict(cls.precisions[precision])
 
 
 def create_backend(name: str, bundle: Bundle, **options) -> Backend:

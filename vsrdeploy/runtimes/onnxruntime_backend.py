@@ -105,6 +105,7 @@ class OrtTensorRTBackend(_OrtGpuBackend):
     bundle's ``engines/ort-trt``)."""
 
     provider = "TensorrtExecutionProvider"
+    precisions = {"fp32": {}, "fp16": {"fp16": True}}
 
     def provider_options(self) -> dict:
         cache = self.options.get("engine_cache") or os.path.join(self.bundle.path, "engines", "ort-trt")

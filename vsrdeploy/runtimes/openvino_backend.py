@@ -13,6 +13,7 @@ class _OpenVINOBackend(Backend):
     device_name = "CPU"
     unsupported_ops = frozenset({"DeformConv", "vsrdeploy::ModulatedDeformConv2d"})
     preferred_dcn = "decomposed"
+    precisions = {name: {"precision": name} for name in PRECISION_HINTS}
 
     @classmethod
     def unavailable_reason(cls):
@@ -41,6 +42,11 @@ class _OpenVINOBackend(Backend):
         self.compiled = {name: core.compile_model(core.read_model(str(bundle.cell_path(name))), self.device_name,
                                                   config) for name in bundle.cells}
         self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
+        actual = next(iter(self.compiled.values())).get_property("INFERENCE_PRECISION_HINT")
+        if actual != getattr(ov.Type, PRECISION_HINTS[precision]):
+            from ..errors import BackendUnavailable
+            raise BackendUnavailable(f"OpenVINO {self.device_name} here runs {actual.to_string()} when asked for {precision} "
+                                     "(this device has no native support for it)")
         self.outputs = {name: [(o.get_any_name(), o) for o in c.outputs] for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):

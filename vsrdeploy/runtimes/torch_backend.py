@@ -31,6 +31,7 @@ class TorchBackend(Backend):
 @register_backend("torch-cuda")
 class TorchCudaBackend(TorchBackend):
     device_name = "cuda"
+    precisions = {"fp32": {}, "fp16": {"fp16": True}}
 
     @classmethod
     def unavailable_reason(cls):

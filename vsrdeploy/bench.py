@@ -1,0 +1,111 @@
+"""Throughput and memory of one bundle on chosen backends, against the whole-clip PyTorch forward.
+
+Each configuration runs in a fresh process (so its peak memory is its own), on a synthetic clip with
+smooth content and small motion; warm-up first, then ``repeat`` timed runs and their median.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+BASELINE = "whole-clip torch"
+
+
+@dataclass
+class BenchResult:
+    name: str
+    status: str = "ok"
+    reason: str = ""
+    fps_runs: list[float] = field(default_factory=list)
+    fps: float = float("nan")
+    ratio: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    load_s: float = float("nan")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pad = 2 * frames + 8
+    base = rng.random((3, height + pad, width + pad), dtype=np.float32)
+    base = (base + np.roll(base, 1, 1) + np.roll(base, 1, 2) + np.roll(base, 1, (1, 2))) / 4  # smoother
+    return np.stack([base[:, i:i + height, 2 * i // 2:2 * i // 2 + width] for i in range(frames)])
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
+           lookahead: int, threads: int | None) -> dict:
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    from .bundle import Bundle
+    from .errors import VSRDeployError
+    clip = synthetic_clip(frames, *size)
+    bundle = Bundle(bundle_path)
+    try:
+        t0 = time.perf_counter()
+        if name == BASELINE:
+            net = bundle.load_network()
+            run = lambda c: net(torch.from_numpy(c)[None])  # noqa: E731
+        else:
+            from .runtimes.base import create_backend
+            from .runtimes.engine import Upscaler
+            if threads and name != "torch":
+                options = {"threads": threads, **options}
+            up = Upscaler(bundle, create_backend(name, bundle, **options))
+            run = lambda c: sum(1 for _ in up.stream(iter(c), window=window, lookahead=lookahead))  # noqa: E731
+        load_s = time.perf_counter() - t0
+        with torch.no_grad():
+            if warmup:
+                run(clip[:warmup])
+            fps = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                run(clip)
+                fps.append(frames / (time.perf_counter() - t))
+    except VSRDeployError as e:
+        return {"name": name, "status": "skipped", "reason": str(e)}
+    return {"name": name, "fps_runs": fps, "fps": statistics.median(fps), "peak_rss_mb": _peak_rss_mb(),
+            "load_s": load_s}
+
+
+def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(64, 64), warmup: int = 3,
+              repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
+              options: dict | None = None, progress=lambda msg: None) -> list[BenchResult]:
+    """Baseline first, then each backend; ``ratio`` = frames/s over the baseline's."""
+    results = []
+    ctx = multiprocessing.get_context("spawn")
+    for name in [BASELINE, *backends]:
+        progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            record = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
+                                 window, lookahead, threads).result()
+        results.append(BenchResult(**record))
+    base = results[0].fps
+    for r in results:
+        r.ratio = r.fps / base if r.status == "ok" else float("nan")
+    return results
+
+
+def format_bench(results: list[BenchResult]) -> str:
+    lines = [f"{'configuration':18} {'frames/s (median)':>18} {'x baseline':>10} {'peak RSS MB':>12} {'load s':>7}"]
+    for r in results:
+        if r.status != "ok":
+            lines.append(f"{r.name:18} skipped: {r.reason}")
+            continue
+        lines.append(f"{r.name:18} {r.fps:18.2f} {r.ratio:10.2f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""Accuracy and latency of a bundle across runtimes and precisions, against the whole-clip PyTorch FP32
+forward (the reference) and, when given, the ground-truth HR clip.
+
+Timed runs write output frames to a scratch file as they come (like a real sink); metrics are computed
+afterwards, so they do not inflate the timings.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ConfigError, InputError, VSRDeployError
+from .memory import PeakRSS
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+CROP_BORDER = 0  # upstream VSR benchmarks (REDS4, Vimeo-90K-T, Vid4 in BasicVSR) evaluate without cropping
+
+
+@dataclass
+class Target:
+    backend: str
+    precision: str = "fp32"
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+@dataclass
+class TargetResult:
+    backend: str
+    precision: str
+    status: str  # ok | skipped | failed
+    reason: str = ""
+    window: int | None = None
+    lookahead: int = 0
+    load_s: float = math.nan
+    first_frame_s: float = math.nan
+    total_s: float = math.nan
+    fps: float = math.nan
+    frame_ms_p50: float = math.nan
+    frame_ms_p95: float = math.nan
+    peak_mem_mb: float = math.nan
+    summary: dict = field(default_factory=dict)
+    frames: list[dict] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+@dataclass
+class CompareResult:
+    model: str
+    arch: str
+    clip: str
+    num_frames: int
+    lr_size: tuple[int, int]
+    out_size: tuple[int, int]
+    window: int | None
+    lookahead: int
+    ground_truth: str | None
+    crop_border: int
+    reference: TargetResult
+    bicubic: dict | None
+    targets: list[TargetResult]
+    sweep: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(t.status != "failed" for t in self.targets)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
+    if not backends:
+        raise ConfigError("give at least one backend, e.g. --backends torch,ort-cpu,openvino-cpu")
+    return [Target(b, p) for b in backends for p in precisions]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+class _ScratchClip:
+    """Frames written to a raw file as they come, read back one by one (no growth in RSS)."""
+
+    def __init__(self, directory: Path, name: str, shape: tuple[int, int, int]):
+        self.path = directory / f"{name}.raw"
+        self.shape = shape
+        self.count = 0
+        self._file = open(self.path, "wb")
+
+    def write(self, frame: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(frame, dtype=np.float32).tobytes())
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = int(np.prod(self.shape))
+        return np.fromfile(self.path, dtype=np.float32, count=n, offset=i * n * 4).reshape(self.shape)
+
+
+def _timed_stream(upscaler, lr: np.ndarray, window, lookahead, sink: _ScratchClip) -> dict:
+    stamps = []
+    t0 = time.perf_counter()
+    for frame in upscaler.stream(iter(lr), window=window, lookahead=lookahead):
+        sink.write(frame)
+        stamps.append(time.perf_counter())
+    sink.close()
+    total = stamps[-1] - t0
+    steps = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
+    return {"first_frame_s": stamps[0] - t0, "total_s": total, "fps": len(stamps) / total,
+            "frame_ms_p50": _percentile(steps[1:] or steps, 50) * 1000,
+            "frame_ms_p95": _percentile(steps[1:] or steps, 95) * 1000}
+
+
+def _frame_metrics(out: np.ndarray, ref: np.ndarray | None, gt: np.ndarray | None, crop: int) -> dict:
+    from .metrics import psnr, ssim
+    m: dict = {}
+    if ref is not None:
+        m["max_abs_error"] = float(np.abs(out - ref).max())
+        m["psnr_ref"] = psnr(out, ref)
+    if gt is not None:
+        clipped = np.clip(out, 0.0, 1.0)
+        m["psnr_rgb"] = psnr(clipped, gt, crop_border=crop)
+        m["psnr_y"] = psnr(clipped, gt, crop_border=crop, y_channel=True)
+        m["ssim_rgb"] = ssim(clipped, gt, crop_border=crop)
+        m["ssim_y"] = ssim(clipped, gt, crop_border=crop, y_channel=True)
+    return m
+
+
+def _summarise(frames: list[dict]) -> dict:
+    summary = {}
+    for key in frames[0] if frames else []:
+        values = [f[key] for f in frames]
+        if key == "max_abs_error":
+            summary[key] = max(values)
+        else:
+            finite = [v for v in values if math.isfinite(v)]
+            summary[f"{key}_mean"] = float(np.mean(finite)) if finite else math.inf
+            summary[f"{key}_min"] = min(values)
+    return summary
+
+
+def _evaluate(result: TargetResult, clip: _ScratchClip, ref: _ScratchClip | None, gt, crop: int) -> None:
+    for i in range(clip.count):
+        out = clip[i]
+        if not np.isfinite(out).all():
+            result.failures.append(f"frame {i} contains NaN or Inf")
+            continue
+        result.frames.append({"frame": i, **_frame_metrics(out, ref[i] if ref is not None else None,
+                                                            gt[i] if gt is not None else None, crop)})
+    result.summary = _summarise([{k: v for k, v in f.items() if k != "frame"} for f in result.frames])
+
+
+def _check_tolerances(result: TargetResult, max_error: float | None, min_psnr: float | None) -> None:
+    s = result.summary
+    if max_error is not None and s.get("max_abs_error", 0.0) > max_error:
+        result.failures.append(f"max abs error {s['max_abs_error']:.3g} > --max-error {max_error:g}")
+    if min_psnr is not None and s.get("psnr_ref_min", math.inf) < min_psnr:
+        worst = min(result.frames, key=lambda f: f["psnr_ref"])
+        result.failures.append(f"PSNR vs reference {worst['psnr_ref']:.2f} dB at frame {worst['frame']} "
+                               f"< --min-psnr {min_psnr:g}")
+    if result.failures:
+        result.status = "failed"
+        result.reason = "; ".join(result.failures)
+
+
+def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str):
+    """Create the backend and stream the clip; returns (TargetResult, scratch clip or None)."""
+    from .runtimes.base import create_backend, precision_options
+    from .runtimes.engine import Upscaler
+    result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead)
+    try:
+        options = precision_options(target.backend, target.precision, bundle)
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            upscaler = Upscaler(bundle, create_backend(target.backend, bundle, **options))
+            result.load_s = time.perf_counter() - t0
+            s = upscaler.scale
+            clip = _ScratchClip(scratch, name, (3, lr.shape[2] * s, lr.shape[3] * s))
+            for k, v in _timed_stream(upscaler, lr, window, lookahead, clip).items():
+                setattr(result, k, v)
+        result.peak_mem_mb = mem.increase_mb
+        return result, clip
+    except (VSRDeployError, ImportError) as e:
+        result.status, result.reason = "skipped", str(e)
+        return result, None
+
+
+def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray | None = None,
+                ground_truth: str | None = None, window: int | None = 16, lookahead: int = 8,
+                max_error: float | None = None, min_psnr: float | None = None,
+                sweep_lookahead: list[int] | None = None, crop_border: int = CROP_BORDER, clip_name: str = "",
+                progress: Callable[[str], None] = lambda msg: None) -> CompareResult:
+    """Compare ``targets`` on the LR clip ``lr`` (T, 3, h, w); ``gt`` (T, 3, H, W) is optional."""
+    with tempfile.TemporaryDirectory(prefix="vsrdeploy-compare-") as tmp:
+        scratch = Path(tmp)
+        progress("reference: whole-clip PyTorch FP32 forward")
+        reference, ref_clip = _run_target(bundle, Target("torch", "fp32"), lr, None, 0, scratch, "reference")
+        if ref_clip is None:
+            raise VSRDeployError(f"the PyTorch reference cannot run: {reference.reason}")
+        out_size = ref_clip.shape[1:]
+        if gt is not None:
+            gt = _match_gt(gt, out_size)
+        _evaluate(reference, ref_clip, None, gt, crop_border)
+        results = []
+        for i, target in enumerate(targets):
+            progress(f"{target.label}: streaming {len(lr)} frames")
+            result, clip = _run_target(bundle, target, lr, window, lookahead, scratch, f"t{i}")
+            if clip is not None:
+                _evaluate(result, clip, ref_clip, gt, crop_border)
+                _check_tolerances(result, max_error, min_psnr)
+            results.append(result)
+        sweep = []
+        if sweep_lookahead:
+            sweep = _sweep(bundle, lr, targets, results, window, sweep_lookahead, ref_clip, gt, crop_border,
+                           scratch, progress)
+    return CompareResult(
+        model=str(bundle.path), arch=bundle.arch, clip=clip_name, num_frames=len(lr),
+        lr_size=tuple(lr.shape[2:]), out_size=tuple(out_size), window=window, lookahead=lookahead,
+        ground_truth=ground_truth, crop_border=crop_border, reference=reference,
+        bicubic=_bicubic_baseline(lr, gt, crop_border) if gt is not None else None, targets=results, sweep=sweep)
+
+
+def _match_gt(gt: np.ndarray, out_size) -> np.ndarray:
+    h, w = out_size
+    if gt.shape[2] > h or gt.shape[3] > w:
+        raise InputError(f"ground truth frames are {gt.shape[3]}x{gt.shape[2]} but the network outputs {w}x{h}; "
+                         "give --gt frames at the network's output size")
+    return gt
+
+
+def _bicubic_baseline(lr: np.ndarray, gt: np.ndarray, crop: int) -> dict:
+    from .degrade import bicubic_resize
+    frames = [_frame_metrics(bicubic_resize(lr[i], 4.0)[:, :gt.shape[2], :gt.shape[3]], None, gt[i], crop)
+              for i in range(len(lr))]
+    return _summarise(frames)
+
+
+def _sweep(bundle, lr, targets, results, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
+    """PSNR vs lookahead on the first target that ran: the latency/quality trade-off of streaming."""
+    ran = [t for t, r in zip(targets, results) if r.status != "skipped"]
+    if not ran:
+        return []
+    target = ran[0]
+    rows = []
+    for n, la in enumerate(lookaheads):
+        progress(f"sweep: {target.label} lookahead {la}")
+        result, clip = _run_target(bundle, target, lr, window, la, scratch, f"sweep{n}")
+        if clip is None:
+            break
+        _evaluate(result, clip, ref_clip, gt, crop)
+        rows.append({"target": target.label, "window": window, "lookahead": la, "fps": result.fps,
+                     "first_frame_s": result.first_frame_s, **result.summary})
+    return rows
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+
+def read_clip(spec: str, max_frames: int | None = None, notice=None) -> tuple[np.ndarray, str]:
+    """A whole clip (T, 3, H, W) float32 from any frame source (first ``max_frames`` frames)."""
+    from .runtimes.frames import open_source
+    with open_source(spec, notice=notice) as src:
+        frames = list(itertools.islice(src, max_frames))
+        return np.stack(frames), src.info.description
+
+
+def prepare_clips(input_spec: str, gt_spec: str | None, degrade_kind: str | None, max_frames: int | None,
+                  notice=None) -> tuple[np.ndarray, np.ndarray | None, str | None, str]:
+    """(lr, gt, ground-truth description, clip description) from the compare command's options."""
+    if gt_spec and degrade_kind:
+        raise ConfigError("give either --gt HR_CLIP or --degrade bi|bd, not both")
+    clip, description = read_clip(input_spec, max_frames, notice)
+    if degrade_kind:
+        from .degrade import degrade
+        return degrade(clip, degrade_kind), clip, f"{input_spec} (LR made by --degrade {degrade_kind})", description
+    if gt_spec:
+        gt, _ = read_clip(gt_spec, len(clip), notice)
+        if len(gt) < len(clip):
+            raise InputError(f"--gt has {len(gt)} frames but --input has {len(clip)}; give matching clips")
+        return clip, gt, gt_spec, description
+    return clip, None, None, description
