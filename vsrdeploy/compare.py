@@ -119,25 +119,38 @@ class _ScratchClip:
 
 
 def _timed_stream(upscaler, lr: np.ndarray, window, lookahead, sink: _ScratchClip) -> dict:
-    stamps = []
+    """Stream ``lr`` as fast as the engine pulls frames. A frame's latency is the time from the engine
+    taking it in to its output coming out (a window's outputs come out together, after its lookahead)."""
+    fed: list[float] = []
+    latencies: list[float] = []
+
+    def source():
+        for frame in lr:
+            fed.append(time.perf_counter())
+            yield frame
+
     t0 = time.perf_counter()
-    for frame in upscaler.stream(iter(lr), window=window, lookahead=lookahead):
+    for i, frame in enumerate(upscaler.stream(source(), window=window, lookahead=lookahead)):
+        now = time.perf_counter()
+        latencies.append(now - fed[i])
+        if i == 0:
+            first = now - t0
         sink.write(frame)
-        stamps.append(time.perf_counter())
+    total = time.perf_counter() - t0
     sink.close()
-    total = stamps[-1] - t0
-    steps = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
-    return {"first_frame_s": stamps[0] - t0, "total_s": total, "fps": len(stamps) / total,
-            "frame_ms_p50": _percentile(steps[1:] or steps, 50) * 1000,
-            "frame_ms_p95": _percentile(steps[1:] or steps, 95) * 1000}
+    return {"first_frame_s": first, "total_s": total, "fps": len(latencies) / total,
+            "frame_ms_p50": _percentile(latencies, 50) * 1000, "frame_ms_p95": _percentile(latencies, 95) * 1000}
 
 
-def _frame_metrics(out: np.ndarray, ref: np.ndarray | None, gt: np.ndarray | None, crop: int) -> dict:
+def _frame_metrics(out: np.ndarray, ref: np.ndarray | None, gt: np.ndarray | None, crop: int,
+                   stream_ref: np.ndarray | None = None) -> dict:
     from .metrics import psnr, ssim
     m: dict = {}
     if ref is not None:
         m["max_abs_error"] = float(np.abs(out - ref).max())
         m["psnr_ref"] = psnr(out, ref)
+    if stream_ref is not None:
+        m["max_abs_error_vs_torch_stream"] = float(np.abs(out - stream_ref).max())
     if gt is not None:
         clipped = np.clip(out, 0.0, 1.0)
         m["psnr_rgb"] = psnr(clipped, gt, crop_border=crop)
@@ -147,27 +160,33 @@ def _frame_metrics(out: np.ndarray, ref: np.ndarray | None, gt: np.ndarray | Non
     return m
 
 
+PSNR_CAP = 100.0  # identical frames have infinite PSNR; means use this cap instead
+
+
 def _summarise(frames: list[dict]) -> dict:
     summary = {}
     for key in frames[0] if frames else []:
         values = [f[key] for f in frames]
-        if key == "max_abs_error":
+        if key.startswith("max_abs_error"):
             summary[key] = max(values)
-        else:
-            finite = [v for v in values if math.isfinite(v)]
-            summary[f"{key}_mean"] = float(np.mean(finite)) if finite else math.inf
-            summary[f"{key}_min"] = min(values)
+            continue
+        if key.startswith("psnr"):
+            values = [min(v, PSNR_CAP) for v in values]
+        summary[f"{key}_mean"] = float(np.mean(values))
+        summary[f"{key}_min"] = min(values)
     return summary
 
 
-def _evaluate(result: TargetResult, clip: _ScratchClip, ref: _ScratchClip | None, gt, crop: int) -> None:
+def _evaluate(result: TargetResult, clip: _ScratchClip, ref: _ScratchClip | None, gt, crop: int,
+              stream_ref: _ScratchClip | None = None) -> None:
     for i in range(clip.count):
         out = clip[i]
         if not np.isfinite(out).all():
             result.failures.append(f"frame {i} contains NaN or Inf")
             continue
         result.frames.append({"frame": i, **_frame_metrics(out, ref[i] if ref is not None else None,
-                                                            gt[i] if gt is not None else None, crop)})
+                                                            gt[i] if gt is not None else None, crop,
+                                                            stream_ref[i] if stream_ref is not None else None)})
     result.summary = _summarise([{k: v for k, v in f.items() if k != "frame"} for f in result.frames])
 
 
@@ -222,14 +241,21 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
         if gt is not None:
             gt = _match_gt(gt, out_size)
         _evaluate(reference, ref_clip, None, gt, crop_border)
-        results = []
+        results, clips = [], []
         for i, target in enumerate(targets):
             progress(f"{target.label}: streaming {len(lr)} frames")
             result, clip = _run_target(bundle, target, lr, window, lookahead, scratch, f"t{i}")
-            if clip is not None:
-                _evaluate(result, clip, ref_clip, gt, crop_border)
-                _check_tolerances(result, max_error, min_psnr)
             results.append(result)
+            clips.append(clip)
+        # PyTorch FP32 streamed with the same window/lookahead: separates runtime error from streaming's
+        stream_ref = next((c for t, c in zip(targets, clips) if t == Target("torch", "fp32") and c), None)
+        if stream_ref is None and window is not None:
+            progress("torch/fp32 streaming (to separate runtime error from streaming error)")
+            stream_ref = _run_target(bundle, Target("torch", "fp32"), lr, window, lookahead, scratch, "stream")[1]
+        for result, clip in zip(results, clips):
+            if clip is not None:
+                _evaluate(result, clip, ref_clip, gt, crop_border, stream_ref if window is not None else None)
+                _check_tolerances(result, max_error, min_psnr)
         sweep = []
         if sweep_lookahead:
             sweep = _sweep(bundle, lr, targets, results, window, sweep_lookahead, ref_clip, gt, crop_border,

@@ -1,0 +1,134 @@
+"""`vsrdeploy compare` / `bench`: reports, tolerance gates, NaN detection, degradations."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import vsrdeploy
+from vsrdeploy.cli import main
+from vsrdeploy.compare import Target, prepare_clips, run_compare
+from vsrdeploy.runtimes.base import register_backend
+from vsrdeploy.runtimes.onnxruntime_backend import OrtCpuBackend
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
+    return vsrdeploy.export_onnx(net, tmp_path_factory.mktemp("b") / "tiny.vsr", dcn="decomposed")
+
+
+@pytest.fixture(scope="module")
+def hr_clip(tmp_path_factory):
+    """8 smooth HR frames (64x80) with motion, as a PNG directory."""
+    d = tmp_path_factory.mktemp("hr")
+    base = cv2.GaussianBlur((np.random.default_rng(0).random((100, 120, 3)) * 255).astype(np.uint8), (7, 7), 2)
+    for i in range(8):
+        cv2.imwrite(str(d / f"f{i}.png"), base[i:i + 64, 2 * i:2 * i + 80])
+    return d
+
+
+def _compare(*args):
+    return CliRunner().invoke(main, ["compare", *map(str, args)])
+
+
+def test_compare_writes_report_and_passes(bundle, hr_clip, tmp_path):
+    report = tmp_path / "rep"
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "torch,ort-cpu,openvino-cpu",
+                      "--precisions", "fp32,int8", "--window", 3, "--lookahead", 1, "--report", report,
+                      "--sweep-lookahead", "0,2", "--max-error", 1.0)
+    assert result.exit_code == 0, result.output
+    for name in ("report.md", "report.json", "frames.csv", "latency_vs_psnr.png", "psnr_per_frame.png",
+                 "psnr_vs_lookahead.png"):
+        assert (report / name).stat().st_size > 0, name
+    data = json.loads((report / "report.json").read_text())
+    assert data["passed"] is True and data["lr_size"] == [16, 20] and data["out_size"] == [64, 80]
+    by_label = {f"{t['backend']}/{t['precision']}": t for t in data["targets"]}
+    assert by_label["ort-cpu/fp32"]["status"] == "ok"
+    assert by_label["ort-cpu/int8"]["status"] == "skipped" and "int8" in by_label["ort-cpu/int8"]["reason"]
+    ok = by_label["ort-cpu/fp32"]
+    assert len(ok["frames"]) == 8 and {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "max_abs_error"} <= set(ok["frames"][0])
+    assert ok["summary"]["max_abs_error_vs_torch_stream"] <= 1e-4  # same computation as PyTorch streaming
+    assert ok["fps"] > 0 and ok["frame_ms_p95"] >= ok["frame_ms_p50"] > 0
+    assert [s["lookahead"] for s in data["sweep"]] == [0, 2]
+    assert data["bicubic"]["psnr_y_mean"] > 10
+    md = (report / "report.md").read_text()
+    assert "![Latency vs quality](latency_vs_psnr.png)" in md and "ort-cpu/fp32" in md
+    csv_lines = (report / "frames.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("target,") and len(csv_lines) == 1 + 8 * 4  # reference + 3 targets
+
+
+def test_planted_tolerance_failure_exits_non_zero(bundle, hr_clip):
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bd", "--backends", "ort-cpu", "--window", 2,
+                      "--lookahead", 0, "--max-error", 1e-12)
+    assert result.exit_code == 1
+    assert "FAIL ort-cpu/fp32: max abs error" in result.output
+
+
+def test_min_psnr_gate_names_the_worst_frame(bundle, hr_clip):
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "ort-cpu", "--window", 2,
+                      "--lookahead", 0, "--min-psnr", 500)
+    assert result.exit_code == 1 and "at frame" in result.output and "--min-psnr 500" in result.output
+
+
+@register_backend("test-nan")
+class NaNBackend(OrtCpuBackend):
+    """ort-cpu that poisons the third upsample call (a planted NaN)."""
+
+    calls = 0
+
+    def run(self, cell, inputs):
+        out = super().run(cell, inputs)
+        if cell == "upsample":
+            type(self).calls += 1
+            if type(self).calls == 3:
+                out["hr"][0, 0, 0, 0] = float("nan")
+        return out
+
+
+def test_nan_output_fails_with_frame_index(bundle, hr_clip):
+    from vsrdeploy.bundle import Bundle
+    lr, gt, _, _ = prepare_clips(str(hr_clip), None, "bi", None)
+    NaNBackend.calls = 0
+    result = run_compare(Bundle(bundle), lr, [Target("test-nan")], window=1, lookahead=0, gt=gt)
+    target = result.targets[0]
+    assert target.status == "failed" and "frame 2 contains NaN or Inf" in target.reason
+    assert not result.passed
+
+
+def test_degrade_bi_sizes_and_values(hr_clip):
+    from vsrdeploy.degrade import bicubic_resize
+    lr, gt, desc, _ = prepare_clips(str(hr_clip), None, "bi", 3)
+    assert lr.shape == (3, 3, 16, 20) and gt.shape == (3, 3, 64, 80)
+    assert np.allclose(lr[1], bicubic_resize(gt[1], 0.25), atol=1e-6)
+    assert "--degrade bi" in desc
+
+
+def test_gt_and_degrade_are_exclusive(hr_clip):
+    from vsrdeploy import ConfigError
+    with pytest.raises(ConfigError, match="either --gt HR_CLIP or --degrade"):
+        prepare_clips(str(hr_clip), str(hr_clip), "bi", None)
+
+
+def test_unknown_precision(bundle, hr_clip):
+    result = _compare(bundle, "-i", hr_clip, "--precisions", "fp8")
+    assert result.exit_code != 0 and "unknown precision(s) fp8" in result.output
+
+
+def test_bench_reports_ratios_against_whole_clip(bundle):
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--backends", "ort-cpu,ort-cuda", "--size", "24x32",
+                                       "--frames", "4", "--repeat", "2", "--warmup", "0", "--window", "2",
+                                       "--lookahead", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout[result.stdout.index("["):])
+    assert [r["name"] for r in records] == ["whole-clip torch", "ort-cpu", "ort-cuda"]
+    base, ort_cpu, cuda = records
+    assert base["ratio"] == 1.0 and len(base["fps_runs"]) == 2 and base["peak_rss_mb"] > 0
+    assert ort_cpu["status"] == "ok" and ort_cpu["ratio"] > 0
+    if cuda["status"] == "skipped":
+        assert "CUDA" in cuda["reason"] or "GPU" in cuda["reason"]
