@@ -274,5 +274,37 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         click.echo(format_bench(results))
 
 
+@main.command()
+@click.option("--arch", required=True, help="Architecture to train (see `vsrdeploy models`).")
+@click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE", help="Network config, e.g. mid_channels=16.")
+@click.option("--data", "data", required=True, multiple=True, help="Training clip (repeat for several).")
+@click.option("--val-fraction", default=0.1, show_default=True, help="Last fraction of every clip held out for validation.")
+@click.option("--steps", default=1000, show_default=True)
+@click.option("--crop", default=64, show_default=True, help="LR crop size (HR = 4x).")
+@click.option("--frames", default=15, show_default=True, help="Frames per training sequence.")
+@click.option("--batch", default=2, show_default=True)
+@click.option("--lr", default=2e-4, show_default=True)
+@click.option("--flow-lr-mult", default=0.125, show_default=True, help="SPyNet learning-rate multiplier.")
+@click.option("--fix-flow-steps", default=0, show_default=True, help="Steps with SPyNet frozen at the start.")
+@click.option("--val-every", default=200, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, help="CPU threads.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@friendly_errors
+def train(arch, overrides, data, val_fraction, steps, crop, frames, batch, lr, flow_lr_mult, fix_flow_steps,
+          val_every, seed, threads, out_dir, resume):
+    """Train a network on video clips (BI degradation made on the fly); writes mmagic checkpoints."""
+    from .train import TrainConfig, train as run_training
+
+    cfg = TrainConfig(arch=arch, model_config=parse_overrides(overrides), data=list(data), val_fraction=val_fraction,
+                      steps=steps, crop=crop, frames=frames, batch=batch, lr=lr, flow_lr_mult=flow_lr_mult,
+                      fix_flow_steps=fix_flow_steps, val_every=val_every, seed=seed, threads=threads)
+    record = run_training(cfg, out_dir, resume=resume, echo=lambda m: click.echo(m, err=True))
+    best = record["best_psnr_y"]
+    click.echo(f"trained {record['step']} steps in {record['seconds'] / 60:.1f} min; final loss {record['loss']:.4f}"
+               + (f"; best val PSNR-Y {best:.2f} dB" if best > -1e9 else "") + f"; checkpoints in {out_dir}")
+
+
 if __name__ == "__main__":
     main()
