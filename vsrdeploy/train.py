@@ -185,9 +185,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, echo: Callable[[str],
         pairs = [data.sample(rng, cfg.frames, cfg.crop) for _ in range(cfg.batch)]
         lr = torch.from_numpy(np.stack([p[0] for p in pairs]))
         hr = torch.from_numpy(np.stack([p[1] for p in pairs]))
-        loss = charbonnier(model(lr), hr)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.enable_grad():  # whatever the caller's grad mode
+            loss = charbonnier(model(lr), hr)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
         optim.step()
         sched.step()
         step += 1

@@ -12,6 +12,12 @@ from .engine import Upscaler, bundle_for
 from .frames import open_sink, open_source
 
 
+def _stream_frames(bundle, backend: str, frames, window, lookahead, **options):
+    """Upscaled frames of ``frames`` through ``bundle`` on ``backend``, as an iterator."""
+    upscaler = Upscaler(bundle, create_backend(backend, bundle, **options))
+    return upscaler.stream(iter(frames), window=window, lookahead=lookahead)
+
+
 def run_job(model: str, *, backend: str, source: str, sink: str, window: int | None, lookahead: int,
             dcn: str | None = None, codec: str = "mp4v", bit_depth: int = 8, raw_size=None, raw_bit_depth: int = 8,
             resume: bool = False, threads: int | None = None, overrides: dict | None = None,
