@@ -19,16 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vsrdeploy.memory import peak_rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7}}
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(args) -> None:

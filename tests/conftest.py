@@ -25,3 +25,13 @@ def random_clip(t=5, h=32, w=32, n=1, seed=0) -> torch.Tensor:
     base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
     frames = [base[..., i:i + h, 2 * i // 2: 2 * i // 2 + w] for i in range(t)]
     return torch.stack(frames, dim=1).contiguous()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A BasicVSR c8n1 bundle with random weights (no DCN, so every runtime takes it)."""
+    pytest.importorskip("onnx")
+    import vsrdeploy
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
+    return vsrdeploy.export_onnx(net, tmp_path_factory.mktemp("tiny") / "tiny.vsr")

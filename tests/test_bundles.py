@@ -27,6 +27,7 @@ MATRIX = [
     ("basicvsrpp_c16n2", "native", ["torch", "ort-cpu"]),
     ("basicvsrpp_c16n2", "decomposed", ["ort-cpu", "openvino-cpu"]),
     ("realbasicvsr_c16b2", "native", ["torch", "ort-cpu", "openvino-cpu"]),
+    ("psrt_e24d1x2", "native", ["torch", "ort-cpu", "openvino-cpu"]),
 ]
 
 
@@ -40,7 +41,8 @@ def reference_bundles(vectors, tmp_path_factory):
         if (name, dcn) not in cache:
             case = cases[name]
             overrides = {k: v for k, v in case["config"].items() if k in NOT_IN_WEIGHTS}
-            path = vsrdeploy.export_onnx(vectors / case["files"]["mmagic_checkpoint"], root / f"{name}-{dcn}.vsr",
+            ckpt = case["files"].get("mmagic_checkpoint") or case["files"]["basicsr_checkpoint"]
+            path = vsrdeploy.export_onnx(vectors / ckpt, root / f"{name}-{dcn}.vsr",
                                          dcn=dcn, **overrides)
             cache[name, dcn] = (path, np.load(vectors / case["files"]["io"]))
         return cache[name, dcn]

@@ -17,10 +17,8 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
-    return vsrdeploy.export_onnx(net, tmp_path_factory.mktemp("b") / "tiny.vsr", dcn="decomposed")
+def bundle(tiny_bundle):
+    return tiny_bundle
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ def _cases():
         return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"no reference vectors at {VECTORS}"))]
     out = []
     for case in json.loads(index.read_text())["cases"]:
-        if case["arch"] == "psrt_recurrent":
-            continue  # PSRT-recurrent is issue #6
         for kind, filename in checkpoint_files(case).items():
             out.append(pytest.param(case, filename, id=f"{case['name']}-{kind}"))
     return out

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .memory import peak_rss_mb
+
 BASELINE = "whole-clip torch"
 
 
@@ -37,14 +39,6 @@ def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.nd
     base = rng.random((3, height + pad, width + pad), dtype=np.float32)
     base = (base + np.roll(base, 1, 1) + np.roll(base, 1, 2) + np.roll(base, 1, (1, 2))) / 4  # smoother
     return np.stack([base[:, i:i + height, 2 * i // 2:2 * i // 2 + width] for i in range(frames)])
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
@@ -79,7 +73,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 fps.append(frames / (time.perf_counter() - t))
     except VSRDeployError as e:
         return {"name": name, "status": "skipped", "reason": str(e)}
-    return {"name": name, "fps_runs": fps, "fps": statistics.median(fps), "peak_rss_mb": _peak_rss_mb(),
+    return {"name": name, "fps_runs": fps, "fps": statistics.median(fps), "peak_rss_mb": peak_rss_mb(),
             "load_s": load_s}
 
 

@@ -178,6 +178,11 @@ def load_checkpoint_with_info(path, arch: str | None = None, **overrides):
     except (KeyError, IndexError, ValueError):
         inferred = {}  # wrong architecture: the key report below says what does not fit
     config = {**cls.default_config, **inferred, **overrides}
+    unused = getattr(cls, "unused_checkpoint_keys", None)
+    if unused is not None:  # weights upstream builds but never uses: tolerated, reported, not loaded
+        dead = [k for k in sd if unused.search(k)]
+        info.ignored_keys.extend(dead)
+        sd = {k: v for k, v in sd.items() if k not in set(dead)}
     model = cls(**config)
     report = _mismatch_report(model, sd)
     if report:

@@ -5,15 +5,25 @@ import threading
 import time
 
 
-def rss_mb() -> float:
+def _status_mb(field: str) -> float:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
+
+
+def rss_mb() -> float:
+    """Resident memory now (MB)."""
+    return _status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM, MB)."""
+    return _status_mb("VmHWM")
 
 
 class PeakRSS:

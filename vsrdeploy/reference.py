@@ -71,7 +71,7 @@ def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workd
     return Upscaler(bundle, create_backend(backend, bundle)).upscale(io["lrs"][0])[None], io["out"]
 
 
-def iter_reference_results(vectors: str, backends=(), skip_arches=("psrt_recurrent",)) -> Iterator[ReferenceResult]:
+def iter_reference_results(vectors: str, backends=(), skip_arches=()) -> Iterator[ReferenceResult]:
     """PyTorch on every checkpoint format of every case; then, per backend, the exported bundle."""
     import tempfile
     from .models import list_models

@@ -121,6 +121,19 @@ def _markdown(result: CompareResult, files: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend: bool = True) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plots(result: CompareResult, directory: Path) -> dict[str, Path]:
     try:
         import matplotlib
@@ -145,30 +158,17 @@ def _plots(result: CompareResult, directory: Path) -> dict[str, Path]:
                        label="PyTorch FP32 whole clip")
             if result.bicubic:
                 ax.axhline(result.bicubic["psnr_y_mean"], ls=":", c="gray", lw=0.8, label="bicubic")
-            ax.legend(fontsize=8)
-        ax.set_xlabel("time per frame (ms, 1 / throughput)")
-        ax.set_ylabel(label)
-        ax.set_title(f"{result.arch}: latency vs quality")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out["latency_vs_psnr"] = directory / PLOTS["latency_vs_psnr"]
-        fig.savefig(out["latency_vs_psnr"], dpi=120)
-        plt.close(fig)
+        out["latency_vs_psnr"] = _finish(plt, fig, ax, "time per frame (ms, 1 / throughput)", label,
+                                         f"{result.arch}: latency vs quality",
+                                         directory / PLOTS["latency_vs_psnr"], legend=gt)
 
         fig, ax = plt.subplots(figsize=(7, 4))
         runs = ([("reference", result.reference)] if gt else []) + [(r.label, r) for r in ran]
         for name, r in runs:
             ys = [min(f.get(key, math.nan), 100.0) for f in r.frames]
             ax.plot([f["frame"] for f in r.frames], ys, label=name, lw=1)
-        ax.set_xlabel("frame")
-        ax.set_ylabel(label)
-        ax.set_title("PSNR per frame (drift over time)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out["psnr_per_frame"] = directory / PLOTS["psnr_per_frame"]
-        fig.savefig(out["psnr_per_frame"], dpi=120)
-        plt.close(fig)
+        out["psnr_per_frame"] = _finish(plt, fig, ax, "frame", label, "PSNR per frame (drift over time)",
+                                        directory / PLOTS["psnr_per_frame"])
     if result.sweep:
         fig, ax = plt.subplots(figsize=(6, 4))
         metric = f"{key}_mean"
@@ -177,13 +177,6 @@ def _plots(result: CompareResult, directory: Path) -> dict[str, Path]:
         if gt:
             ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
                        label="whole clip")
-        ax.set_xlabel(f"lookahead (frames; window {result.window})")
-        ax.set_ylabel(label)
-        ax.set_title("Streaming: quality vs lookahead")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out["psnr_vs_lookahead"] = directory / PLOTS["psnr_vs_lookahead"]
-        fig.savefig(out["psnr_vs_lookahead"], dpi=120)
-        plt.close(fig)
+        out["psnr_vs_lookahead"] = _finish(plt, fig, ax, f"lookahead (frames; window {result.window})", label,
+                                           "Streaming: quality vs lookahead", directory / PLOTS["psnr_vs_lookahead"])
     return out

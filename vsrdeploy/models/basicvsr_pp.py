@@ -141,10 +141,28 @@ class GridPropagationSchedule(Schedule):
 
     history = 2
 
+    def channels(self) -> int:
+        return self.net.mid_channels
+
+    def branch_step(self, ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2, zero, zero_flow):
+        """One step of branch ``name`` at frame ``idx`` (``step``-th of the branch): align + residual backbone."""
+        if step == 0:
+            aligned = zero  # upstream: no alignment at a branch's first frame
+        else:
+            if step == 1:
+                prev2, flow_n2 = zero, zero_flow
+            aligned = ctx.run(f"{name}_align", {"feat_prop": prev1, "feat_n2": prev2, "spatial": spatial[idx],
+                                                "flow_n1": flow_n1, "flow_n2": flow_n2})["aligned"]
+        earlier = BRANCHES[:BRANCHES.index(name)]
+        inputs = {"spatial": spatial[idx], **{b: feats[b][idx] for b in earlier}, "aligned": aligned}
+        return ctx.run(f"{name}_backbone", inputs)["feat_out"]
+
+    def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:
+        return {"lr": ctx.frames[i], "spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}}
+
     def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         x = ctx.frames
-        c = self.net.mid_channels
         spatial = {i: o["spatial"] for i, o in
                    zip(range(s, span_end), ctx.batch("feat_extract", [{"lr": x[i]} for i in range(s, span_end)]))}
         back_pairs = {i: (i, i + 1) for i in range(s, span_end - 1)}
@@ -154,12 +172,11 @@ class GridPropagationSchedule(Schedule):
         flow_f = {i: flows[p] for i, p in fwd_pairs.items()}  # aligns frame i-1 onto i
         comp_b = self._compose(ctx, {i: (flow_b[i], flow_b[i + 1]) for i in range(s, span_end - 2)})
         comp_f = self._compose(ctx, {i: (flow_f[i], flow_f[i - 1]) for i in range(max(s, 2), span_end)})
-        zero = ctx.zeros(spatial[s], c)
+        zero = ctx.zeros(spatial[s], self.channels())
         zero_flow = ctx.zeros(spatial[s], 2)
         feats: dict[str, dict[int, torch.Tensor]] = {}
         for name in BRANCHES:
             backward = name.startswith("backward")
-            earlier = BRANCHES[:BRANCHES.index(name)]
             if backward:
                 order = list(range(span_end - 1, s - 1, -1))
                 prev1 = prev2 = None
@@ -170,26 +187,17 @@ class GridPropagationSchedule(Schedule):
                 step = s
             out: dict[int, torch.Tensor] = {}
             for idx in order:
-                if step == 0:
-                    aligned = zero
-                else:
-                    flow_n1 = flow_b[idx] if backward else flow_f[idx]
-                    if step == 1:
-                        feat_n2, flow_n2 = zero, zero_flow
-                    else:
-                        feat_n2, flow_n2 = prev2, (comp_b[idx] if backward else comp_f[idx])
-                    aligned = ctx.run(f"{name}_align", {"feat_prop": prev1, "feat_n2": feat_n2,
-                                                        "spatial": spatial[idx], "flow_n1": flow_n1,
-                                                        "flow_n2": flow_n2})["aligned"]
-                inputs = {"spatial": spatial[idx], **{b: feats[b][idx] for b in earlier}, "aligned": aligned}
-                feat = ctx.run(f"{name}_backbone", inputs)["feat_out"]
+                flow_n1 = (flow_b if backward else flow_f).get(idx) if step > 0 else None
+                flow_n2 = (comp_b if backward else comp_f).get(idx) if step > 1 else None
+                feat = self.branch_step(ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2,
+                                        zero, zero_flow)
                 out[idx] = feat
                 prev1, prev2 = feat, prev1
                 step += 1
                 if not backward and idx == e - 1:
                     ctx.state[name] = (prev1, prev2)
             feats[name] = out
-        items = [{"lr": x[i], "spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}} for i in range(s, e)]
+        items = [self.reconstruct_inputs(ctx, i, spatial, feats) for i in range(s, e)]
         return [o["hr"] for o in ctx.batch("reconstruct", items)]
 
     @staticmethod

@@ -45,4 +45,4 @@ def build_model(arch: str, **config):
 
 
 def _ensure_loaded():
-    from . import basicvsr, basicvsr_pp, iconvsr, realbasicvsr, spynet_model  # noqa: F401 (registers)
+    from . import basicvsr, basicvsr_pp, iconvsr, psrt, realbasicvsr, spynet_model  # noqa: F401 (registers)
