@@ -22,7 +22,9 @@ import numpy as np
 from vsrdeploy.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7}}
+CONFIGS = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
+           "psrt_recurrent": {"mid_channels": 64, "embed_dim": 120, "depths": [6, 6, 6], "num_heads": [6, 6, 6],
+                              "window_size": [3, 8, 8], "num_frames": 3}}
 
 
 def child(args) -> None:
@@ -55,6 +57,11 @@ def child(args) -> None:
                                                        "peak_mb": peak_rss_mb()}))
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    h, _, w = str(text).partition("x")
+    return int(h), int(w or h)
+
+
 def run_child(mode, bundle, clip, t, out_dir, args) -> dict:
     result = str(Path(out_dir) / f"{mode}-{t}")
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--bundle", str(bundle), "--clip", clip,
@@ -65,7 +72,8 @@ def run_child(mode, bundle, clip, t, out_dir, args) -> dict:
     if Path(result + ".npy").exists():
         record["out"] = np.load(result + ".npy")
     else:
-        record["out"] = np.fromfile(result + ".raw", dtype=np.float32).reshape(t, 3, 4 * args.size, 4 * args.size)
+        h, w = parse_size(args.size)
+        record["out"] = np.fromfile(result + ".raw", dtype=np.float32).reshape(t, 3, 4 * h, 4 * w)
     return record
 
 
@@ -76,7 +84,7 @@ def main() -> None:
     p.add_argument("--t", type=int)
     p.add_argument("--arch", default="basicvsr", choices=sorted(CONFIGS))
     p.add_argument("--frames", type=int, nargs="+", default=[20, 100])
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", default="64", help="LR frame size: N or HxW")
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--lookahead", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -94,8 +102,10 @@ def main() -> None:
         dcn = "decomposed"  # one bundle every runtime can take
         bundle = vsrdeploy.export_onnx(net, Path(tmp) / "bench.vsr", dcn=dcn)
         rng = np.random.default_rng(0)
-        base = rng.random((3, args.size + 2 * max(args.frames), args.size + 2 * max(args.frames)), dtype=np.float32)
-        frames = np.stack([base[:, i:i + args.size, i:i + args.size] for i in range(max(args.frames))])
+        h, w = parse_size(args.size)
+        pad = 2 * max(args.frames)
+        base = rng.random((3, h + pad, w + pad), dtype=np.float32)
+        frames = np.stack([base[:, i:i + h, i:i + w] for i in range(max(args.frames))])
         clip = str(Path(tmp) / "clip.npz")
         np.savez(clip, lrs=frames)
         rows = []
@@ -113,7 +123,8 @@ def main() -> None:
             for row in rows[-1 - len(args.backends):]:
                 row[2]["ratio"] = row[2]["fps"] / whole["fps"]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    lines = [f"## {args.arch} {json.dumps(CONFIGS[args.arch])}, {args.size}x{args.size} input, random weights",
+    h, w = parse_size(args.size)
+    lines = [f"## {args.arch} {json.dumps(CONFIGS[args.arch])}, {h}x{w} input, random weights",
              "",
              f"Machine: {cpu}, {os.cpu_count()} cores, {args.threads} threads; Python {platform.python_version()}, "
              f"torch {torch.__version__}. Streaming: window {args.window}, lookahead {args.lookahead}, "
@@ -121,11 +132,11 @@ def main() -> None:
              "runtime's own footprint); streamed frames are written to a file as they come, the "
              "whole-clip forward returns the clip as upstream does.",
              "",
-             "| configuration | frames | frames/s | x whole-clip PyTorch | peak RSS MB | max abs diff vs whole clip "
-             "| max abs diff vs stream torch |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| configuration | frames | frames/s | s/frame | x whole-clip PyTorch | peak RSS MB "
+             "| max abs diff vs whole clip | max abs diff vs stream torch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, t, r, err_whole, err_torch in rows:
-        lines.append(f"| {name} | {t} | {r['fps']:.2f} | {r['ratio']:.2f} | {r['peak_mb']:.0f} | "
+        lines.append(f"| {name} | {t} | {r['fps']:.2f} | {1 / r['fps']:.2f} | {r['ratio']:.2f} | {r['peak_mb']:.0f} | "
                      f"{err_whole:.2e} | {err_torch:.2e} |")
     lines.append("")
     lines.append(f"Command: `python benchmarks/stream_vs_whole_clip.py --arch {args.arch} --frames "

@@ -3,10 +3,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-import vsrdeploy
 from vsrdeploy.cli import main
 from vsrdeploy.compare import Target, prepare_clips, run_compare
 from vsrdeploy.runtimes.base import register_backend
@@ -130,3 +128,13 @@ def test_bench_reports_ratios_against_whole_clip(bundle):
     assert ort_cpu["status"] == "ok" and ort_cpu["ratio"] > 0
     if cuda["status"] == "skipped":
         assert "CUDA" in cuda["reason"] or "GPU" in cuda["reason"]
+
+
+def test_skip_leading_frames(hr_clip):
+    lr, gt, _, desc = prepare_clips(str(hr_clip), None, "bi", 3, skip=2)
+    full, _, _, _ = prepare_clips(str(hr_clip), None, "bi", None)
+    assert np.array_equal(gt, prepare_clips(str(hr_clip), None, None, None)[0][2:5])
+    assert "frames 2-4" in desc and np.allclose(lr, full[2:5])
+    from vsrdeploy import InputError
+    with pytest.raises(InputError, match="no frames after skipping 50"):
+        prepare_clips(str(hr_clip), None, "bi", 3, skip=50)

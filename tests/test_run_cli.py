@@ -1,10 +1,8 @@
 """`vsrdeploy run` end to end on generated clips."""
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-import vsrdeploy
 from vsrdeploy.cli import main
 from vsrdeploy.runtimes.frames import open_source
 

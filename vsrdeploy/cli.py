@@ -199,7 +199,8 @@ def split_list(value: str) -> list[str]:
 @click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2", help="fp32, fp16, bf16, int8.")
 @click.option("--window", default=16, show_default=True, help="Streaming window; 0 = whole clip.")
 @click.option("--lookahead", default=8, show_default=True)
-@click.option("--frames", "max_frames", type=int, help="Use the first N frames.")
+@click.option("--frames", "max_frames", type=int, help="Use N frames (after --skip).")
+@click.option("--skip", default=0, show_default=True, help="Leading frames to skip.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md/json, frames.csv, plots here.")
 @click.option("--sweep-lookahead", metavar="L1,L2", help="Also measure PSNR vs lookahead (e.g. 0,2,4,8).")
 @click.option("--max-error", type=float, help="Fail when a target's max abs error vs the reference exceeds this.")
@@ -207,7 +208,7 @@ def split_list(value: str) -> list[str]:
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
 @friendly_errors
-def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, report_dir,
+def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, skip, report_dir,
             sweep_lookahead, max_error, min_psnr, dcn):
     """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
     from .compare import parse_targets, prepare_clips, run_compare
@@ -217,7 +218,7 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     targets = parse_targets(split_list(backends), split_list(precisions))
     sweep = [int(v) for v in split_list(sweep_lookahead)] if sweep_lookahead else None
-    lr, gt_clip, gt_desc, clip_desc = prepare_clips(source, gt, degrade, max_frames, notice=echo)
+    lr, gt_clip, gt_desc, clip_desc = prepare_clips(source, gt, degrade, max_frames, notice=echo, skip=skip)
     bundle = bundle_for(model, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     result = run_compare(bundle, lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
                          lookahead=lookahead, max_error=max_error, min_psnr=min_psnr, sweep_lookahead=sweep,

@@ -302,25 +302,28 @@ def _sweep(bundle, lr, targets, results, window, lookaheads, ref_clip, gt, crop,
 
 # -- inputs -------------------------------------------------------------------------------------------
 
-def read_clip(spec: str, max_frames: int | None = None, notice=None) -> tuple[np.ndarray, str]:
-    """A whole clip (T, 3, H, W) float32 from any frame source (first ``max_frames`` frames)."""
+def read_clip(spec: str, max_frames: int | None = None, notice=None, skip: int = 0) -> tuple[np.ndarray, str]:
+    """A whole clip (T, 3, H, W) float32 from any frame source (``max_frames`` frames after ``skip``)."""
     from .runtimes.frames import open_source
     with open_source(spec, notice=notice) as src:
-        frames = list(itertools.islice(src, max_frames))
-        return np.stack(frames), src.info.description
+        frames = list(itertools.islice(src, skip, None if max_frames is None else skip + max_frames))
+        if not frames:
+            raise InputError(f"{spec} has no frames after skipping {skip}; lower --skip")
+        description = src.info.description + (f", frames {skip}-{skip + len(frames) - 1}" if skip else "")
+        return np.stack(frames), description
 
 
 def prepare_clips(input_spec: str, gt_spec: str | None, degrade_kind: str | None, max_frames: int | None,
-                  notice=None) -> tuple[np.ndarray, np.ndarray | None, str | None, str]:
+                  notice=None, skip: int = 0) -> tuple[np.ndarray, np.ndarray | None, str | None, str]:
     """(lr, gt, ground-truth description, clip description) from the compare command's options."""
     if gt_spec and degrade_kind:
         raise ConfigError("give either --gt HR_CLIP or --degrade bi|bd, not both")
-    clip, description = read_clip(input_spec, max_frames, notice)
+    clip, description = read_clip(input_spec, max_frames, notice, skip)
     if degrade_kind:
         from .degrade import degrade
         return degrade(clip, degrade_kind), clip, f"{input_spec} (LR made by --degrade {degrade_kind})", description
     if gt_spec:
-        gt, _ = read_clip(gt_spec, len(clip), notice)
+        gt, _ = read_clip(gt_spec, len(clip), notice, skip)
         if len(gt) < len(clip):
             raise InputError(f"--gt has {len(gt)} frames but --input has {len(clip)}; give matching clips")
         return clip, gt, gt_spec, description

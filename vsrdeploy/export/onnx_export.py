@@ -108,7 +108,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
     size (default: any size). ``progress(cell_name)`` is called before each cell is exported.
     """
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401 (checked here so the error says which extra to install)
     except ImportError:
         raise VSRDeployError('ONNX export needs the onnx package: pip install "vsrdeploy[onnx]"') from None
     from ..checkpoint import load_checkpoint

@@ -11,7 +11,7 @@ Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and excha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch

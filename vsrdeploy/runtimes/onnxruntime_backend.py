@@ -79,7 +79,6 @@ class _OrtGpuBackend(_OrtBackend):
         self.device = torch.device("cuda")
 
     def run(self, cell, inputs):
-        ort = _ort()
         session = self.sessions[cell]
         binding = session.io_binding()
         for name, t in inputs.items():
