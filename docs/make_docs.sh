@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates the reports in docs/ and the numbers of the shipped model's card.
+# Needs Debian's opencv-doc (apt-get install opencv-doc) for the independent evaluation clip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VSR=${VSR:-.venv/bin/vsrdeploy}
+DATA=/usr/share/doc/opencv-doc/examples/data
+MODEL=vsrdeploy/weights/basicvsr_c16n4_opencv.pth
+HELDOUT=vsrdeploy/data/vtest_heldout_320x240.avi
+
+# Runtimes x precisions on real video (held-out vtest.avi frames, BI x4), with the lookahead sweep
+$VSR compare $MODEL -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-cpu --precisions fp32,fp16 \
+    --window 10 --lookahead 5 --sweep-lookahead 0,2,5,10 --report docs/compare_vtest_heldout
+
+# Model card: whole-clip quality vs bicubic on held-out vtest frames and on an independent clip
+$VSR compare $MODEL -i $HELDOUT --degrade bi --backends torch --window 0 --report docs/model_card_eval/vtest_heldout
+$VSR compare $MODEL -i $DATA/Megamind.avi --skip 100 --frames 30 --degrade bi --backends torch --window 0 \
+    --report docs/model_card_eval/megamind
