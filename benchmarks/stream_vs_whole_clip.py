@@ -34,11 +34,12 @@ def child(args) -> None:
     import vsrdeploy
     from vsrdeploy.bundle import Bundle
     clip = np.load(args.clip)["lrs"][: args.t]
-    warm = clip[:3]
+    warm = clip[: args.warmup]
     if args.mode == "whole":
         net = Bundle(args.bundle).load_network()
         with torch.no_grad():
-            net(torch.from_numpy(warm)[None])
+            if len(warm):
+                net(torch.from_numpy(warm)[None])
             t0 = time.perf_counter()
             out = net(torch.from_numpy(clip)[None])[0].numpy()
             seconds = time.perf_counter() - t0
@@ -47,7 +48,8 @@ def child(args) -> None:
         # frames go to disk as they come (as a real sink would), so memory is the engine's own
         options = {"threads": args.threads} if args.mode != "torch" else {}
         up = vsrdeploy.open_bundle(args.bundle, backend=args.mode, **options)
-        list(up.stream(iter(warm), window=args.window, lookahead=args.lookahead))
+        if len(warm):
+            list(up.stream(iter(warm), window=args.window, lookahead=args.lookahead))
         t0 = time.perf_counter()
         with open(args.result + ".raw", "wb") as f:
             for frame in up.stream(iter(clip), window=args.window, lookahead=args.lookahead):
@@ -66,7 +68,7 @@ def run_child(mode, bundle, clip, t, out_dir, args) -> dict:
     result = str(Path(out_dir) / f"{mode}-{t}")
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--bundle", str(bundle), "--clip", clip,
            "--t", str(t), "--result", result, "--window", str(args.window), "--lookahead", str(args.lookahead),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--warmup", str(args.warmup)]
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     record = json.loads(Path(result + ".json").read_text())
     if Path(result + ".npy").exists():
@@ -88,6 +90,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--lookahead", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=3, help="frames of an untimed warm-up run (0: none)")
     p.add_argument("--backends", nargs="+", default=["torch", "ort-cpu", "openvino-cpu"])
     p.add_argument("--out", help="write the Markdown table here")
     args = p.parse_args()
@@ -141,7 +144,7 @@ def main() -> None:
     lines.append("")
     lines.append(f"Command: `python benchmarks/stream_vs_whole_clip.py --arch {args.arch} --frames "
                  f"{' '.join(map(str, args.frames))} --size {args.size} --window {args.window} "
-                 f"--lookahead {args.lookahead} --threads {args.threads}`")
+                 f"--lookahead {args.lookahead} --threads {args.threads} --warmup {args.warmup}`")
     table = "\n".join(lines)
     print(table)
     if args.out:
