@@ -23,7 +23,7 @@ def random_clip(t=5, h=32, w=32, n=1, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(n, 3, h + 2 * t, w + 2 * t, generator=g)
     base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
-    frames = [base[..., i:i + h, 2 * i // 2: 2 * i // 2 + w] for i in range(t)]
+    frames = [base[..., i:i + h, i:i + w] for i in range(t)]
     return torch.stack(frames, dim=1).contiguous()
 
 

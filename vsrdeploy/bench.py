@@ -38,7 +38,7 @@ def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.nd
     pad = 2 * frames + 8
     base = rng.random((3, height + pad, width + pad), dtype=np.float32)
     base = (base + np.roll(base, 1, 1) + np.roll(base, 1, 2) + np.roll(base, 1, (1, 2))) / 4  # smoother
-    return np.stack([base[:, i:i + height, 2 * i // 2:2 * i // 2 + width] for i in range(frames)])
+    return np.stack([base[:, i:i + height, i:i + width] for i in range(frames)])
 
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
@@ -56,11 +56,10 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
             net = bundle.load_network()
             run = lambda c: net(torch.from_numpy(c)[None])  # noqa: E731
         else:
-            from .runtimes.base import create_backend
             from .runtimes.engine import Upscaler
             if threads and name != "torch":
                 options = {"threads": threads, **options}
-            up = Upscaler(bundle, create_backend(name, bundle, **options))
+            up = Upscaler.create(bundle, name, **options)
             run = lambda c: sum(1 for _ in up.stream(iter(c), window=window, lookahead=lookahead))  # noqa: E731
         load_s = time.perf_counter() - t0
         with torch.no_grad():

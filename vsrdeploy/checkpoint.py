@@ -110,7 +110,7 @@ def _normalise(sd: dict, info: CheckpointInfo) -> dict:
             continue
         new = key
         for pattern, repl in _BASICSR_RULES:
-            new = pattern.sub(repl, new) if isinstance(repl, str) else pattern.sub(repl, new)
+            new = pattern.sub(repl, new)
         renamed |= new != key
         out[new] = value
     if renamed:

@@ -205,14 +205,14 @@ def _check_tolerances(result: TargetResult, max_error: float | None, min_psnr: f
 
 def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str):
     """Create the backend and stream the clip; returns (TargetResult, scratch clip or None)."""
-    from .runtimes.base import create_backend, precision_options
+    from .runtimes.base import precision_options
     from .runtimes.engine import Upscaler
     result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead)
     try:
         options = precision_options(target.backend, target.precision, bundle)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            upscaler = Upscaler(bundle, create_backend(target.backend, bundle, **options))
+            upscaler = Upscaler.create(bundle, target.backend, **options)
             result.load_s = time.perf_counter() - t0
             s = upscaler.scale
             clip = _ScratchClip(scratch, name, (3, lr.shape[2] * s, lr.shape[3] * s))

@@ -62,9 +62,8 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
              echo: Callable[[str], None] = print) -> dict:
     from .metrics import psnr
     from .runtimes import availability
-    from .runtimes.engine import bundle_for
+    from .runtimes.engine import Upscaler, bundle_for
     from .runtimes.frames import open_sink
-    from .runtimes.stream_job import _stream_frames
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +81,7 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
     ran = [t for t in result.targets if t.status == "ok"] or [result.reference]
     best = max(ran, key=lambda t: t.fps if t.fps == t.fps else 0.0)
     video = out / "upscaled.mp4"
-    outputs = _stream_frames(bundle, best.backend if best is not result.reference else "torch", lr, window,
-                             lookahead)
+    outputs = Upscaler.create(bundle, best.backend).stream(iter(lr), window=window, lookahead=lookahead)
     mid = len(lr) // 2
     mid_frame = None
     with open_sink(str(video), fps=10.0, notice=echo) as sink:

@@ -56,7 +56,6 @@ def run_case(vectors: str, case: dict, filename: str):
 def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workdir: str):
     """Export the case's checkpoint to a bundle (DCN form the backend takes) and run it on ``backend``."""
     from .export import export_onnx
-    from .runtimes import create_backend
     from .runtimes.base import get_backend_class
     from .runtimes.engine import Upscaler
     from .bundle import Bundle
@@ -68,7 +67,7 @@ def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workd
         export_onnx(os.path.join(vectors, filename), target, arch=case["arch"], dcn=dcn, **overrides)
     bundle = Bundle(target)
     io = np.load(os.path.join(vectors, case["files"]["io"]))
-    return Upscaler(bundle, create_backend(backend, bundle)).upscale(io["lrs"][0])[None], io["out"]
+    return Upscaler.create(bundle, backend).upscale(io["lrs"][0])[None], io["out"]
 
 
 def iter_reference_results(vectors: str, backends=(), skip_arches=()) -> Iterator[ReferenceResult]:

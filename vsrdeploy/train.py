@@ -128,7 +128,7 @@ def save_mmagic_checkpoint(model, path: Path, meta: dict) -> None:
 
 
 def _param_groups(model, cfg: TrainConfig):
-    flow = [p for n, p in model.named_parameters() if ".spynet." in f".{n}" or n.startswith("spynet.")]
+    flow = [p for n, p in model.named_parameters() if ".spynet." in f".{n}"]
     flow_ids = {id(p) for p in flow}
     rest = [p for p in model.parameters() if id(p) not in flow_ids]
     groups = [{"params": rest, "lr": cfg.lr, "name": "main"}]

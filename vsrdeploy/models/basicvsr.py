@@ -30,8 +30,6 @@ class FlowCell(Cell):
 class WarpCell(Cell):
     """Warp a feature map onto the next frame with a flow (zero padding)."""
 
-    stateless = True
-
     def __init__(self, channels: int, scale: float = 1.0):
         super().__init__()
         self.inputs = (Port("feat", (channels,), scale), Port("flow", (2,), scale))

@@ -27,6 +27,11 @@ class Upscaler:
         self.net = bundle.skeleton()
         self.scale = self.net.scale
 
+    @classmethod
+    def create(cls, bundle: Bundle, backend: str, **options) -> "Upscaler":
+        """``bundle`` on the backend named ``backend`` (``options`` go to the backend)."""
+        return cls(bundle, create_backend(backend, bundle, **options))
+
     def _frames(self, frames: Iterable) -> Iterator[torch.Tensor]:
         for i, f in enumerate(frames):
             t = torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f
@@ -84,4 +89,4 @@ def open_bundle(path, backend: str = "ort-cpu", dcn: str | None = None, **option
     ``options`` go to the backend (e.g. ``threads=2``; OpenVINO ``precision='fp32'``; ort-trt ``fp16=True``).
     """
     bundle = bundle_for(path, backend, dcn)
-    return Upscaler(bundle, create_backend(backend, bundle, **options))
+    return Upscaler.create(bundle, backend, **options)

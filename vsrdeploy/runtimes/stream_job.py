@@ -7,15 +7,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .base import create_backend
 from .engine import Upscaler, bundle_for
 from .frames import open_sink, open_source
-
-
-def _stream_frames(bundle, backend: str, frames, window, lookahead, **options):
-    """Upscaled frames of ``frames`` through ``bundle`` on ``backend``, as an iterator."""
-    upscaler = Upscaler(bundle, create_backend(backend, bundle, **options))
-    return upscaler.stream(iter(frames), window=window, lookahead=lookahead)
 
 
 def run_job(model: str, *, backend: str, source: str, sink: str, window: int | None, lookahead: int,
@@ -36,7 +29,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             bundle = bundle_for(model, backend, dcn, progress=lambda c: echo(f"exporting cell {c}"),
                                 **(overrides or {}))
             options = {"threads": threads} if threads else {}
-            upscaler = Upscaler(bundle, create_backend(backend, bundle, **options))
+            upscaler = Upscaler.create(bundle, backend, **options)
             skip = out.start_index
             if skip:
                 echo(f"resuming at frame {skip}: re-warming the recurrent state on the {skip} preceding frames")
