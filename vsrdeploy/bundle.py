@@ -12,9 +12,14 @@ Opening a bundle verifies every hash and refuses paths that leave the bundle dir
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +48,23 @@ def safe_join(root: Path, relpath: str) -> Path:
     if os.path.commonpath([root_real, full]) != root_real:
         raise BundleError(f"manifest path {relpath!r} escapes the bundle directory {root}; refusing to read it")
     return Path(full)
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: Path):
+    """Yield a temporary directory beside ``out_dir`` that replaces it only if the block succeeds:
+    an interrupted export or conversion never leaves a half-written bundle."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @dataclass
@@ -129,6 +151,38 @@ class Bundle:
         state = torch.load(self.file(self.manifest["weights"]), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         return net.eval().to(device)
+
+    def derive(self, out_dir, cell_models: dict, precision: str, details: dict) -> Path:
+        """Write a new bundle at ``out_dir``: this one with the cells in ``cell_models`` (name ->
+        ``onnx.ModelProto``) replaced, ``precision`` set and ``details`` recorded under
+        ``manifest['precision_details']`` (e.g. the FP16 keep-list or the INT8 quantization recipe)."""
+        import onnx
+        out_dir = Path(out_dir)
+        if out_dir.resolve() == self.path.resolve():
+            raise BundleError(f"refusing to overwrite the source bundle {self.path}; choose another output name")
+        unknown = set(cell_models) - set(self.cells)
+        if unknown:
+            raise BundleError(f"{self.path} has no cell(s) {', '.join(sorted(unknown))}")
+        manifest = copy.deepcopy(self.manifest)
+        with staged_dir(out_dir) as tmp:
+            (tmp / "cells").mkdir()
+            for name, info in self.cells.items():
+                dst = tmp / info.file
+                if name in cell_models:
+                    onnx.save(cell_models[name], str(dst))
+                    manifest["cells"][name]["ops"] = sorted(
+                        {n.op_type if not n.domain else f"{n.domain}::{n.op_type}" for n in cell_models[name].graph.node})
+                else:
+                    shutil.copy2(self.cell_path(name), dst)
+            shutil.copy2(self.file(manifest["weights"]), tmp / manifest["weights"])
+            manifest["files"] = {rel: sha256_file(tmp / rel) for rel in manifest["files"]}
+            manifest["precision"] = precision
+            manifest["precision_details"] = details
+            manifest["derived_from"] = {"bundle": self.path.name, "precision": self.precision,
+                                        "manifest_sha256": sha256_file(self.path / MANIFEST)}
+            manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return out_dir
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, arch={self.arch}, dcn={self.dcn}, precision={self.precision})"

@@ -292,15 +292,18 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 @click.option("--threads", type=int, help="CPU threads.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--init", "init_from", type=click.Path(exists=True, dir_okay=False),
+              help="Start from the weights of this checkpoint that fit (same name and shape), e.g. a trained SPyNet.")
 @friendly_errors
 def train(arch, overrides, data, val_fraction, steps, crop, frames, batch, lr, flow_lr_mult, fix_flow_steps,
-          val_every, seed, threads, out_dir, resume):
+          val_every, seed, threads, out_dir, resume, init_from):
     """Train a network on video clips (BI degradation made on the fly); writes mmagic checkpoints."""
     from .train import TrainConfig, train as run_training
 
     cfg = TrainConfig(arch=arch, model_config=parse_overrides(overrides), data=list(data), val_fraction=val_fraction,
                       steps=steps, crop=crop, frames=frames, batch=batch, lr=lr, flow_lr_mult=flow_lr_mult,
-                      fix_flow_steps=fix_flow_steps, val_every=val_every, seed=seed, threads=threads)
+                      fix_flow_steps=fix_flow_steps, val_every=val_every, seed=seed, threads=threads,
+                      init_from=init_from)
     record = run_training(cfg, out_dir, resume=resume, echo=lambda m: click.echo(m, err=True))
     best = record["best_psnr_y"]
     click.echo(f"trained {record['step']} steps in {record['seconds'] / 60:.1f} min; final loss {record['loss']:.4f}"

@@ -44,6 +44,8 @@ class TrainConfig:
     val_crop: int = 96  # LR crop of the validation clips (centre), to keep validation cheap
     seed: int = 0
     threads: int | None = None
+    init_from: str | None = None  # checkpoint whose same-named, same-shaped weights start the run
+
 
 
 class ClipData:
@@ -137,6 +139,23 @@ def _param_groups(model, cfg: TrainConfig):
     return groups, flow
 
 
+def init_weights(model, path: str) -> list[str]:
+    """Copy every weight of checkpoint ``path`` whose name and shape match one of ``model``'s.
+
+    Lets one network start from another's parts (e.g. BasicVSR++ from a trained BasicVSR's SPyNet).
+    Returns the names copied; raises ConfigError when nothing matches.
+    """
+    from .checkpoint import read_checkpoint
+
+    sd, _ = read_checkpoint(path)
+    own = model.state_dict()
+    copied = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise ConfigError(f"--init {path}: no weight there has the name and shape of one of this network's")
+    model.load_state_dict({k: v.float() for k, v in copied.items()}, strict=False)
+    return sorted(copied)
+
+
 def train(cfg: TrainConfig, out_dir, resume: bool = False, echo: Callable[[str], None] = print,
           progress: bool = True) -> dict:
     """Run (or resume) training; returns the final record (step, loss, validation scores)."""
@@ -157,6 +176,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, echo: Callable[[str],
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(cfg.steps, 1), eta_min=cfg.min_lr)
     rng = np.random.default_rng(cfg.seed)
     step, history, best = 0, [], -math.inf
+    if cfg.init_from and not resume:
+        names = init_weights(model, cfg.init_from)
+        parts = sorted({n.split(".")[0] for n in names})
+        echo(f"initialised {len(names)} tensors ({', '.join(parts)}) from {cfg.init_from}")
     if resume:
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         saved = TrainConfig(**json.loads(st["config"]))

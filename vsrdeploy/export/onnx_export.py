@@ -5,14 +5,12 @@ import datetime
 import json
 import os
 import platform
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from ..bundle import FORMAT_VERSION, MANIFEST, sha256_file
+from ..bundle import FORMAT_VERSION, MANIFEST, sha256_file, staged_dir
 from ..errors import ConfigError, VSRDeployError
 from ..models.cells import Cell, Port
 from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
@@ -138,10 +136,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
     out_dir = Path(out_dir)
     size = static_shape or example_size(net)
 
-    # build in a temporary directory next to the target, then move into place: no half-written bundles
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         (tmp / "cells").mkdir()
         cells_record = {}
         for name, cell in net.cells.items():
@@ -181,12 +176,6 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

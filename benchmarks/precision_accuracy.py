@@ -1,0 +1,107 @@
+"""Accuracy of reduced-precision bundles on a real clip: PSNR (Y) against the FP32 bundle's output
+and against ground truth, for FP16 keep-FP32 lists and INT8 quantization recipes.
+
+    python benchmarks/precision_accuracy.py --model CKPT --clip CLIP [--frames 30] [--fp16 RULES ...]
+        [--int8 TARGET:METHOD[:EXCLUDE,...] ...] [--calib CLIP --calib-frames N]
+
+Each ``--fp16`` value is a comma-separated keep-FP32 rule list ('' = everything FP16). FP16 runs on
+ort-cpu, which inserts casts around ops that have no FP16 CPU kernel: tensors are rounded to FP16
+between ops and arithmetic runs in FP32 (an upper bound on accuracy compared with FP16 arithmetic).
+The clip is degraded BI x4 (MATLAB bicubic) to make the LR input; ground truth is the clip itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsrdeploy import export_onnx, load_checkpoint
+from vsrdeploy.bundle import Bundle
+from vsrdeploy.compare import read_clip
+from vsrdeploy.degrade import degrade
+from vsrdeploy.metrics import psnr
+from vsrdeploy.runtimes.engine import Upscaler
+
+
+def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([psnr(np.clip(x, 0, 1), np.clip(y, 0, 1), y_channel=True) for x, y in zip(a, b)]))
+
+
+def run(bundle: Bundle, lr: np.ndarray, threads: int) -> tuple[np.ndarray, float]:
+    up = Upscaler.create(bundle, "ort-cpu", threads=threads)
+    t = time.perf_counter()
+    out = up.upscale(lr)
+    return out, (time.perf_counter() - t) / len(lr)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--clip", required=True)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--skip", type=int, default=0)
+    ap.add_argument("--fp16", action="append", default=[], help="keep-FP32 rules, comma-separated")
+    ap.add_argument("--int8", action="append", default=[], help="TARGET:METHOD[:EXCLUDE,...]")
+    ap.add_argument("--calib", help="calibration clip (default: --clip)")
+    ap.add_argument("--calib-frames", type=int, default=16)
+    ap.add_argument("--calib-skip", type=int, default=0)
+    ap.add_argument("--dcn", default="native")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write the rows here too")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    gt, desc = read_clip(args.clip, args.frames, skip=args.skip)
+    lr = degrade(gt, "bi")
+    work = Path(tempfile.mkdtemp(prefix="precision-"))
+    fp32 = Bundle(export_onnx(load_checkpoint(args.model), work / "fp32.vsr", dcn=args.dcn))
+    ref, ms = run(fp32, lr, args.threads)
+    rows = [{"variant": "fp32", "psnr_vs_fp32": float("inf"), "psnr_y_gt": y_psnr(ref, gt), "s_per_frame": ms}]
+    for i, spec in enumerate(args.fp16):
+        from vsrdeploy.calib.fp16 import convert_bundle_fp16
+        rules = [r for r in spec.split(",") if r]
+        b = Bundle(convert_bundle_fp16(fp32, work / f"fp16-{i}.vsr", keep=rules))
+        out, ms = run(b, lr, args.threads)
+        kept = sum(len(v) for v in b.manifest["precision_details"]["kept_fp32_nodes"].values())
+        rows.append({"variant": f"fp16 keep[{spec or 'nothing'}] ({kept} nodes FP32)",
+                     "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
+    if args.int8:
+        from vsrdeploy.calib.int8 import calibrate_bundle
+        calib_clip, _ = read_clip(args.calib or args.clip, args.calib_frames, skip=args.calib_skip)
+        calib_lr = degrade(calib_clip, "bi")
+        for i, spec in enumerate(args.int8):
+            target, method, *rest = spec.split(":")
+            exclude = [e for e in (rest[0].split(",") if rest else []) if e]
+            b = Bundle(calibrate_bundle(fp32, calib_lr, work / f"int8-{i}.vsr", target=target, method=method,
+                                        exclude=exclude, progress=False))
+            out, ms = run(b, lr, args.threads)
+            rows.append({"variant": f"int8 {spec}", "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
+                         "s_per_frame": ms})
+    bic = y_psnr(np.stack([np.clip(f, 0, 1) for f in _bicubic_up(lr)]), gt)
+    print(f"# {Path(args.model).name} on {desc} ({len(gt)} frames, LR {lr.shape[2]}x{lr.shape[3]}); "
+          f"bicubic PSNR-Y {bic:.2f} dB\n")
+    print("| variant | PSNR-Y vs FP32 output (dB) | PSNR-Y vs GT (dB) | drop vs FP32 (dB) | s/frame (ort-cpu) |")
+    print("|---|---|---|---|---|")
+    base = rows[0]["psnr_y_gt"]
+    for r in rows:
+        print(f"| {r['variant']} | {r['psnr_vs_fp32']:.2f} | {r['psnr_y_gt']:.3f} | {base - r['psnr_y_gt']:.3f} "
+              f"| {r['s_per_frame']:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "clip": desc, "bicubic": bic, "rows": rows},
+                                              indent=1))
+    return 0
+
+
+def _bicubic_up(lr: np.ndarray) -> np.ndarray:
+    from vsrdeploy.degrade import bicubic_resize
+    return bicubic_resize(lr, 4)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

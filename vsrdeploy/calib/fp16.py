@@ -1,0 +1,136 @@
+"""FP16 bundles: every cell converted to float16 except an explicit keep-in-FP32 list.
+
+Keep rules (strings, recorded in the manifest with the nodes they kept):
+
+- ``cell=NAME``      every node of cell NAME (e.g. ``cell=flow``: SPyNet);
+- ``node=REGEX``     nodes whose name matches REGEX (e.g. ``node=conv_last``: the final conv);
+- ``op=TYPE``        every node of an ONNX op type (e.g. ``op=DeformConv``);
+- ``sampling-grid``  the arithmetic that builds sampling coordinates: every node upstream of a
+  ``GridSample`` grid or a ``DeformConv`` offset input, back to the cell's inputs. Pixel coordinates
+  need more mantissa than FP16 has: at 768 pixels FP16 resolves only 0.5 pixel.
+
+Cell inputs and outputs stay float32 (casts are inserted inside the graph), so a mixed FP16 / FP32
+bundle streams exactly like an FP32 one and hidden states cross cell boundaries in FP32.
+``DEFAULT_KEEP_FP32`` was chosen by measurement (``benchmarks/precision_fp16.py``; numbers in
+``benchmarks/RESULTS.md``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bundle import Bundle
+from ..errors import ConfigError
+
+#: Measured default (benchmarks/RESULTS.md, "FP16 keep-list"): sampling coordinates stay FP32.
+DEFAULT_KEEP_FP32: tuple[str, ...] = ("sampling-grid", "op=DeformConv")
+
+_COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 1}  # op type -> index of its coordinate input
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    kind: str  # cell | node | op | sampling-grid
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "KeepRule":
+        text = text.strip()
+        if text == "sampling-grid":
+            return cls("sampling-grid")
+        kind, sep, value = text.partition("=")
+        if not sep or kind not in ("cell", "node", "op") or not value:
+            raise ConfigError(f"bad keep-FP32 rule {text!r}; use cell=NAME, node=REGEX, op=TYPE or sampling-grid")
+        if kind == "node":
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ConfigError(f"keep-FP32 rule {text!r}: bad regular expression ({e})") from None
+        return cls(kind, value)
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "sampling-grid" else f"{self.kind}={self.value}"
+
+
+def _sampling_grid_nodes(graph) -> set[str]:
+    """Names of the nodes that compute GridSample grids and DeformConv offsets."""
+    producer = {out: node for node in graph.node for out in node.output}
+    keep: set[str] = set()
+    stack = [node.input[i] for node in graph.node
+             for op, i in _COORDINATE_INPUTS.items() if node.op_type == op and len(node.input) > i]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor not in producer:
+            continue
+        seen.add(tensor)
+        node = producer[tensor]
+        keep.add(node.name)
+        stack.extend(node.input)
+    return keep
+
+
+def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
+    """The node names of ``model`` (cell ``cell``) that ``rules`` keep in FP32."""
+    graph = model.graph
+    keep: set[str] = set()
+    for rule in rules:
+        if rule.kind == "cell" and rule.value == cell:
+            keep.update(n.name for n in graph.node)
+        elif rule.kind == "node":
+            pattern = re.compile(rule.value)
+            keep.update(n.name for n in graph.node if pattern.search(n.name))
+        elif rule.kind == "op":
+            keep.update(n.name for n in graph.node if n.op_type == rule.value)
+        elif rule.kind == "sampling-grid":
+            keep.update(_sampling_grid_nodes(graph))
+    return sorted(keep)
+
+
+def _name_nodes(model) -> None:
+    """Give unnamed nodes a name so the block list can address every node."""
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+def convert_model_fp16(model, cell: str, rules: list[KeepRule]):
+    """Return (FP16 model with float32 I/O, names of the nodes kept in FP32)."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    _name_nodes(model)
+    keep = nodes_to_keep(model, cell, rules)
+    if len(keep) == len(model.graph.node):
+        return model, keep
+    # custom (plugin) nodes are not converted: the plugin itself picks FP16 kernels from its input types
+    custom = [n.name for n in model.graph.node if n.domain not in ("", "ai.onnx")]
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST),
+                                         node_block_list=keep + custom)
+    OnnxModel(converted).topological_sort()  # the converter appends its I/O casts at the end
+    return converted, keep
+
+
+def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=None) -> Path:
+    """Write an FP16 bundle converted from the FP32 ``bundle`` (a path or Bundle); returns its path."""
+    import onnx
+
+    src = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+    if src.precision != "fp32":
+        raise ConfigError(f"{src.path} is already {src.precision}; convert from the FP32 bundle")
+    rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in keep]
+    missing = [r.value for r in rules if r.kind == "cell" and r.value not in src.cells]
+    if missing:
+        raise ConfigError(f"keep-FP32 names cell(s) {', '.join(missing)} that {src.arch} does not have; "
+                          f"cells: {', '.join(src.cells)}")
+    out_dir = Path(out_dir) if out_dir else src.path.with_name(src.path.name.removesuffix(".vsr") + "-fp16.vsr")
+    models, kept = {}, {}
+    for name in src.cells:
+        if progress:
+            progress(name)
+        model = onnx.load(str(src.cell_path(name)))
+        models[name], kept[name] = convert_model_fp16(model, name, rules)
+        onnx.checker.check_model(models[name])
+    details = {"keep_fp32_rules": [str(r) for r in rules], "kept_fp32_nodes": kept, "io_dtype": "float32"}
+    return src.derive(out_dir, models, "fp16", details)

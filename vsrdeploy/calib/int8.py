@@ -1,0 +1,173 @@
+"""INT8 bundles: per-cell Q/DQ quantization calibrated on real frames (ONNX Runtime's quantization tools).
+
+1. The calibration clip streams through the FP32 bundle on ``ort-cpu``; every call of every cell is
+   recorded, hidden states included (``record_cell_inputs``), so each cell is calibrated on the
+   activations it will actually see.
+2. Each cell is quantized to Q/DQ with ``onnxruntime.quantization.quantize_static``: per-channel
+   symmetric INT8 weights, activations per tensor in the target's form (``TARGETS``).
+3. The result is a new bundle whose manifest records the recipe (``precision_details``).
+
+Targets differ in the Q/DQ form they can run fast:
+
+- ``tensorrt``: symmetric INT8 activations and weights (zero point 0), biases left in float (TensorRT's
+  DequantizeLinear takes INT8, not INT32); only weighted ops are quantized, the rest fuse around them.
+- ``cpu``: unsigned 8-bit activations (asymmetric) with signed weights: ONNX Runtime's x86 kernels are
+  fast only for U8 activations (symmetric S8/S8 runs slower than FP32 there).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..errors import ConfigError, InputError
+from .fp16 import KeepRule, nodes_to_keep
+
+
+@dataclass(frozen=True)
+class QuantTarget:
+    activation: str  # QuantType name
+    weight: str
+    activation_symmetric: bool
+    quantize_bias: bool
+    reduce_range: bool
+    op_types: tuple[str, ...] | None  # None: every op ONNX Runtime can quantize
+    note: str
+
+
+TARGETS: dict[str, QuantTarget] = {
+    "tensorrt": QuantTarget("QInt8", "QInt8", True, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
+                            "symmetric S8 activations / S8 per-channel weights, zero points 0, float biases"),
+    # AVX2 CPUs without VNNI can saturate the U8xS8 multiply-add on full 8-bit weights: ONNX Runtime's
+    # advice is reduce_range (7-bit weights) there; measured in benchmarks/RESULTS.md.
+    "cpu": QuantTarget("QUInt8", "QInt8", False, True, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
+                       "U8 activations (asymmetric) / S8 per-channel weights"),
+}
+METHODS = ("minmax", "entropy", "percentile")
+#: Default exclusions (measured, benchmarks/RESULTS.md "INT8 exclusions"): the sampling coordinates.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid",)
+
+
+def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,
+                       seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Stream ``frames`` (T, 3, H, W) through the FP32 ``bundle`` on ort-cpu and return, per cell, up to
+    ``max_samples`` of the input feeds it received (a uniform random subset when it was called more)."""
+    from ..runtimes.engine import Upscaler
+
+    upscaler = Upscaler.create(bundle, "ort-cpu")
+    backend = upscaler.backend
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in bundle.cells}
+    calls: dict[str, int] = {name: 0 for name in bundle.cells}
+    inner = backend.run
+
+    def recording_run(cell, inputs):
+        feed = {k: v.detach().cpu().numpy().copy() for k, v in inputs.items()}
+        calls[cell] += 1
+        if len(samples[cell]) < max_samples:  # reservoir sampling keeps a uniform subset of all calls
+            samples[cell].append(feed)
+        else:
+            j = int(rng.integers(calls[cell]))
+            if j < max_samples:
+                samples[cell][j] = feed
+        return inner(cell, inputs)
+
+    backend.run = recording_run
+    for _ in upscaler.stream(frames, window=window, lookahead=0):
+        pass
+    return samples
+
+
+class _Feeds:
+    """``CalibrationDataReader`` over recorded feeds (subclassed lazily: onnxruntime is optional)."""
+
+    def __new__(cls, feeds):
+        from onnxruntime.quantization import CalibrationDataReader
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self._it = iter(feeds)
+
+            def get_next(self):
+                return next(self._it, None)
+
+            def rewind(self):
+                self._it = iter(feeds)
+
+        return Reader()
+
+
+def quantize_cell(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget, method: str,
+                  exclude_nodes: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    quantize_static(
+        str(model_path), str(out_path), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(target.op_types) if target.op_types else None,
+        per_channel=True, reduce_range=target.reduce_range,
+        activation_type=getattr(QuantType, target.activation), weight_type=getattr(QuantType, target.weight),
+        nodes_to_exclude=exclude_nodes, calibrate_method=calibrate,
+        extra_options={"ActivationSymmetric": target.activation_symmetric, "WeightSymmetric": True,
+                       "QuantizeBias": target.quantize_bias})
+
+
+def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = "cpu", method: str = "minmax",
+                     exclude=DEFAULT_EXCLUDE, max_samples: int = 64, window: int | None = None,
+                     source: str | None = None, progress: bool = True, echo=None) -> Path:
+    """Write an INT8 Q/DQ bundle calibrated on ``frames`` (T, 3, H, W) float32 in [0, 1] (LR frames).
+
+    ``exclude``: rules in the FP16 keep-list syntax (``cell=NAME``, ``node=REGEX``, ``op=TYPE``,
+    ``sampling-grid``); matching nodes stay float.
+    """
+    import onnx
+    from tqdm import tqdm
+
+    src = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+    if src.precision != "fp32":
+        raise ConfigError(f"{src.path} is {src.precision}; calibrate from the FP32 bundle")
+    if target not in TARGETS:
+        raise ConfigError(f"unknown --target {target!r}; choose from {', '.join(TARGETS)}")
+    if method not in METHODS:
+        raise ConfigError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 2:
+        raise InputError(f"calibration needs at least 2 RGB frames (T, 3, H, W); got shape {frames.shape}")
+    if "vsrdeploy::ModulatedDeformConv2d" in src.cell_ops():
+        raise ConfigError("calibration runs the bundle on ONNX Runtime, which cannot run the TensorRT plugin "
+                          "DCN node: calibrate a --dcn native or decomposed export (both give the same weights)")
+    rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in exclude]
+    qt = TARGETS[target]
+    out_dir = Path(out_dir) if out_dir else src.path.with_name(src.path.name.removesuffix(".vsr") + "-int8.vsr")
+    say = echo or (lambda m: None)
+    say(f"recording cell inputs over {len(frames)} calibration frames")
+    samples = record_cell_inputs(src, frames, max_samples=max_samples, window=window)
+    models, excluded = {}, {}
+    with tempfile.TemporaryDirectory(prefix="vsrdeploy-int8-") as tmp:
+        for name in tqdm(src.cells, desc="quantizing cells", unit="cell", disable=not progress):
+            model = onnx.load(str(src.cell_path(name)))
+            for i, node in enumerate(model.graph.node):  # every node needs a name to be excluded by name
+                node.name = node.name or f"{node.op_type}_{i}"
+            skip = nodes_to_keep(model, name, rules)
+            excluded[name] = skip
+            if len(skip) == len(model.graph.node) or not samples[name]:
+                models[name] = model
+                continue
+            named = Path(tmp) / f"{name}.onnx"
+            onnx.save(model, str(named))
+            quantize_cell(named, Path(tmp) / f"{name}.int8.onnx", samples[name], qt, method, skip)
+            models[name] = onnx.load(str(Path(tmp) / f"{name}.int8.onnx"))
+        details = {
+            "target": target, "form": qt.note, "activation_type": qt.activation, "weight_type": qt.weight,
+            "activation_symmetric": qt.activation_symmetric, "per_channel_weights": True,
+            "quantized_op_types": list(qt.op_types or []), "biases_quantized": qt.quantize_bias,
+            "reduce_range": qt.reduce_range, "method": method, "exclude_rules": [str(r) for r in rules],
+            "excluded_nodes": excluded,
+            "calibration": {"source": source, "frames": int(len(frames)), "lr_size": list(frames.shape[2:]),
+                            "samples_per_cell": {k: len(v) for k, v in samples.items()}},
+        }
+        return src.derive(out_dir, models, "int8", details)
