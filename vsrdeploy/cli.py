@@ -144,6 +144,108 @@ def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrid
 
 
 @main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True))
+@click.option("--precision", type=click.Choice(["fp16"]), default="fp16", show_default=True)
+@click.option("--keep-fp32", "keep", multiple=True, metavar="RULE",
+              help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE or sampling-grid "
+                   "(repeat; default: the measured list, see README). Pass --keep-fp32 none for none.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-fp16.vsr).")
+@friendly_errors
+def convert(bundle, precision, keep, output):
+    """Convert an FP32 bundle to FP16 (float32 cell I/O, explicit keep-in-FP32 list)."""
+    from .calib.fp16 import DEFAULT_KEEP_FP32, convert_bundle_fp16
+
+    rules = [] if keep == ("none",) else (list(keep) or list(DEFAULT_KEEP_FP32))
+    path = convert_bundle_fp16(bundle, output, keep=rules,
+                               progress=lambda name: click.echo(f"  converting cell {name}", err=True))
+    from .bundle import Bundle
+    kept = Bundle(path).manifest["precision_details"]["kept_fp32_nodes"]
+    click.echo(f"wrote {path} ({precision}; kept in FP32: {', '.join(rules) or 'nothing'}; "
+               f"{sum(map(len, kept.values()))} nodes)")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True))
+@click.option("--frames", "frames_spec", required=True,
+              help="Calibration frames: a video, an image directory or any `run` source (real input frames).")
+@click.option("--max-frames", default=16, show_default=True, help="Frames read from --frames.")
+@click.option("--skip", default=0, show_default=True, help="Frames skipped at the start of --frames.")
+@click.option("--degrade", type=click.Choice(["bi", "bd"]),
+              help="--frames are high-resolution: make the LR input with this degradation first.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="cpu", show_default=True,
+              help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU).")
+@click.option("--exclude", multiple=True, metavar="RULE",
+              help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE or sampling-grid "
+                   "(repeat; default: sampling-grid). Pass --exclude none for none.")
+@click.option("--samples", default=64, show_default=True, help="Recorded inputs kept per cell.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")
+@friendly_errors
+def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, exclude, samples, output):
+    """Quantize a bundle to INT8 (Q/DQ), calibrated on real frames streamed through it."""
+    from .calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
+    from .compare import read_clip
+
+    frames, description = read_clip(frames_spec, max_frames, notice=lambda m: click.echo(m, err=True), skip=skip)
+    if degrade:
+        from .degrade import degrade as make_lr
+        frames = make_lr(frames, degrade)
+    rules = [] if exclude == ("none",) else (list(exclude) or list(DEFAULT_EXCLUDE))
+    path = calibrate_bundle(bundle, frames, output, target=target, method=method, exclude=rules,
+                            max_samples=samples, source=description, echo=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path} (int8 for {target}, {method} calibration on {len(frames)} frames of {description})")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True))
+@click.option("--target", required=True, type=click.Choice(["tensorrt-10", "tensorrt-11", "openvino", "ort"]))
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def check(bundle, target, as_json):
+    """List what in a bundle the target cannot take (operators, Q/DQ forms) before you reach the device."""
+    from .export.check import check_bundle, format_findings
+
+    findings = check_bundle(bundle, target)
+    if as_json:
+        click.echo(json.dumps([x.to_dict() for x in findings], indent=1))
+    else:
+        click.echo(format_findings(findings, target))
+    if any(x.severity == "error" for x in findings):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Default: the bundle's precision (int8 needs a bundle from `calibrate --target tensorrt`).")
+@click.option("--min-shape", help="Smallest LR frame HxW the engines accept (default: the network's minimum).")
+@click.option("--opt-shape", help="LR frame HxW TensorRT tunes for (default 180x320).")
+@click.option("--max-shape", help="Largest LR frame HxW (default: --opt-shape).")
+@click.option("--max-batch", default=8, show_default=True, help="Frames per call of the stateless cells.")
+@click.option("--workspace", default=1024, show_default=True, help="Builder workspace in MB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read and updated).")
+@click.option("--plugin", type=click.Path(dir_okay=False), help="DCN plugin library (plugin bundles).")
+@click.option("--keep-fp32", "keep", multiple=True, metavar="RULE",
+              help="FP16 from an FP32 bundle: nodes kept in FP32 (default: the measured list).")
+@click.option("--rebuild", is_flag=True, help="Rebuild even when a cached engine matches.")
+@click.option("--verbose", is_flag=True, help="Print TensorRT's builder log.")
+@friendly_errors
+def build(bundle, precision, min_shape, opt_shape, max_shape, max_batch, workspace, timing_cache, plugin, keep,
+          rebuild, verbose):
+    """Build TensorRT engines (one per cell) into BUNDLE/engines/tensorrt, reusing cached ones."""
+    from .bundle import Bundle
+    from .export.tensorrt import build_engines, make_profile
+
+    b = Bundle(bundle)
+    profile = make_profile(b, parse_size(min_shape), parse_size(opt_shape), parse_size(max_shape), max_batch)
+    records = build_engines(b, precision or b.precision, profile, workspace_mb=workspace, timing_cache=timing_cache,
+                            plugin=plugin, keep_fp32=list(keep) or None, rebuild=rebuild, verbose=verbose,
+                            progress=lambda name: click.echo(f"  engine for cell {name}", err=True))
+    for r in records:
+        click.echo(f"{'built ' if r.built else 'cached'} {r.cell:24} {r.file}" + (f"  {r.seconds:.1f}s" if r.built else ""))
+
+
+@main.command()
 def backends():
     """List the runtimes and whether each can run on this machine."""
     from .runtimes import availability

@@ -16,6 +16,7 @@ Targets differ in the Q/DQ form they can run fast:
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,7 @@ def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64
     calls: dict[str, int] = {name: 0 for name in bundle.cells}
     inner = backend.run
 
-    def recording_run(cell, inputs):
-        feed = {k: v.detach().cpu().numpy().copy() for k, v in inputs.items()}
+    def keep(cell, feed):
         calls[cell] += 1
         if len(samples[cell]) < max_samples:  # reservoir sampling keeps a uniform subset of all calls
             samples[cell].append(feed)
@@ -73,6 +73,12 @@ def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64
             j = int(rng.integers(calls[cell]))
             if j < max_samples:
                 samples[cell][j] = feed
+
+    def recording_run(cell, inputs):
+        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+        # stateless cells get frames batched on axis 0: one sample per frame, so every sample has one shape
+        for i in range(next(iter(feed.values())).shape[0]):
+            keep(cell, {k: v[i:i + 1].copy() for k, v in feed.items()})
         return inner(cell, inputs)
 
     backend.run = recording_run
@@ -102,18 +108,26 @@ class _Feeds:
 
 def quantize_cell(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget, method: str,
                   exclude_nodes: list[str]) -> None:
+    import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    onnxruntime.set_default_logger_severity(3)  # its sessions warn about every unused initializer
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
-    quantize_static(
-        str(model_path), str(out_path), _Feeds(feeds), quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(target.op_types) if target.op_types else None,
-        per_channel=True, reduce_range=target.reduce_range,
-        activation_type=getattr(QuantType, target.activation), weight_type=getattr(QuantType, target.weight),
-        nodes_to_exclude=exclude_nodes, calibrate_method=calibrate,
-        extra_options={"ActivationSymmetric": target.activation_symmetric, "WeightSymmetric": True,
-                       "QuantizeBias": target.quantize_bias})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_static logs "consider pre-processing" on the root logger per call
+    try:
+        quantize_static(
+            str(model_path), str(out_path), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(target.op_types) if target.op_types else None,
+            per_channel=True, reduce_range=target.reduce_range,
+            activation_type=getattr(QuantType, target.activation), weight_type=getattr(QuantType, target.weight),
+            nodes_to_exclude=exclude_nodes, calibrate_method=calibrate,
+            extra_options={"ActivationSymmetric": target.activation_symmetric, "WeightSymmetric": True,
+                           "QuantizeBias": target.quantize_bias})
+    finally:
+        root.setLevel(level)
 
 
 def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = "cpu", method: str = "minmax",
@@ -154,7 +168,10 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
                 node.name = node.name or f"{node.op_type}_{i}"
             skip = nodes_to_keep(model, name, rules)
             excluded[name] = skip
-            if len(skip) == len(model.graph.node) or not samples[name]:
+            excluded_set = set(skip)
+            quantizable = [n for n in model.graph.node if n.name not in excluded_set
+                           and (qt.op_types is None or n.op_type in qt.op_types)]
+            if not quantizable or not samples[name]:  # e.g. a warping cell: nothing with weights to quantize
                 models[name] = model
                 continue
             named = Path(tmp) / f"{name}.onnx"

@@ -58,7 +58,17 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
 DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
 PLUGIN_DOMAIN = "vsrdeploy"
 PLUGIN_OP = "ModulatedDeformConv2d"
+#: TensorRT's ONNX parser finds a plugin by op type + these two node attributes; the namespace keeps ours
+#: apart from NVIDIA's own ModulatedDeformConv2d plugin (namespace "").
+PLUGIN_VERSION = "1"
 _export_mode = "decomposed"
+_cuda_kernel = None  # set by dcn_cuda.enable(): the CUDA extension used for CUDA tensors
+
+
+def set_cuda_kernel(fn) -> None:
+    """Use ``fn`` (signature of ``modulated_deform_conv2d``) for DCNs on CUDA tensors; None restores PyTorch."""
+    global _cuda_kernel
+    _cuda_kernel = fn
 
 
 @contextlib.contextmanager
@@ -98,7 +108,8 @@ def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dil
         return g.op("DeformConv", x, weight, offset, bias, mask, dilations_i=[dilation, dilation], group_i=1,
                     kernel_shape_i=[k, k], offset_group_i=groups, pads_i=[padding] * 4, strides_i=[stride, stride])
     out = g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", x, offset, mask, weight, bias, stride_i=[stride, stride],
-               padding_i=[padding, padding], dilation_i=[dilation, dilation], groups_i=1, deform_groups_i=groups)
+               padding_i=[padding, padding], dilation_i=[dilation, dilation], groups_i=1, deform_groups_i=groups,
+               plugin_namespace_s=PLUGIN_DOMAIN, plugin_version_s=PLUGIN_VERSION)
     out.setType(x.type())
     return out
 
@@ -123,6 +134,9 @@ class ModulatedDeformConv2d(nn.Module):
         if _export_mode != "decomposed" and torch.onnx.is_in_onnx_export():
             return _deform_conv_op(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
                                    self.dilation, self.deform_groups)
+        if _cuda_kernel is not None and x.is_cuda and not torch.onnx.is_in_onnx_export():
+            return _cuda_kernel(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
+                                self.dilation, self.deform_groups)
         return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride,
                                        self.padding, self.dilation, self.deform_groups)
 

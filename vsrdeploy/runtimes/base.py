@@ -57,11 +57,12 @@ class Backend:
     __call__ = run
 
     def describe(self) -> str:
-        return f"{self.name} ({self.device}, {self.precision})"
+        precision = self.bundle.precision if self.bundle.precision != "fp32" else self.precision
+        return f"{self.name} ({self.device}, {precision})"
 
 
 def _load_all():
-    from . import onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401 (they register)
+    from . import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401 (they register)
 
 
 def list_backends() -> list[str]:
@@ -87,7 +88,7 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     if precision not in cls.precisions:
         raise BackendUnavailable(
             f"{name} runs {', '.join(cls.precisions)} from an FP32 bundle; {precision} needs a converted "
-            f"bundle (FP16 / INT8 conversion is not implemented yet)")
+            f"bundle: `vsrdeploy convert BUNDLE --precision fp16` or `vsrdeploy calibrate BUNDLE`")
     return dict(cls.precisions[precision])
 
 

@@ -101,7 +101,8 @@ class OrtCudaBackend(_OrtGpuBackend):
 @register_backend("ort-trt")
 class OrtTensorRTBackend(_OrtGpuBackend):
     """ONNX Runtime's TensorRT provider. Options: ``fp16=True``, ``engine_cache=DIR`` (default: the
-    bundle's ``engines/ort-trt``)."""
+    bundle's ``engines/ort-trt``). FP16 bundles (FP16 ONNX) and INT8 bundles (Q/DQ, --target tensorrt)
+    run as they are typed, the same choices as ``vsrdeploy build``."""
 
     provider = "TensorrtExecutionProvider"
     precisions = {"fp32": {}, "fp16": {"fp16": True}}
@@ -109,5 +110,7 @@ class OrtTensorRTBackend(_OrtGpuBackend):
     def provider_options(self) -> dict:
         cache = self.options.get("engine_cache") or os.path.join(self.bundle.path, "engines", "ort-trt")
         os.makedirs(cache, exist_ok=True)
-        return {"trt_fp16_enable": bool(self.options.get("fp16", False)), "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache)}
+        int8 = self.bundle.precision == "int8"  # explicit Q/DQ graph (calibrated with --target tensorrt)
+        return {"trt_fp16_enable": bool(self.options.get("fp16", False)) or int8, "trt_int8_enable": int8,
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}

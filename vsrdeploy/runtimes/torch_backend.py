@@ -13,9 +13,15 @@ from .base import Backend, register_backend
 class TorchBackend(Backend):
     device_name = "cpu"
 
-    def __init__(self, bundle, fp16: bool = False, **options):
+    def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", **options):
         super().__init__(bundle, **options)
         self.device = torch.device(self.device_name)
+        if dcn_kernel == "cuda":  # vsrdeploy's CUDA DCN (the TensorRT plugin's kernel) instead of grid_sample
+            from ..models import dcn_cuda
+            dcn_cuda.enable()
+        elif dcn_kernel != "torch":
+            from ..errors import ConfigError
+            raise ConfigError(f"dcn_kernel must be 'torch' or 'cuda', got {dcn_kernel!r}")
         self.net = bundle.load_network(self.device)
         self.runner = TorchRunner(self.net.cells)
         self.fp16 = fp16 and self.device.type == "cuda"

@@ -1,0 +1,190 @@
+"""FP16 conversion (keep-FP32 list), INT8 calibration (Q/DQ per target) and `vsrdeploy check`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+
+import vsrdeploy  # noqa: E402
+from vsrdeploy.bundle import Bundle  # noqa: E402
+from vsrdeploy.calib.fp16 import KeepRule, convert_bundle_fp16, nodes_to_keep  # noqa: E402
+from vsrdeploy.calib.int8 import calibrate_bundle  # noqa: E402
+from vsrdeploy.errors import ConfigError  # noqa: E402
+from vsrdeploy.export.check import check_bundle  # noqa: E402
+from vsrdeploy.runtimes.engine import Upscaler  # noqa: E402
+
+from tests.conftest import random_clip  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pp_bundle(tmp_path_factory):
+    """A tiny BasicVSR++ (DCN, GridSample) with random weights, native DeformConv."""
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval()
+    return Bundle(vsrdeploy.export_onnx(net, tmp_path_factory.mktemp("pp") / "pp.vsr"))
+
+
+def _clip(t=4, h=64, w=64):
+    return random_clip(t=t, h=h, w=w)[0].numpy()
+
+
+def _float_type(model, tensor_name):
+    """elem_type of a tensor of ``model`` from its value_info / outputs (after shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        if vi.name == tensor_name:
+            return vi.type.tensor_type.elem_type
+    return None
+
+
+def test_fp16_keeps_listed_nodes_in_fp32(pp_bundle, tmp_path):
+    out = Bundle(convert_bundle_fp16(pp_bundle, tmp_path / "pp-fp16.vsr", keep=["sampling-grid", "op=DeformConv",
+                                                                                 "node=conv_last", "cell=flow"]))
+    assert out.precision == "fp16"
+    details = out.manifest["precision_details"]
+    assert details["keep_fp32_rules"] == ["sampling-grid", "op=DeformConv", "node=conv_last", "cell=flow"]
+    for name in out.cells:
+        model = onnx.load(str(out.cell_path(name)))
+        onnx.checker.check_model(model, full_check=True)
+        # cell I/O stays float32 so the schedule streams it like an FP32 bundle
+        assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in model.graph.input)
+        kept = set(details["kept_fp32_nodes"][name])
+        for node in model.graph.node:
+            if node.name in kept and node.op_type in ("DeformConv", "GridSample", "Conv"):
+                assert _float_type(model, node.output[0]) == onnx.TensorProto.FLOAT, (name, node.name)
+        converted = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in kept]
+        for node in converted:
+            assert _float_type(model, node.output[0]) == onnx.TensorProto.FLOAT16, (name, node.name)
+    assert len(details["kept_fp32_nodes"]["flow"]) == len(onnx.load(str(pp_bundle.cell_path("flow"))).graph.node)
+    deform = [n for c in ("backward_1_align", "forward_1_align") for n in details["kept_fp32_nodes"][c]
+              if "DeformConv" in n]
+    assert deform, "op=DeformConv kept nothing"
+    assert any("conv_last" in n for n in details["kept_fp32_nodes"]["reconstruct"])
+
+
+def test_fp16_bundle_streams_close_to_fp32(pp_bundle, tmp_path):
+    lr = _clip()
+    ref = Upscaler.create(pp_bundle, "ort-cpu").upscale(lr)
+    fp16 = Bundle(convert_bundle_fp16(pp_bundle, tmp_path / "pp-fp16.vsr"))
+    out = Upscaler.create(fp16, "ort-cpu").upscale(lr)
+    err = float(np.abs(out - ref).max())
+    assert 0 < err < 5e-2  # FP16 rounding shows, but nothing breaks (random weights amplify it)
+
+
+def test_sampling_grid_rule_finds_the_coordinate_arithmetic(pp_bundle):
+    model = onnx.load(str(pp_bundle.cell_path("backward_1_align")))
+    keep = set(nodes_to_keep(model, "backward_1_align", [KeepRule.parse("sampling-grid")]))
+    ops = {n.op_type for n in model.graph.node if n.name in keep}
+    assert "GridSample" not in ops and "DeformConv" not in ops  # the consumers themselves are not included
+    assert {"Add", "Div"} & ops  # the offset/flow -> coordinate arithmetic is
+
+
+@pytest.mark.parametrize("bad", ["cell", "node=(", "fast=yes", "op="])
+def test_bad_keep_rules(bad):
+    with pytest.raises(ConfigError, match="rule"):
+        KeepRule.parse(bad)
+
+
+def test_fp16_unknown_cell_rule(pp_bundle, tmp_path):
+    with pytest.raises(ConfigError, match="does not have"):
+        convert_bundle_fp16(pp_bundle, tmp_path / "x.vsr", keep=["cell=nope"])
+
+
+def _qdq(model):
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [(n, inits.get(n.input[2]) if len(n.input) > 2 else None) for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+@pytest.mark.parametrize("target,zp_dtype", [("tensorrt", np.int8), ("cpu", np.uint8)])
+def test_int8_bundle_runs_on_ort_cpu(tiny_bundle, tmp_path, target, zp_dtype):
+    lr = _clip(t=5, h=32, w=32)
+    out_dir = calibrate_bundle(tiny_bundle, lr, tmp_path / f"int8-{target}.vsr", target=target, progress=False)
+    b = Bundle(out_dir)
+    assert b.precision == "int8"
+    details = b.manifest["precision_details"]
+    assert details["target"] == target and details["calibration"]["frames"] == 5
+    assert all(n > 0 for n in details["calibration"]["samples_per_cell"].values())
+    trunk = onnx.load(str(b.cell_path("backward_trunk")))
+    pairs = _qdq(trunk)
+    assert pairs, "no Q/DQ nodes in a conv cell"
+    activations = [zp for n, zp in pairs if n.op_type == "QuantizeLinear" and zp is not None]
+    assert activations and all(zp.dtype == zp_dtype for zp in activations)
+    if target == "tensorrt":
+        assert all(np.all(zp == 0) for _, zp in pairs if zp is not None)  # symmetric everywhere
+        assert not any(zp is not None and zp.dtype == np.int32 for _, zp in pairs)  # float biases
+    ref = Upscaler.create(Bundle(tiny_bundle), "ort-cpu").upscale(lr)
+    out = Upscaler.create(b, "ort-cpu").upscale(lr)
+    assert np.isfinite(out).all() and out.shape == ref.shape
+    assert float(np.abs(out - ref).mean()) < 0.05
+
+
+def test_int8_refuses_bad_input(tiny_bundle, tmp_path):
+    with pytest.raises(vsrdeploy.errors.InputError, match="at least 2"):
+        calibrate_bundle(tiny_bundle, _clip(t=1, h=32, w=32), tmp_path / "x.vsr", progress=False)
+    with pytest.raises(ConfigError, match="--target"):
+        calibrate_bundle(tiny_bundle, _clip(t=3, h=32, w=32), tmp_path / "x.vsr", target="gpu", progress=False)
+
+
+def test_check_flags_what_each_target_cannot_take(pp_bundle, tiny_bundle, tmp_path):
+    assert not [f for f in check_bundle(pp_bundle, "tensorrt-10") if f.severity == "error"]
+    ov = [f for f in check_bundle(pp_bundle, "openvino") if f.severity == "error"]
+    assert ov and {f.op for f in ov} == {"DeformConv"} and "decomposed" in ov[0].fix
+    # a CPU-form INT8 bundle (U8 activations, INT32 biases) is refused for TensorRT, accepted by ORT
+    cpu_int8 = calibrate_bundle(tiny_bundle, _clip(t=3, h=32, w=32), tmp_path / "cpu-int8.vsr", target="cpu",
+                                progress=False)
+    problems = {f.problem for f in check_bundle(cpu_int8, "tensorrt-10") if f.severity == "error"}
+    assert any("UINT8" in p for p in problems) and any("INT32" in p for p in problems)
+    assert not [f for f in check_bundle(cpu_int8, "ort") if f.severity == "error"]
+    trt_int8 = calibrate_bundle(tiny_bundle, _clip(t=3, h=32, w=32), tmp_path / "trt-int8.vsr", target="tensorrt",
+                                progress=False)
+    assert not [f for f in check_bundle(trt_int8, "tensorrt-11") if f.severity == "error"]
+
+
+def test_check_flags_a_planted_unsupported_op(tiny_bundle, tmp_path):
+    src = Bundle(tiny_bundle)
+    model = onnx.load(str(src.cell_path("upsample")))
+    out = model.graph.output[0].name
+    model.graph.output[0].name = out + "_pre"
+    for node in model.graph.node:
+        node.output[:] = [o + "_pre" if o == out else o for o in node.output]
+    model.graph.node.append(onnx.helper.make_node("Unique", [out + "_pre"], [out], name="planted_unique"))
+    model.graph.node.append(onnx.helper.make_node("Relu", [out + "_pre"], ["dangling"], name="ok_relu"))
+    planted = src.derive(tmp_path / "planted.vsr", {"upsample": model}, "fp32", {})
+    errors = [f for f in check_bundle(planted, "tensorrt-10") if f.severity == "error"]
+    assert [(f.cell, f.node, f.op) for f in errors] == [("upsample", "planted_unique", "Unique")]
+    assert not [f for f in check_bundle(planted, "openvino") if f.severity == "error"]
+
+
+def test_check_unknown_target(tiny_bundle):
+    with pytest.raises(ConfigError, match="tensorrt-10"):
+        check_bundle(tiny_bundle, "tensorrt-9")
+
+
+def test_plugin_bundle_checks(tmp_path):
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval()
+    b = vsrdeploy.export_onnx(net, tmp_path / "plugin.vsr", dcn="plugin")
+    notes = [f for f in check_bundle(b, "tensorrt-10") if f.op == "vsrdeploy::ModulatedDeformConv2d"]
+    assert notes and all(f.severity == "note" and "plugin" in f.problem for f in notes)
+    assert [f for f in check_bundle(b, "ort") if f.severity == "error"]
+    model = onnx.load(str(Bundle(b).cell_path("backward_1_align")))
+    node = next(n for n in model.graph.node if n.op_type == "ModulatedDeformConv2d")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["plugin_namespace"] == b"vsrdeploy" and attrs["plugin_version"] == b"1"
+
+
+def test_derived_bundle_is_verified_and_traceable(tiny_bundle, tmp_path):
+    out = Bundle(convert_bundle_fp16(tiny_bundle, tmp_path / "t16.vsr"))
+    manifest = json.loads((out.path / "manifest.json").read_text())
+    assert manifest["derived_from"]["bundle"] == Bundle(tiny_bundle).path.name
+    with pytest.raises(vsrdeploy.errors.BundleError, match="overwrite"):
+        Bundle(tiny_bundle).derive(tiny_bundle, {}, "fp32", {})
+    with pytest.raises(ConfigError, match="already fp16"):
+        convert_bundle_fp16(out, tmp_path / "again.vsr")
