@@ -8,6 +8,9 @@ Keep rules (strings, recorded in the manifest with the nodes they kept):
 - ``sampling-grid``  the arithmetic that builds sampling coordinates: every node upstream of a
   ``GridSample`` grid or a ``DeformConv`` offset input, back to the cell's inputs. Pixel coordinates
   need more mantissa than FP16 has: at 768 pixels FP16 resolves only 0.5 pixel.
+- ``concat-input``   convolutions whose input is a ``Concat`` (e.g. a trunk's first conv on
+  [LR frame, propagated features]): one per-tensor INT8 scale must cover tensors of very different
+  ranges there. Used by INT8 calibration (``calib.int8``), which shares these rules.
 
 Cell inputs and outputs stay float32 (casts are inserted inside the graph), so a mixed FP16 / FP32
 bundle streams exactly like an FP32 one and hidden states cross cell boundaries in FP32.
@@ -31,17 +34,18 @@ _COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 1}  # op type -> index of i
 
 @dataclass(frozen=True)
 class KeepRule:
-    kind: str  # cell | node | op | sampling-grid
+    kind: str  # cell | node | op | sampling-grid | concat-input
     value: str = ""
 
     @classmethod
     def parse(cls, text: str) -> "KeepRule":
         text = text.strip()
-        if text == "sampling-grid":
-            return cls("sampling-grid")
+        if text in ("sampling-grid", "concat-input"):
+            return cls(text)
         kind, sep, value = text.partition("=")
         if not sep or kind not in ("cell", "node", "op") or not value:
-            raise ConfigError(f"bad keep-FP32 rule {text!r}; use cell=NAME, node=REGEX, op=TYPE or sampling-grid")
+            raise ConfigError(f"bad node rule {text!r}; use cell=NAME, node=REGEX, op=TYPE, sampling-grid or "
+                              "concat-input")
         if kind == "node":
             try:
                 re.compile(value)
@@ -50,7 +54,7 @@ class KeepRule:
         return cls(kind, value)
 
     def __str__(self) -> str:
-        return self.kind if self.kind == "sampling-grid" else f"{self.kind}={self.value}"
+        return f"{self.kind}={self.value}" if self.value else self.kind
 
 
 def _sampling_grid_nodes(graph) -> set[str]:
@@ -85,6 +89,9 @@ def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
             keep.update(n.name for n in graph.node if n.op_type == rule.value)
         elif rule.kind == "sampling-grid":
             keep.update(_sampling_grid_nodes(graph))
+        elif rule.kind == "concat-input":
+            concat_outputs = {o for n in graph.node if n.op_type == "Concat" for o in n.output}
+            keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in concat_outputs)
     return sorted(keep)
 
 

@@ -48,8 +48,8 @@ TARGETS: dict[str, QuantTarget] = {
                        "U8 activations (asymmetric) / S8 per-channel weights"),
 }
 METHODS = ("minmax", "entropy", "percentile")
-#: Default exclusions (measured, benchmarks/RESULTS.md "INT8 exclusions"): the sampling coordinates.
-DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid",)
+#: Default exclusions (measured, benchmarks/RESULTS.md "INT8"): sampling coordinates and convs on concatenations.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid", "concat-input")
 
 
 def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,

@@ -12,9 +12,14 @@ from .base import Backend, register_backend
 @register_backend("torch")
 class TorchBackend(Backend):
     device_name = "cpu"
+    runs_onnx = False
 
     def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", **options):
         super().__init__(bundle, **options)
+        if bundle.precision != "fp32":
+            from ..errors import BackendUnavailable
+            raise BackendUnavailable(f"{self.name} runs the bundle's FP32 PyTorch weights, not its {bundle.precision} "
+                                     "ONNX cells; use ort-cpu, openvino-cpu or tensorrt for this bundle")
         self.device = torch.device(self.device_name)
         if dcn_kernel == "cuda":  # vsrdeploy's CUDA DCN (the TensorRT plugin's kernel) instead of grid_sample
             from ..models import dcn_cuda
