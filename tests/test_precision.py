@@ -188,3 +188,36 @@ def test_derived_bundle_is_verified_and_traceable(tiny_bundle, tmp_path):
         Bundle(tiny_bundle).derive(tiny_bundle, {}, "fp32", {})
     with pytest.raises(ConfigError, match="already fp16"):
         convert_bundle_fp16(out, tmp_path / "again.vsr")
+
+
+def test_compare_measures_an_int8_bundle_against_its_fp32_weights(tiny_bundle, tmp_path):
+    from vsrdeploy.compare import Target, run_compare
+    lr = _clip(t=4, h=32, w=32)
+    int8 = Bundle(calibrate_bundle(tiny_bundle, lr, tmp_path / "c-int8.vsr", target="cpu", progress=False))
+    result = run_compare(int8, lr, [Target("ort-cpu", "int8"), Target("torch", "int8")], window=None, lookahead=0)
+    ort_result, torch_result = result.targets
+    assert ort_result.status == "ok" and 0 < ort_result.summary["max_abs_error"] < 0.5
+    assert 20 < ort_result.summary["psnr_ref_mean"] < 100  # quantization error is visible, and bounded
+    assert torch_result.status == "skipped" and "FP32 PyTorch weights" in torch_result.reason
+
+
+def test_fp16_emulation_rounds_exactly_the_fp16_nodes(tiny_bundle):
+    import onnxruntime as ort
+    from vsrdeploy.calib.fp16 import emulate_fp16
+    b = Bundle(tiny_bundle)
+    model = onnx.load(str(b.cell_path("backward_trunk")))
+    rng = np.random.default_rng(0)
+    feed = {"lr": rng.random((1, 3, 32, 32), dtype=np.float32),
+            "feat_in": rng.standard_normal((1, 8, 32, 32)).astype(np.float32)}
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+    exact = run(model)
+    everything = run(emulate_fp16(model, "backward_trunk", []))
+    kept = run(emulate_fp16(model, "backward_trunk", [KeepRule.parse("cell=backward_trunk")]))
+    assert np.array_equal(kept, exact)
+    err = np.abs(everything - exact).max() / np.abs(exact).max()
+    assert 1e-5 < err < 2e-2  # FP16 rounding (11-bit mantissa) shows, and only that
+    # the output itself is an FP16 value (it went through a final cast pair)
+    assert np.array_equal(everything, everything.astype(np.float16).astype(np.float32))

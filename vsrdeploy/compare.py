@@ -203,13 +203,16 @@ def _check_tolerances(result: TargetResult, max_error: float | None, min_psnr: f
         result.reason = "; ".join(result.failures)
 
 
-def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str):
-    """Create the backend and stream the clip; returns (TargetResult, scratch clip or None)."""
+def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str, reference: bool = False):
+    """Create the backend and stream the clip; returns (TargetResult, scratch clip or None).
+
+    ``reference``: PyTorch FP32 on the bundle's source weights, whatever the bundle's precision."""
     from .runtimes.base import precision_options
     from .runtimes.engine import Upscaler
     result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead)
     try:
-        options = precision_options(target.backend, target.precision, bundle)
+        options = {"fp32_weights": True} if reference else precision_options(target.backend, target.precision,
+                                                                             bundle)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             upscaler = Upscaler.create(bundle, target.backend, **options)
@@ -234,7 +237,8 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-compare-") as tmp:
         scratch = Path(tmp)
         progress("reference: whole-clip PyTorch FP32 forward")
-        reference, ref_clip = _run_target(bundle, Target("torch", "fp32"), lr, None, 0, scratch, "reference")
+        reference, ref_clip = _run_target(bundle, Target("torch", "fp32"), lr, None, 0, scratch, "reference",
+                                          reference=True)
         if ref_clip is None:
             raise VSRDeployError(f"the PyTorch reference cannot run: {reference.reason}")
         out_size = ref_clip.shape[1:]
@@ -251,7 +255,8 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
         stream_ref = next((c for t, c in zip(targets, clips) if t == Target("torch", "fp32") and c), None)
         if stream_ref is None and window is not None:
             progress("torch/fp32 streaming (to separate runtime error from streaming error)")
-            stream_ref = _run_target(bundle, Target("torch", "fp32"), lr, window, lookahead, scratch, "stream")[1]
+            stream_ref = _run_target(bundle, Target("torch", "fp32"), lr, window, lookahead, scratch, "stream",
+                                     reference=True)[1]
         for result, clip in zip(results, clips):
             if clip is not None:
                 _evaluate(result, clip, ref_clip, gt, crop_border, stream_ref if window is not None else None)

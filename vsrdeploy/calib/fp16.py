@@ -141,3 +141,57 @@ def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=N
         onnx.checker.check_model(models[name])
     details = {"keep_fp32_rules": [str(r) for r in rules], "kept_fp32_nodes": kept, "io_dtype": "float32"}
     return src.derive(out_dir, models, "fp16", details)
+
+
+def emulate_fp16(model, cell: str, rules: list[KeepRule]):
+    """An FP32 model that behaves like the FP16 conversion with ``rules``, runnable on any FP32 runtime.
+
+    Every float tensor produced by a node that would be FP16 (and every float weight or cell input it
+    reads) is rounded to FP16 by an explicit Cast pair; arithmetic inside each op stays FP32, as with
+    FP16 tensor cores accumulating in FP32. ONNX Runtime's CPU provider cannot measure an FP16 graph
+    itself: it runs ops without FP16 kernels in FP32 and removes the casts it inserts between them.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    _name_nodes(model)
+    graph = model.graph
+    keep = set(nodes_to_keep(model, cell, rules))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    float_tensors = {vi.name for vi in list(inferred.graph.value_info) + list(inferred.graph.input)
+                     + list(inferred.graph.output) if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
+    initializers = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def round_pair(src: str, dst: str) -> list:
+        return [helper.make_node("Cast", [src], [dst + "__fp16"], to=TensorProto.FLOAT16, name=dst + "__to_fp16"),
+                helper.make_node("Cast", [dst + "__fp16"], [dst], to=TensorProto.FLOAT, name=dst + "__to_fp32")]
+
+    for name, init in initializers.items():  # weights read only by FP16 nodes: stored as FP16
+        users = consumers.get(name, [])
+        if init.data_type == TensorProto.FLOAT and users and all(u.name not in keep for u in users):
+            rounded = numpy_helper.to_array(init).astype("float16").astype("float32")
+            init.CopyFrom(numpy_helper.from_array(rounded, name))
+    nodes = []
+    for inp in graph.input:  # cell inputs enter FP16 nodes through a cast
+        users = [u for u in consumers.get(inp.name, []) if u.name not in keep]
+        if inp.name in float_tensors and users:
+            rounded = inp.name + "__rounded"
+            nodes.extend(round_pair(inp.name, rounded))
+            for u in users:
+                u.input[:] = [rounded if x == inp.name else x for x in u.input]
+    for node in graph.node:
+        nodes.append(node)
+        if node.name in keep:
+            continue
+        for i, out in enumerate(node.output):
+            if out and out in float_tensors:
+                node.output[i] = out + "__exact"
+                nodes.extend(round_pair(out + "__exact", out))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model

@@ -14,9 +14,11 @@ class TorchBackend(Backend):
     device_name = "cpu"
     runs_onnx = False
 
-    def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", **options):
+    def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", fp32_weights: bool = False,
+                 **options):
+        """``fp32_weights=True``: run an FP16/INT8 bundle's FP32 source weights (compare's reference)."""
         super().__init__(bundle, **options)
-        if bundle.precision != "fp32":
+        if bundle.precision != "fp32" and not fp32_weights:
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"{self.name} runs the bundle's FP32 PyTorch weights, not its {bundle.precision} "
                                      "ONNX cells; use ort-cpu, openvino-cpu or tensorrt for this bundle")
