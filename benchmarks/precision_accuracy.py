@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--skip", type=int, default=0)
     ap.add_argument("--fp16", action="append", default=[], help="keep-FP32 rules, comma-separated")
+    ap.add_argument("--bf16", action="append", default=[], help="like --fp16, emulating BF16")
     ap.add_argument("--int8", action="append", default=[], help="TARGET:METHOD[:EXCLUDE,...]")
     ap.add_argument("--calib", help="calibration clip (default: --clip)")
     ap.add_argument("--calib-frames", type=int, default=16)
@@ -65,18 +66,19 @@ def main(argv=None) -> int:
     fp32 = Bundle(export_onnx(load_checkpoint(args.model), work / "fp32.vsr", dcn=args.dcn))
     ref, ms = run(fp32, lr, args.threads)
     rows = [{"variant": "fp32", "psnr_vs_fp32": float("inf"), "psnr_y_gt": y_psnr(ref, gt), "s_per_frame": ms}]
-    for i, spec in enumerate(args.fp16):
+    for i, (dtype, spec) in enumerate([("float16", s) for s in args.fp16] + [("bfloat16", s) for s in args.bf16]):
         import onnx
         from vsrdeploy.calib.fp16 import KeepRule, emulate_fp16, nodes_to_keep
         rules = [KeepRule.parse(r) for r in spec.split(",") if r]
         models, kept = {}, 0
         for name in fp32.cells:
             model = onnx.load(str(fp32.cell_path(name)))
-            models[name] = emulate_fp16(model, name, rules)
+            models[name] = emulate_fp16(model, name, rules, dtype)
             kept += len(nodes_to_keep(model, name, rules))
         b = Bundle(fp32.derive(work / f"fp16-{i}.vsr", models, "fp16", {"emulated": True}))
         out, ms = run(b, lr, args.threads)
-        rows.append({"variant": f"fp16 (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
+        label = "fp16" if dtype == "float16" else "bf16"
+        rows.append({"variant": f"{label} (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
                      "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
     if args.int8:
         from vsrdeploy.calib.int8 import calibrate_bundle

@@ -143,16 +143,21 @@ def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=N
     return src.derive(out_dir, models, "fp16", details)
 
 
-def emulate_fp16(model, cell: str, rules: list[KeepRule]):
+def emulate_fp16(model, cell: str, rules: list[KeepRule], dtype: str = "float16"):
     """An FP32 model that behaves like the FP16 conversion with ``rules``, runnable on any FP32 runtime.
 
     Every float tensor produced by a node that would be FP16 (and every float weight or cell input it
     reads) is rounded to FP16 by an explicit Cast pair; arithmetic inside each op stays FP32, as with
     FP16 tensor cores accumulating in FP32. ONNX Runtime's CPU provider cannot measure an FP16 graph
     itself: it runs ops without FP16 kernels in FP32 and removes the casts it inserts between them.
+    ``dtype="bfloat16"`` emulates BF16 the same way (OpenVINO's BF16 on CPUs that lack it here).
     """
     import onnx
+    import torch
     from onnx import TensorProto, helper, numpy_helper
+
+    low, low_torch = {"float16": (TensorProto.FLOAT16, torch.float16),
+                      "bfloat16": (TensorProto.BFLOAT16, torch.bfloat16)}[dtype]
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     _name_nodes(model)
@@ -168,13 +173,13 @@ def emulate_fp16(model, cell: str, rules: list[KeepRule]):
             consumers.setdefault(name, []).append(node)
 
     def round_pair(src: str, dst: str) -> list:
-        return [helper.make_node("Cast", [src], [dst + "__fp16"], to=TensorProto.FLOAT16, name=dst + "__to_fp16"),
-                helper.make_node("Cast", [dst + "__fp16"], [dst], to=TensorProto.FLOAT, name=dst + "__to_fp32")]
+        return [helper.make_node("Cast", [src], [dst + "__low"], to=low, name=dst + "__to_low"),
+                helper.make_node("Cast", [dst + "__low"], [dst], to=TensorProto.FLOAT, name=dst + "__to_fp32")]
 
     for name, init in initializers.items():  # weights read only by FP16 nodes: stored as FP16
         users = consumers.get(name, [])
         if init.data_type == TensorProto.FLOAT and users and all(u.name not in keep for u in users):
-            rounded = numpy_helper.to_array(init).astype("float16").astype("float32")
+            rounded = torch.from_numpy(numpy_helper.to_array(init).copy()).to(low_torch).float().numpy()
             init.CopyFrom(numpy_helper.from_array(rounded, name))
     nodes = []
     for inp in graph.input:  # cell inputs enter FP16 nodes through a cast
