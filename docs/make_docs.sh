@@ -16,3 +16,21 @@ $VSR compare $MODEL -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-c
 $VSR compare $MODEL -i $HELDOUT --degrade bi --backends torch --window 0 --report docs/model_card_eval/vtest_heldout
 $VSR compare $MODEL -i $DATA/Megamind.avi --skip 100 --frames 30 --degrade bi --backends torch --window 0 \
     --report docs/model_card_eval/megamind
+
+# The second shipped model (BasicVSR++), same evaluation
+MODEL_PP=vsrdeploy/weights/basicvsrpp_c16n2_opencv.pth
+$VSR compare $MODEL_PP -i $HELDOUT --degrade bi --backends torch --window 0 --report docs/model_card_eval/basicvsrpp_vtest_heldout
+$VSR compare $MODEL_PP -i $DATA/Megamind.avi --skip 100 --frames 30 --degrade bi --backends torch --window 0 \
+    --report docs/model_card_eval/basicvsrpp_megamind
+
+# Reduced precision on the shipped models (benchmarks/RESULTS.md, "Reduced precision"): FP16/BF16 emulated,
+# INT8 calibrated on 8 training frames of vtest.avi (frames 0-7), measured on the held-out clip
+PY=${PY:-.venv/bin/python}
+mkdir -p docs/precision
+for M in $MODEL $MODEL_PP; do
+  NAME=$(basename $M .pth)
+  $PY benchmarks/precision_accuracy.py --model $M --clip $HELDOUT --calib $DATA/vtest.avi --calib-frames 8 \
+      --fp16 "" --fp16 "sampling-grid" --fp16 "sampling-grid,op=DeformConv" --bf16 "" --bf16 "sampling-grid" \
+      --int8 cpu:minmax --int8 cpu:minmax:none --int8 tensorrt:minmax --int8 tensorrt:minmax:none \
+      --int8 tensorrt:percentile --int8 tensorrt:entropy --json docs/precision/$NAME.json > docs/precision/$NAME.md
+done
