@@ -172,9 +172,10 @@ class _Logger:
                 self.errors: list[str] = []
 
             def log(self, severity, msg):
-                if severity <= trt.ILogger.Severity.ERROR:
+                errors = (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR)
+                if severity in errors:
                     self.errors.append(msg)
-                if verbose or severity <= trt.ILogger.Severity.WARNING:
+                if verbose or severity in errors or severity == trt.ILogger.Severity.WARNING:
                     print(f"[TensorRT] {msg}")
         return Logger()
 
@@ -198,14 +199,18 @@ def _parse(trt, builder, logger, onnx_bytes: bytes, strongly_typed: bool, name: 
 
 def _pin_fp32(trt, network, keep: set[str]) -> int:
     """TensorRT 10 weak typing: force the keep-list layers to FP32. Returns how many were pinned."""
+    floats = (trt.float32, trt.float16)
     pinned = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.name in keep:
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if layer.name not in keep or not any(t.dtype in floats for t in outputs):
+            continue  # shape / index layers are not floating point: nothing to pin
+        layer.precision = trt.float32
+        for j, t in enumerate(outputs):
+            if t.dtype in floats:
                 layer.set_output_type(j, trt.float32)
-            pinned += 1
+        pinned += 1
     return pinned
 
 

@@ -75,8 +75,9 @@ class _CellEngine:
             static_in = {n: t.clone() for n, t in feed.items()}
             static_out = self._bind(static_in)
             self._execute(stream)  # TensorRT must run once after a shape change before capture
+            stream.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=stream):
+            with torch.cuda.graph(graph):  # captures on PyTorch's side stream (never the default stream)
                 self._execute(torch.cuda.current_stream(self.device))
             self.graphs[key] = (graph, static_in, static_out)
         graph, static_in, static_out = self.graphs[key]
