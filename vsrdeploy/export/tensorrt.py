@@ -162,22 +162,28 @@ def load_plugin(trt, path: Path) -> None:
     _loaded_plugins[key] = handle
 
 
-class _Logger:
-    """A TensorRT logger that keeps errors for the exception message."""
+_LOGGER = None
 
-    def __new__(cls, trt, verbose: bool = False):
+
+def logger(trt, verbose: bool = False):
+    """The process's TensorRT logger (TensorRT keeps the first one it is given), keeping errors for messages."""
+    global _LOGGER
+    if _LOGGER is None:
         class Logger(trt.ILogger):
             def __init__(self):
                 trt.ILogger.__init__(self)
                 self.errors: list[str] = []
+                self.verbose = False
 
             def log(self, severity, msg):
                 errors = (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR)
                 if severity in errors:
                     self.errors.append(msg)
-                if verbose or severity in errors or severity == trt.ILogger.Severity.WARNING:
+                if self.verbose or severity in errors or severity == trt.ILogger.Severity.WARNING:
                     print(f"[TensorRT] {msg}")
-        return Logger()
+        _LOGGER = Logger()
+    _LOGGER.verbose = verbose
+    return _LOGGER
 
 
 def _network_flags(trt, strongly_typed: bool) -> int:
@@ -204,7 +210,10 @@ def _pin_fp32(trt, network, keep: set[str]) -> int:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        if layer.name not in keep or not any(t.dtype in floats for t in outputs):
+        # the parser names a layer after its node, with a suffix when one node becomes several layers
+        from_node = layer.name in keep or any(layer.name.startswith(k + "_") for k in keep) \
+            or (getattr(layer, "metadata", "") or "") in keep
+        if not from_node or not any(t.dtype in floats for t in outputs):
             continue  # shape / index layers are not floating point: nothing to pin
         layer.precision = trt.float32
         for j, t in enumerate(outputs):
@@ -219,10 +228,11 @@ def build_cell_engine(trt, onnx_bytes: bytes, name: str, cell_info, precision: s
                       verbose: bool = False) -> tuple[bytes, bytes | None]:
     """Build one cell's serialized engine; returns (plan, updated timing cache)."""
     major = tensorrt_major(trt.__version__)
-    logger = _Logger(trt, verbose)
-    builder = trt.Builder(logger)
+    log = logger(trt, verbose)
+    log.errors.clear()
+    builder = trt.Builder(log)
     weak = major == 10 and bundle_precision in ("fp32", "int8") and precision != "fp32"
-    network, _parser = _parse(trt, builder, logger, onnx_bytes, strongly_typed=not weak, name=name)
+    network, _parser = _parse(trt, builder, log, onnx_bytes, strongly_typed=not weak, name=name)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if weak:
@@ -236,10 +246,11 @@ def build_cell_engine(trt, onnx_bytes: bytes, name: str, cell_info, precision: s
         opt_profile.set_shape(port["name"], *profile.shapes(port["shape"], cell_info.stateless))
     config.add_optimization_profile(opt_profile)
     cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, False)
+    if not config.set_timing_cache(cache, False):  # e.g. a cache from another TensorRT version
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise VSRDeployError(f"TensorRT failed to build cell {name}: {' | '.join(logger.errors) or 'no message'}")
+        raise VSRDeployError(f"TensorRT failed to build cell {name}: {' | '.join(log.errors) or 'no message'}")
     return bytes(plan), bytes(cache.serialize())
 
 
@@ -303,7 +314,7 @@ def build_engines(bundle, precision: str = "fp32", profile: Profile | None = Non
     keep_rules = list(keep_fp32 if keep_fp32 is not None else DEFAULT_KEEP_FP32)
     out = engine_dir(b)
     out.mkdir(parents=True, exist_ok=True)
-    cache_path = Path(timing_cache) if timing_cache else out / "timing.cache"
+    cache_path = Path(timing_cache) if timing_cache else out / f"timing-trt{trt.__version__}-sm{sm}.cache"
     cache_bytes = cache_path.read_bytes() if cache_path.exists() else None
     records = []
     for name, info in b.cells.items():

@@ -20,15 +20,24 @@ from .base import Backend, register_backend
 def _torch_dtype(trt, dtype):
     table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8,
              trt.bool: torch.bool}
-    if hasattr(trt, "int64"):
-        table[trt.int64] = torch.int64
-    if hasattr(trt, "bfloat16"):
-        table[trt.bfloat16] = torch.bfloat16
+    for trt_name, torch_type in (("int64", torch.int64), ("bfloat16", torch.bfloat16), ("uint8", torch.uint8)):
+        if hasattr(trt, trt_name):
+            table[getattr(trt, trt_name)] = torch_type
+    if dtype not in table:
+        raise BackendUnavailable(f"the engine has a {dtype} input or output, which vsrdeploy cannot bind")
     return table[dtype]
 
 
+ALIGNMENT = 256  # TensorRT requires tensor addresses aligned to 256 bytes
+
+
 class _CellEngine:
-    def __init__(self, trt, runtime, plan: bytes, name: str, device: torch.device, cuda_graphs: bool):
+    """One cell's engine. Runs on the backend's own stream (TensorRT syncs extra on the legacy default
+    stream); with ``cuda_graphs`` every input-shape key gets its own execution context and graph, since
+    a captured graph is only valid for the shapes (and context state) it was captured with."""
+
+    def __init__(self, trt, runtime, plan: bytes, name: str, device: torch.device, stream, cuda_graphs: bool,
+                 profile: dict):
         self.trt = trt
         self.name = name
         self.engine = runtime.deserialize_cuda_engine(plan)
@@ -41,46 +50,72 @@ class _CellEngine:
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         self.device = device
+        self.stream = stream
         self.cuda_graphs = cuda_graphs
-        self.graphs: dict[tuple, tuple] = {}  # input shapes -> (graph, static inputs, static outputs)
+        self.profile = profile
+        self.graphs: dict[tuple, tuple] = {}  # input shapes -> (context, graph, static inputs, static outputs)
 
-    def _bind(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _bind(self, context, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for n in self.inputs:
             t = inputs[n]
-            self.context.set_input_shape(n, tuple(t.shape))
-            self.context.set_tensor_address(n, t.data_ptr())
+            if not context.set_input_shape(n, tuple(t.shape)):
+                raise ConfigError(f"cell {self.name}: input {n} of shape {tuple(t.shape)} is outside the engines' "
+                                  f"profile (LR frames {self.profile['min_hw']} .. {self.profile['max_hw']}, batch <= "
+                                  f"{self.profile['max_batch']}); rebuild with `vsrdeploy build --min-shape/--max-shape`")
+            context.set_tensor_address(n, t.data_ptr())
         outs = {}
         for n in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(n))
+            shape = tuple(context.get_tensor_shape(n))
             outs[n] = torch.empty(shape, dtype=self.dtypes[n], device=self.device)
-            self.context.set_tensor_address(n, outs[n].data_ptr())
+            context.set_tensor_address(n, outs[n].data_ptr())
         return outs
 
-    def _execute(self, stream: torch.cuda.Stream) -> None:
-        if not self.context.execute_async_v3(stream.cuda_stream):
+    def _execute(self, context, stream) -> None:
+        if not context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT failed to run cell {self.name}")
 
-    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _feed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         missing = set(self.inputs) - set(inputs)
         if missing:
             raise ConfigError(f"cell {self.name} needs input(s) {', '.join(sorted(missing))}")
-        feed = {n: inputs[n].to(self.device, self.dtypes[n]).contiguous() for n in self.inputs}
-        stream = torch.cuda.current_stream(self.device)
-        if not self.cuda_graphs:
-            outs = self._bind(feed)
-            self._execute(stream)
-            return outs
+        feed = {}
+        for n in self.inputs:
+            t = inputs[n].to(self.device, self.dtypes[n]).contiguous()
+            if t.data_ptr() % ALIGNMENT:  # e.g. a per-frame view into a batched output
+                t = t.clone()
+            feed[n] = t
+        return feed
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        caller = torch.cuda.current_stream(self.device)
+        feed = self._feed(inputs)
+        self.stream.wait_stream(caller)
+        for t in feed.values():
+            t.record_stream(self.stream)
+        with torch.cuda.stream(self.stream):
+            if not self.cuda_graphs:
+                outs = self._bind(self.context, feed)
+                self._execute(self.context, self.stream)
+            else:
+                outs = self._replay(feed)
+        caller.wait_stream(self.stream)
+        for t in outs.values():
+            t.record_stream(caller)
+        return outs
+
+    def _replay(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         key = tuple(tuple(feed[n].shape) for n in self.inputs)
         if key not in self.graphs:
+            context = self.engine.create_execution_context()
             static_in = {n: t.clone() for n, t in feed.items()}
-            static_out = self._bind(static_in)
-            self._execute(stream)  # TensorRT must run once after a shape change before capture
-            stream.synchronize()
+            static_out = self._bind(context, static_in)
+            self._execute(context, self.stream)  # TensorRT must run once after a shape change before capture
+            self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # captures on PyTorch's side stream (never the default stream)
-                self._execute(torch.cuda.current_stream(self.device))
-            self.graphs[key] = (graph, static_in, static_out)
-        graph, static_in, static_out = self.graphs[key]
+            with torch.cuda.graph(graph, stream=self.stream):  # a side stream, never the default one
+                self._execute(context, self.stream)
+            self.graphs[key] = (context, graph, static_in, static_out)
+        _, graph, static_in, static_out = self.graphs[key]
         for n, t in feed.items():
             static_in[n].copy_(t)
         graph.replay()
@@ -126,11 +161,12 @@ class TensorRTBackend(Backend):
         if index.get("plugin"):
             trt_export.load_plugin(trt, trt_export.find_plugin(plugin) or index["plugin"])
         self.device = torch.device("cuda", torch.cuda.current_device())
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.cells = {name: _CellEngine(trt, self.runtime, (index_path.parent / file).read_bytes(), name, self.device,
-                                        cuda_graphs)
-                      for name, file in index["cells"].items()}
+        self.runtime = trt.Runtime(trt_export.logger(trt))
+        self.stream = torch.cuda.Stream(self.device)
         self.profile = index["profile"]
+        self.cells = {name: _CellEngine(trt, self.runtime, (index_path.parent / file).read_bytes(), name, self.device,
+                                        self.stream, cuda_graphs, self.profile)
+                      for name, file in index["cells"].items()}
 
     def run(self, cell, inputs):
         outs = self.cells[cell](inputs)

@@ -229,7 +229,17 @@ int32_t ModulatedDeformConv2dPlugin::enqueue(PluginTensorDesc const* inputDesc, 
 }
 
 IPluginV3* ModulatedDeformConv2dPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept {
-    return clone();
+    // The runtime copy creates its cuBLAS handle here, not in the first enqueue: cublasCreate allocates
+    // and may synchronize, which would break a CUDA-graph capture of that enqueue.
+    try {
+        auto* plugin = new ModulatedDeformConv2dPlugin(mParams);
+        if (cublasCreate(&plugin->mCublas) != CUBLAS_STATUS_SUCCESS) {
+            plugin->mCublas = nullptr;  // enqueue retries
+        }
+        return plugin;
+    } catch (std::exception const&) {
+        return nullptr;
+    }
 }
 
 PluginFieldCollection const* ModulatedDeformConv2dPlugin::getFieldsToSerialize() noexcept {
