@@ -221,3 +221,30 @@ def test_fp16_emulation_rounds_exactly_the_fp16_nodes(tiny_bundle):
     assert 1e-5 < err < 2e-2  # FP16 rounding (11-bit mantissa) shows, and only that
     # the output itself is an FP16 value (it went through a final cast pair)
     assert np.array_equal(everything, everything.astype(np.float16).astype(np.float32))
+
+
+def test_reduced_precision_on_a_real_clip_with_the_trained_model(tmp_path):
+    """The shipped (trained) BasicVSR on real frames: INT8 (CPU form) within 0.3 dB PSNR-Y of FP32,
+    FP16 (emulated, default keep list) within 0.1 dB. Calibration frames are disjoint from the test frames."""
+    from vsrdeploy.calib.fp16 import DEFAULT_KEEP_FP32, emulate_fp16
+    from vsrdeploy.compare import read_clip
+    from vsrdeploy.degrade import degrade
+    from vsrdeploy.demo import bundled_clip, shipped_model
+    from vsrdeploy.metrics import psnr
+    hr, _ = read_clip(str(bundled_clip()), 18)
+    calib, test_hr = degrade(hr[:6], "bi"), hr[8:18]
+    test_lr = degrade(test_hr, "bi")
+    fp32 = Bundle(vsrdeploy.export_onnx(shipped_model(), tmp_path / "shipped.vsr"))
+
+    def y_psnr(bundle):
+        out = Upscaler.create(bundle, "ort-cpu").upscale(test_lr)
+        return float(np.mean([psnr(np.clip(o, 0, 1), g, y_channel=True) for o, g in zip(out, test_hr)]))
+
+    base = y_psnr(fp32)
+    int8 = Bundle(calibrate_bundle(fp32, calib, tmp_path / "int8.vsr", target="cpu", progress=False))
+    rules = [KeepRule.parse(r) for r in DEFAULT_KEEP_FP32]
+    emulated = {n: emulate_fp16(onnx.load(str(fp32.cell_path(n))), n, rules) for n in fp32.cells}
+    fp16 = Bundle(fp32.derive(tmp_path / "fp16-emulated.vsr", emulated, "fp16", {"emulated": True}))
+    drop_int8, drop_fp16 = base - y_psnr(int8), base - y_psnr(fp16)
+    assert drop_int8 <= 0.3, drop_int8
+    assert abs(drop_fp16) <= 0.1, drop_fp16
