@@ -415,7 +415,7 @@ def train(arch, overrides, data, val_fraction, steps, crop, frames, batch, lr, f
 @main.command()
 @click.option("-b", "--backend", "backends", multiple=True, help="Runtime(s) to use [default: every one available].")
 @click.option("-i", "--input", "input_clip", help="Your own LR clip [default: the bundled clip, degraded x4].")
-@click.option("-m", "--model", help="Checkpoint or bundle [default: the shipped BasicVSR].")
+@click.option("-m", "--model", help="Checkpoint, bundle, or a shipped model: basicvsr (default), basicvsr_pp.")
 @click.option("--out", "out_dir", default="vsrdeploy-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--frames", default=30, show_default=True, help="Frames of the clip to use.")
 @click.option("--window", default=10, show_default=True)

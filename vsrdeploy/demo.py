@@ -17,7 +17,8 @@ from .compare import Target, prepare_clips, run_compare
 from .degrade import bicubic_resize
 from .report import format_table, write_report
 
-SHIPPED_MODEL = "basicvsr_c16n4_opencv.pth"
+SHIPPED_MODELS = {"basicvsr": "basicvsr_c16n4_opencv.pth", "basicvsr_pp": "basicvsrpp_c16n2_opencv.pth"}
+SHIPPED_MODEL = SHIPPED_MODELS["basicvsr"]
 BUNDLED_CLIP = "vtest_heldout_320x240.avi"
 DEMO_BACKENDS = ("torch", "ort-cpu", "openvino-cpu", "ort-cuda", "openvino-gpu", "torch-cuda")
 
@@ -26,8 +27,12 @@ def package_file(*parts: str) -> Path:
     return Path(str(resources.files("vsrdeploy").joinpath(*parts)))
 
 
-def shipped_model() -> Path:
-    return package_file("weights", SHIPPED_MODEL)
+def shipped_model(name: str = "basicvsr") -> Path:
+    """A model shipped in the package (``SHIPPED_MODELS``; model cards beside them)."""
+    if name not in SHIPPED_MODELS:
+        from .errors import ConfigError
+        raise ConfigError(f"no shipped model {name!r}; shipped: {', '.join(SHIPPED_MODELS)}")
+    return package_file("weights", SHIPPED_MODELS[name])
 
 
 def bundled_clip() -> Path:
@@ -67,7 +72,7 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model or str(shipped_model())
+    model = str(shipped_model(model or "basicvsr")) if model is None or model in SHIPPED_MODELS else model
     degrade = input_clip is None
     clip = input_clip or str(bundled_clip())
     lr, gt, gt_desc, clip_desc = prepare_clips(clip, None, "bi" if degrade else None, frames, notice=echo)
