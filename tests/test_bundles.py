@@ -87,7 +87,8 @@ def test_decomposed_and_plugin_dcn_forms(reference_bundles, tmp_path, vectors):
     node = next(n for n in graph.node if n.op_type == "ModulatedDeformConv2d")
     assert node.domain == "vsrdeploy"
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    assert attrs == {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1, "deform_groups": 16}
+    assert attrs == {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1, "deform_groups": 16,
+                     "plugin_namespace": b"vsrdeploy", "plugin_version": b"1"}
     with pytest.raises(BackendUnavailable, match="cannot import vsrdeploy::ModulatedDeformConv2d"):
         vsrdeploy.open_bundle(plugin, backend="ort-cpu")
 

@@ -248,3 +248,15 @@ def test_reduced_precision_on_a_real_clip_with_the_trained_model(tmp_path):
     drop_int8, drop_fp16 = base - y_psnr(int8), base - y_psnr(fp16)
     assert drop_int8 <= 0.3, drop_int8
     assert abs(drop_fp16) <= 0.1, drop_fp16
+
+
+def test_concat_and_cell_input_rules(pp_bundle):
+    feat = onnx.load(str(pp_bundle.cell_path("feat_extract")))
+    first = nodes_to_keep(feat, "feat_extract", [KeepRule.parse("cell-input")])
+    assert len(first) == 1 and first[0].endswith("main.0/Conv")  # the conv on the LR frame
+    backbone = onnx.load(str(pp_bundle.cell_path("backward_1_backbone")))
+    on_concat = nodes_to_keep(backbone, "backward_1_backbone", [KeepRule.parse("concat-input")])
+    producers = {o: n.op_type for n in backbone.graph.node for o in n.output}
+    convs = {n.name: n for n in backbone.graph.node if n.op_type == "Conv"}
+    assert on_concat and all(producers[convs[name].input[0]] == "Concat" for name in on_concat)
+    assert str(KeepRule.parse("cell-input")) == "cell-input"

@@ -147,7 +147,7 @@ def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrid
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True))
 @click.option("--precision", type=click.Choice(["fp16"]), default="fp16", show_default=True)
 @click.option("--keep-fp32", "keep", multiple=True, metavar="RULE",
-              help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE, sampling-grid or concat-input "
+              help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input, cell-input "
                    "(repeat; default: the measured list, see README). Pass --keep-fp32 none for none.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-fp16.vsr).")
 @friendly_errors
@@ -176,8 +176,8 @@ def convert(bundle, precision, keep, output):
 @click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="cpu", show_default=True,
               help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU).")
 @click.option("--exclude", multiple=True, metavar="RULE",
-              help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid or concat-input "
-                   "(repeat; default: sampling-grid and concat-input). Pass --exclude none for none.")
+              help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input or "
+                   "cell-input (repeat; default: those three). Pass --exclude none for none.")
 @click.option("--samples", default=64, show_default=True, help="Recorded inputs kept per cell.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")
 @friendly_errors

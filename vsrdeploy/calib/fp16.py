@@ -11,6 +11,8 @@ Keep rules (strings, recorded in the manifest with the nodes they kept):
 - ``concat-input``   convolutions whose input is a ``Concat`` (e.g. a trunk's first conv on
   [LR frame, propagated features]): one per-tensor INT8 scale must cover tensors of very different
   ranges there. Used by INT8 calibration (``calib.int8``), which shares these rules.
+- ``cell-input``     convolutions that read a cell input directly (e.g. BasicVSR++'s first conv on the
+  LR frame): the image entering the network, where INT8 error propagates through everything after.
 
 Cell inputs and outputs stay float32 (casts are inserted inside the graph), so a mixed FP16 / FP32
 bundle streams exactly like an FP32 one and hidden states cross cell boundaries in FP32.
@@ -34,18 +36,18 @@ _COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 1}  # op type -> index of i
 
 @dataclass(frozen=True)
 class KeepRule:
-    kind: str  # cell | node | op | sampling-grid | concat-input
+    kind: str  # cell | node | op | sampling-grid | concat-input | cell-input
     value: str = ""
 
     @classmethod
     def parse(cls, text: str) -> "KeepRule":
         text = text.strip()
-        if text in ("sampling-grid", "concat-input"):
+        if text in ("sampling-grid", "concat-input", "cell-input"):
             return cls(text)
         kind, sep, value = text.partition("=")
         if not sep or kind not in ("cell", "node", "op") or not value:
-            raise ConfigError(f"bad node rule {text!r}; use cell=NAME, node=REGEX, op=TYPE, sampling-grid or "
-                              "concat-input")
+            raise ConfigError(f"bad node rule {text!r}; use cell=NAME, node=REGEX, op=TYPE, sampling-grid, "
+                              "concat-input or cell-input")
         if kind == "node":
             try:
                 re.compile(value)
@@ -92,6 +94,9 @@ def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
         elif rule.kind == "concat-input":
             concat_outputs = {o for n in graph.node if n.op_type == "Concat" for o in n.output}
             keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in concat_outputs)
+        elif rule.kind == "cell-input":
+            inputs = {i.name for i in graph.input}
+            keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in inputs)
     return sorted(keep)
 
 

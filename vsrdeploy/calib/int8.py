@@ -49,8 +49,9 @@ TARGETS: dict[str, QuantTarget] = {
                        "U8 activations (asymmetric) / S8 per-channel weights"),
 }
 METHODS = ("minmax", "entropy", "percentile")
-#: Default exclusions (measured, benchmarks/RESULTS.md "INT8"): sampling coordinates and convs on concatenations.
-DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid", "concat-input")
+#: Default exclusions (measured, benchmarks/RESULTS.md "Reduced precision"): sampling coordinates, convs on
+#: concatenations and convs on cell inputs.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid", "concat-input", "cell-input")
 
 
 def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,
