@@ -42,3 +42,36 @@ def test_backends_lists_availability_with_reasons():
         assert name in lines
     if "unavailable" in lines["torch-cuda"]:
         assert "no CUDA GPU" in lines["torch-cuda"]
+
+
+def test_precision_commands_end_to_end(tiny_bundle, tmp_path):
+    """convert -> check, calibrate (on a video written here) -> check, build without TensorRT."""
+    import cv2
+    import numpy as np
+    clip = tmp_path / "calib.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        writer.write(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    writer.release()
+    runner = CliRunner()
+    fp16 = tmp_path / "t-fp16.vsr"
+    res = runner.invoke(main, ["convert", str(tiny_bundle), "-o", str(fp16)])
+    assert res.exit_code == 0, res.output
+    assert "kept in FP32: sampling-grid, op=DeformConv" in res.output
+    int8 = tmp_path / "t-int8.vsr"
+    res = runner.invoke(main, ["calibrate", str(tiny_bundle), "--frames", str(clip), "--target", "tensorrt",
+                               "-o", str(int8)])
+    assert res.exit_code == 0, res.output
+    assert "int8 for tensorrt, minmax calibration on 4 frames" in res.output
+    res = runner.invoke(main, ["check", str(int8), "--target", "tensorrt-10"])
+    assert res.exit_code == 0 and "no problems found" in res.output, res.output
+    res = runner.invoke(main, ["check", str(fp16), "--target", "tensorrt-11", "--json"])
+    assert res.exit_code == 0 and res.output.strip().startswith("[")
+    res = runner.invoke(main, ["calibrate", str(tiny_bundle), "--frames", str(clip), "--exclude", "bogus"])
+    assert res.exit_code != 0 and "bad node rule" in res.output
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        res = runner.invoke(main, ["build", str(int8)])
+        assert res.exit_code != 0 and "TensorRT is not installed" in res.output
