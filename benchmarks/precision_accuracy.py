@@ -35,12 +35,9 @@ def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([psnr(np.clip(x, 0, 1), np.clip(y, 0, 1), y_channel=True) for x, y in zip(a, b)]))
 
 
-BACKEND = "ort-cpu"
-
-
-def run(bundle: Bundle, lr: np.ndarray, threads: int) -> tuple[np.ndarray, float]:
-    """Whole clip on BACKEND; seconds per frame of the second of two runs (the first warms up)."""
-    up = Upscaler.create(bundle, BACKEND, threads=threads)
+def run(bundle: Bundle, lr: np.ndarray, backend: str, threads: int) -> tuple[np.ndarray, float]:
+    """Whole clip on ``backend``; seconds per frame of the second of two runs (the first warms up)."""
+    up = Upscaler.create(bundle, backend, threads=threads)
     up.upscale(lr[:2])
     t = time.perf_counter()
     out = up.upscale(lr)
@@ -65,15 +62,13 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="ort-cpu", help="ort-cpu or openvino-cpu (use --dcn decomposed)")
     ap.add_argument("--json", help="write the rows here too")
     args = ap.parse_args(argv)
-    global BACKEND
-    BACKEND = args.backend
     torch.set_num_threads(args.threads)
 
     gt, desc = read_clip(args.clip, args.frames, skip=args.skip)
     lr = degrade(gt, "bi")
     work = Path(tempfile.mkdtemp(prefix="precision-"))
     fp32 = Bundle(export_onnx(load_checkpoint(args.model), work / "fp32.vsr", dcn=args.dcn))
-    ref, ms = run(fp32, lr, args.threads)
+    ref, ms = run(fp32, lr, args.backend, args.threads)
     rows = [{"variant": "fp32", "psnr_vs_fp32": float("inf"), "psnr_y_gt": y_psnr(ref, gt), "s_per_frame": ms}]
     for i, (dtype, spec) in enumerate([("float16", s) for s in args.fp16] + [("bfloat16", s) for s in args.bf16]):
         import onnx
@@ -85,7 +80,7 @@ def main(argv=None) -> int:
             models[name] = emulate_fp16(model, name, rules, dtype)
             kept += len(nodes_to_keep(model, name, rules))
         b = Bundle(fp32.derive(work / f"fp16-{i}.vsr", models, "fp16", {"emulated": True}))
-        out, ms = run(b, lr, args.threads)
+        out, ms = run(b, lr, args.backend, args.threads)
         label = "fp16" if dtype == "float16" else "bf16"
         rows.append({"variant": f"{label} (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
                      "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
@@ -98,14 +93,14 @@ def main(argv=None) -> int:
             exclude = list(DEFAULT_EXCLUDE) if not rest else [e for e in rest[0].split(",") if e and e != "none"]
             b = Bundle(calibrate_bundle(fp32, calib_lr, work / f"int8-{i}.vsr", target=target, method=method,
                                         exclude=exclude, progress=False))
-            out, ms = run(b, lr, args.threads)
+            out, ms = run(b, lr, args.backend, args.threads)
             rows.append({"variant": f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}]",
                          "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
                          "s_per_frame": ms})
     bic = y_psnr(np.stack([np.clip(f, 0, 1) for f in _bicubic_up(lr)]), gt)
     print(f"# {Path(args.model).name} on {desc} ({len(gt)} frames, LR {lr.shape[2]}x{lr.shape[3]}); "
           f"bicubic PSNR-Y {bic:.2f} dB\n")
-    print(f"| variant | PSNR-Y vs FP32 output (dB) | PSNR-Y vs GT (dB) | drop vs FP32 (dB) | s/frame ({BACKEND}) | time vs FP32 |")
+    print(f"| variant | PSNR-Y vs FP32 output (dB) | PSNR-Y vs GT (dB) | drop vs FP32 (dB) | s/frame ({args.backend}) | time vs FP32 |")
     print("|---|---|---|---|---|---|")
     base = rows[0]["psnr_y_gt"]
     for r in rows:

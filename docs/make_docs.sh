@@ -34,3 +34,10 @@ for M in $MODEL $MODEL_PP; do
       --int8 cpu:minmax --int8 cpu:minmax:none --int8 tensorrt:minmax --int8 tensorrt:minmax:none \
       --int8 tensorrt:percentile --int8 tensorrt:entropy --int8 tensorrt:minmax:sampling-grid,concat-input --json docs/precision/$NAME.json > docs/precision/$NAME.md
 done
+
+# INT8 speed at full frame size, 2 threads, nothing else running (RESULTS.md "INT8 speed")
+for B in ort-cpu openvino-cpu; do
+  $PY benchmarks/precision_accuracy.py --threads 2 --backend $B --dcn decomposed --model $MODEL_PP \
+      --clip $DATA/vtest.avi --skip 740 --frames 8 --calib $DATA/vtest.avi --calib-frames 8 \
+      --int8 cpu:minmax --int8 tensorrt:minmax > docs/precision/speed_basicvsrpp_$B.md
+done

@@ -97,3 +97,26 @@ def test_demo_end_to_end(tmp_path):
     assert "PSNR-Y" in result.output and "vs bicubic" in result.output
     report = json.loads((out / "report" / "report.json").read_text())
     assert {t["backend"] for t in report["targets"] if t["status"] == "ok"} >= {"torch", "ort-cpu"}
+
+
+def test_init_copies_matching_weights_and_refuses_none(tmp_path):
+    from vsrdeploy.errors import ConfigError
+    from vsrdeploy.train import init_weights, save_mmagic_checkpoint
+    torch.manual_seed(0)
+    donor = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1)
+    path = tmp_path / "donor.pth"
+    save_mmagic_checkpoint(donor, path, {"vsrdeploy_arch": "basicvsr"})
+    pp = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1)
+    names = init_weights(pp, str(path))
+    assert any(n.startswith("spynet.") for n in names) and "conv_last.weight" in names
+    assert torch.equal(pp.state_dict()["conv_last.weight"], donor.state_dict()["conv_last.weight"])
+    with pytest.raises(ConfigError, match="no weight there has the name and shape"):
+        init_weights(torch.nn.Linear(2, 2), str(path))
+
+
+def test_shipped_models_by_name():
+    from vsrdeploy.demo import shipped_model
+    from vsrdeploy.errors import ConfigError
+    assert vsrdeploy.load_checkpoint(shipped_model("basicvsr_pp")).arch == "basicvsr_pp"
+    with pytest.raises(ConfigError, match="shipped: basicvsr, basicvsr_pp"):
+        shipped_model("edvr")

@@ -50,6 +50,18 @@ def safe_join(root: Path, relpath: str) -> Path:
     return Path(full)
 
 
+def op_name(node) -> str:
+    """An ONNX node's op as bundles record it: ``Conv``, or ``domain::Op`` for custom domains."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+
+
+def name_nodes(model) -> None:
+    """Give unnamed nodes of an ONNX model a name, so rules and tools can address every node."""
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: Path):
     """Yield a temporary directory beside ``out_dir`` that replaces it only if the block succeeds:
@@ -170,8 +182,7 @@ class Bundle:
                 dst = tmp / info.file
                 if name in cell_models:
                     onnx.save(cell_models[name], str(dst))
-                    manifest["cells"][name]["ops"] = sorted(
-                        {n.op_type if not n.domain else f"{n.domain}::{n.op_type}" for n in cell_models[name].graph.node})
+                    manifest["cells"][name]["ops"] = sorted({op_name(n) for n in cell_models[name].graph.node})
                 else:
                     shutil.copy2(self.cell_path(name), dst)
             shutil.copy2(self.file(manifest["weights"]), tmp / manifest["weights"])

@@ -72,7 +72,8 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = str(shipped_model(model or "basicvsr")) if model is None or model in SHIPPED_MODELS else model
+    if model is None or model in SHIPPED_MODELS:
+        model = str(shipped_model(model or "basicvsr"))
     degrade = input_clip is None
     clip = input_clip or str(bundled_clip())
     lr, gt, gt_desc, clip_desc = prepare_clips(clip, None, "bi" if degrade else None, frames, notice=echo)

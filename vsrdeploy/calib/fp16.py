@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import Bundle
+from ..bundle import Bundle, name_nodes, op_name
 from ..errors import ConfigError
 
 #: Measured default (benchmarks/RESULTS.md, "FP16 keep-list"): sampling coordinates stay FP32.
@@ -100,24 +100,17 @@ def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
     return sorted(keep)
 
 
-def _name_nodes(model) -> None:
-    """Give unnamed nodes a name so the block list can address every node."""
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{i}"
-
-
 def convert_model_fp16(model, cell: str, rules: list[KeepRule]):
     """Return (FP16 model with float32 I/O, names of the nodes kept in FP32)."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    _name_nodes(model)
+    name_nodes(model)
     keep = nodes_to_keep(model, cell, rules)
     if len(keep) == len(model.graph.node):
         return model, keep
     # custom (plugin) nodes are not converted: the plugin itself picks FP16 kernels from its input types
-    custom = [n.name for n in model.graph.node if n.domain not in ("", "ai.onnx")]
+    custom = [n.name for n in model.graph.node if "::" in op_name(n)]
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST),
                                          node_block_list=keep + custom)
     OnnxModel(converted).topological_sort()  # the converter appends its I/O casts at the end
@@ -165,7 +158,7 @@ def emulate_fp16(model, cell: str, rules: list[KeepRule], dtype: str = "float16"
                       "bfloat16": (TensorProto.BFLOAT16, torch.bfloat16)}[dtype]
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    _name_nodes(model)
+    name_nodes(model)
     graph = model.graph
     keep = set(nodes_to_keep(model, cell, rules))
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import Bundle
+from ..bundle import Bundle, name_nodes
 from ..errors import ConfigError, InputError
+from ..models.dcn import PLUGIN_NODE
 from .fp16 import KeepRule, nodes_to_keep
 
 
@@ -153,7 +154,7 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 2:
         raise InputError(f"calibration needs at least 2 RGB frames (T, 3, H, W); got shape {frames.shape}")
-    if "vsrdeploy::ModulatedDeformConv2d" in src.cell_ops():
+    if PLUGIN_NODE in src.cell_ops():
         raise ConfigError("calibration runs the bundle on ONNX Runtime, which cannot run the TensorRT plugin "
                           "DCN node: calibrate a --dcn native or decomposed export (both give the same weights)")
     rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in exclude]
@@ -166,8 +167,7 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-int8-") as tmp:
         for name in tqdm(src.cells, desc="quantizing cells", unit="cell", disable=not progress):
             model = onnx.load(str(src.cell_path(name)))
-            for i, node in enumerate(model.graph.node):  # every node needs a name to be excluded by name
-                node.name = node.name or f"{node.op_type}_{i}"
+            name_nodes(model)  # every node needs a name to be excluded by name
             skip = nodes_to_keep(model, name, rules)
             excluded[name] = skip
             excluded_set = set(skip)

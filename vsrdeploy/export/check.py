@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..bundle import Bundle
+from ..bundle import Bundle, name_nodes, op_name
 from ..errors import ConfigError
 from . import target_support as support
 
@@ -51,21 +51,17 @@ class _Graph:
         return self.const.get(node.input[i]) if len(node.input) > i and node.input[i] else None
 
 
-def _op_name(node) -> str:
-    return f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
-
-
 _TRT_RESIZE_COORDS = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 
 
 def _tensorrt_checker(ops: frozenset[str], version: int) -> Callable:
     def check(g: _Graph, cell: str, node) -> list[Finding]:
-        op = _op_name(node)
+        op = op_name(node)
         f = lambda problem, fix="", severity="error": Finding(severity, cell, node.name, op, problem, fix)  # noqa: E731
         if op in support.PLUGIN_OPS:
             return [f("needs vsrdeploy's TensorRT DCN plugin (libvsrdeploy_dcn_plugin.so)",
                       "build it with CMake (export/plugins/dcn) and pass --plugin to `vsrdeploy build`", "note")]
-        if node.domain not in ("", "ai.onnx"):
+        if "::" in op:
             return [f("custom-domain op with no TensorRT importer or plugin")]
         if op not in ops:
             return [f(f"not in TensorRT {version}'s ONNX operator support table")]
@@ -112,25 +108,16 @@ def _check_qdq(g: _Graph, node, f) -> list[Finding]:
     if node.op_type == "QuantizeLinear" and scale is not None and scale.size > 1 and g.input_const(node, 0) is None:
         out.append(f("per-channel quantization of an activation: TensorRT quantizes activations per tensor",
                      recalibrate))
-    return _dedupe(out)
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen, out = set(), []
-    for x in findings:
-        if x.problem not in seen:
-            seen.add(x.problem)
-            out.append(x)
     return out
 
 
 def _missing_checker(missing: frozenset[str], runtime: str, fixes: dict[str, str]) -> Callable:
     def check(g: _Graph, cell: str, node) -> list[Finding]:
-        op = _op_name(node)
+        op = op_name(node)
         if op in support.PLUGIN_OPS:
             return [Finding("error", cell, node.name, op, f"the TensorRT plugin node cannot run on {runtime}",
                             "export with --dcn native (ONNX Runtime) or --dcn decomposed (every runtime)")]
-        if node.domain not in ("", "ai.onnx"):
+        if "::" in op:
             return [Finding("error", cell, node.name, op, f"custom-domain op unknown to {runtime}")]
         if op in missing:
             return [Finding("error", cell, node.name, op, f"{runtime} cannot import {op}", fixes.get(op, ""))]
@@ -169,9 +156,10 @@ def check_bundle(bundle, target: str) -> list[Finding]:
     checker = TARGETS[target]
     findings = _bundle_notes(b, target)
     for name in b.cells:
-        g = _Graph(onnx.load(str(b.cell_path(name))))
-        for i, node in enumerate(g.model.graph.node):
-            node.name = node.name or f"{node.op_type}_{i}"
+        model = onnx.load(str(b.cell_path(name)))
+        name_nodes(model)
+        g = _Graph(model)
+        for node in model.graph.node:
             findings.extend(checker(g, name, node))
     return findings
 

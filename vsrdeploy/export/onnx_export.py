@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..bundle import FORMAT_VERSION, MANIFEST, sha256_file, staged_dir
+from ..bundle import FORMAT_VERSION, MANIFEST, op_name, sha256_file, staged_dir
 from ..errors import ConfigError, VSRDeployError
 from ..models.cells import Cell, Port
 from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
@@ -66,7 +66,7 @@ def _check_and_ops(path: Path) -> list[str]:
     import onnx
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=False)
-    return sorted({n.op_type if not n.domain else f"{n.domain}::{n.op_type}" for n in model.graph.node})
+    return sorted({op_name(n) for n in model.graph.node})
 
 
 SIMPLIFY_TOLERANCE = 1e-4

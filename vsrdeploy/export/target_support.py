@@ -10,6 +10,8 @@ through a plugin) but builds strongly typed networks only: precision comes from 
 """
 from __future__ import annotations
 
+from ..models.dcn import PLUGIN_NODE
+
 TENSORRT_10_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh Attention AveragePool BatchNormalization
 BlackmanWindow Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
@@ -33,4 +35,4 @@ OPENVINO_MISSING = frozenset({"DeformConv"})
 #: ONNX Runtime (>= 1.25) runs every standard op vsrdeploy exports, DeformConv included.
 ORT_MISSING: frozenset[str] = frozenset()
 
-PLUGIN_OPS = frozenset({"vsrdeploy::ModulatedDeformConv2d"})
+PLUGIN_OPS = frozenset({PLUGIN_NODE})

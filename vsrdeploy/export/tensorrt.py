@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..bundle import Bundle, sha256_file
 from ..errors import BackendUnavailable, ConfigError, VSRDeployError
+from ..models.dcn import PLUGIN_NODE
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_DIR = "engines/tensorrt"
@@ -304,7 +305,7 @@ def build_engines(bundle, precision: str = "fp32", profile: Profile | None = Non
     gpu, sm = gpu_identity()
     profile = profile or make_profile(b)
     plugin_path = None
-    if "vsrdeploy::ModulatedDeformConv2d" in b.cell_ops():
+    if PLUGIN_NODE in b.cell_ops():
         plugin_path = find_plugin(plugin)
         if plugin_path is None:
             raise ConfigError(f"this bundle has plugin DCN nodes: build {PLUGIN_LIBRARY} (README, 'Deploying to "

@@ -58,6 +58,7 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
 DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
 PLUGIN_DOMAIN = "vsrdeploy"
 PLUGIN_OP = "ModulatedDeformConv2d"
+PLUGIN_NODE = f"{PLUGIN_DOMAIN}::{PLUGIN_OP}"  # how bundles and backends name the plugin node's op
 #: TensorRT's ONNX parser finds a plugin by op type + these two node attributes; the namespace keeps ours
 #: apart from NVIDIA's own ModulatedDeformConv2d plugin (namespace "").
 PLUGIN_VERSION = "1"

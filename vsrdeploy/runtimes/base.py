@@ -32,8 +32,6 @@ class Backend:
     preferred_dcn: str = "native"
     #: precision name -> constructor options; precisions missing here are reported as unsupported
     precisions: dict[str, dict] = {"fp32": {}}
-    #: False for backends that run the bundle's PyTorch weights instead of its ONNX cells
-    runs_onnx: bool = True
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle
@@ -84,9 +82,6 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     (with the reason) when it cannot."""
     cls = get_backend_class(name)
     if bundle is not None and bundle.precision != "fp32":
-        if not cls.runs_onnx:
-            raise BackendUnavailable(f"{name} runs the bundle's FP32 PyTorch weights, not its {bundle.precision} "
-                                     "ONNX cells; use ort-cpu, openvino-cpu or tensorrt for this bundle")
         if precision != bundle.precision:
             raise BackendUnavailable(f"the bundle is {bundle.precision}; it runs only at that precision")
         return {}

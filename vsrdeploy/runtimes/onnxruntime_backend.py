@@ -10,6 +10,7 @@ import os
 import numpy as np
 import torch
 
+from ..models.dcn import PLUGIN_NODE
 from .base import Backend, register_backend
 
 EXTRA = 'pip install "vsrdeploy[onnx]"'
@@ -33,7 +34,7 @@ def _missing_provider(provider: str) -> str | None:
 
 class _OrtBackend(Backend):
     provider = "CPUExecutionProvider"
-    unsupported_ops = frozenset({"vsrdeploy::ModulatedDeformConv2d"})  # the TensorRT plugin node
+    unsupported_ops = frozenset({PLUGIN_NODE})  # the TensorRT plugin node
 
     @classmethod
     def unavailable_reason(cls):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.dcn import PLUGIN_NODE
 from .base import Backend, register_backend
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -11,7 +12,7 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 class _OpenVINOBackend(Backend):
     device_name = "CPU"
-    unsupported_ops = frozenset({"DeformConv", "vsrdeploy::ModulatedDeformConv2d"})
+    unsupported_ops = frozenset({"DeformConv", PLUGIN_NODE})
     preferred_dcn = "decomposed"
     precisions = {name: {"precision": name} for name in PRECISION_HINTS}
 

@@ -38,7 +38,6 @@ class _CellEngine:
 
     def __init__(self, trt, runtime, plan: bytes, name: str, device: torch.device, stream, cuda_graphs: bool,
                  profile: dict):
-        self.trt = trt
         self.name = name
         self.engine = runtime.deserialize_cuda_engine(plan)
         if self.engine is None:

@@ -12,7 +12,6 @@ from .base import Backend, register_backend
 @register_backend("torch")
 class TorchBackend(Backend):
     device_name = "cpu"
-    runs_onnx = False
 
     def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", fp32_weights: bool = False,
                  **options):
