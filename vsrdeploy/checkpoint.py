@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import CheckpointError, ConfigError
-from .models.registry import get_model_class, model_classes
+from .errors import CheckpointError
+from .models.registry import get_model_class, model_classes, validate_config
 
 #: BasicSR -> mmagic key renames (verified bijective upstream; no-ops on mmagic names)
 _BASICSR_RULES: list[tuple[re.Pattern, object]] = [
@@ -59,7 +59,7 @@ def _read(path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        if _names_python_objects(str(e)):
             raise CheckpointError(
                 f"{path} holds Python objects that torch.load(weights_only=True) refuses to unpickle "
                 "(it may run arbitrary code). Re-save only the tensors: "
@@ -68,6 +68,12 @@ def _read(path) -> object:
     except Exception as e:  # torch.load fails in many ways on damaged files (RuntimeError, EOFError, KeyError...)
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
                               f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _names_python_objects(message: str) -> bool:
+    """Whether torch's weights-only refusal is about Python classes / functions in the pickle (as opposed to
+    bytes that are no pickle at all, which it reports as an unsupported operand)."""
+    return any(s in message for s in ("Unsupported global", "Unsupported class", "GLOBAL", "REDUCE"))
 
 
 def _tensor_dict(d) -> bool:
@@ -169,15 +175,12 @@ def load_checkpoint(path, arch: str | None = None, **overrides):
 def load_checkpoint_with_info(path, arch: str | None = None, **overrides):
     sd, info = read_checkpoint(path, arch)
     cls = get_model_class(info.arch)
-    unknown = set(overrides) - set(cls.default_config)
-    if unknown:
-        raise ConfigError(f"{info.arch} has no option(s) {', '.join(sorted(unknown))}; "
-                          f"options: {', '.join(sorted(cls.default_config))}")
+    validate_config(info.arch, overrides)
     try:
         inferred = cls.infer_config(sd)
     except (KeyError, IndexError, ValueError):
         inferred = {}  # wrong architecture: the key report below says what does not fit
-    config = {**cls.default_config, **inferred, **overrides}
+    config = validate_config(info.arch, {**inferred, **overrides})
     unused = getattr(cls, "unused_checkpoint_keys", None)
     if unused is not None:  # weights upstream builds but never uses: tolerated, reported, not loaded
         dead = [k for k in sd if unused.search(k)]

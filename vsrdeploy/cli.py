@@ -11,13 +11,18 @@ from .errors import VSRDeployError
 
 
 def friendly_errors(fn):
-    """Turn vsrdeploy's own errors into one-line messages and a non-zero exit."""
+    """Turn vsrdeploy's own errors, and the operating system's (a full disk, a read-only folder), into
+    one-line messages and a non-zero exit."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except VSRDeployError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e} (check free space and permissions, or choose "
+                                       "another location, then run again)") from None
     return wrapper
 
 
@@ -128,13 +133,14 @@ def parse_size(value: str | None, order: str = "HxW"):
 @click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values that cannot be read from the weights (e.g. keyframe_stride=5).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
-def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrides):
+def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrides, force):
     """Export a checkpoint step-wise to an ONNX bundle (one graph per cell)."""
     from .export import export_onnx
 
     path = export_onnx(checkpoint, output, arch=arch, dcn=dcn, opset=opset,
-                       static_shape=parse_size(static_shape), simplify=simplify,
+                       static_shape=parse_size(static_shape), simplify=simplify, force=force,
                        progress=lambda name: click.echo(f"  exporting cell {name}", err=True),
                        **parse_overrides(overrides))
     from .bundle import Bundle
@@ -150,13 +156,14 @@ def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrid
               help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input, cell-input "
                    "(repeat; default: the measured list, see README). Pass --keep-fp32 none for none.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-fp16.vsr).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
-def convert(bundle, precision, keep, output):
+def convert(bundle, precision, keep, output, force):
     """Convert an FP32 bundle to FP16 (float32 cell I/O, explicit keep-in-FP32 list)."""
     from .calib.fp16 import DEFAULT_KEEP_FP32, convert_bundle_fp16
 
     rules = [] if keep == ("none",) else (list(keep) or list(DEFAULT_KEEP_FP32))
-    path = convert_bundle_fp16(bundle, output, keep=rules,
+    path = convert_bundle_fp16(bundle, output, keep=rules, force=force,
                                progress=lambda name: click.echo(f"  converting cell {name}", err=True))
     from .bundle import Bundle
     kept = Bundle(path).manifest["precision_details"]["kept_fp32_nodes"]
@@ -180,8 +187,9 @@ def convert(bundle, precision, keep, output):
                    "cell-input (repeat; default: those three). Pass --exclude none for none.")
 @click.option("--samples", default=64, show_default=True, help="Recorded inputs kept per cell.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
-def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, exclude, samples, output):
+def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, exclude, samples, output, force):
     """Quantize a bundle to INT8 (Q/DQ), calibrated on real frames streamed through it."""
     from .calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
     from .compare import read_clip
@@ -192,7 +200,8 @@ def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, ex
         frames = make_lr(frames, degrade)
     rules = [] if exclude == ("none",) else (list(exclude) or list(DEFAULT_EXCLUDE))
     path = calibrate_bundle(bundle, frames, output, target=target, method=method, exclude=rules,
-                            max_samples=samples, source=description, echo=lambda m: click.echo(m, err=True))
+                            max_samples=samples, source=description, echo=lambda m: click.echo(m, err=True),
+                            force=force)
     click.echo(f"wrote {path} (int8 for {target}, {method} calibration on {len(frames)} frames of {description})")
 
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import Bundle, name_nodes, op_name
+from ..bundle import Bundle, check_output_dir, name_nodes, op_name
 from ..errors import ConfigError
 
 #: Measured default (benchmarks/RESULTS.md, "FP16 keep-list"): sampling coordinates stay FP32.
@@ -117,7 +117,7 @@ def convert_model_fp16(model, cell: str, rules: list[KeepRule]):
     return converted, keep
 
 
-def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=None) -> Path:
+def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=None, force: bool = False) -> Path:
     """Write an FP16 bundle converted from the FP32 ``bundle`` (a path or Bundle); returns its path."""
     import onnx
 
@@ -130,6 +130,7 @@ def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=N
         raise ConfigError(f"keep-FP32 names cell(s) {', '.join(missing)} that {src.arch} does not have; "
                           f"cells: {', '.join(src.cells)}")
     out_dir = Path(out_dir) if out_dir else src.path.with_name(src.path.name.removesuffix(".vsr") + "-fp16.vsr")
+    check_output_dir(out_dir.absolute(), force)
     models, kept = {}, {}
     for name in src.cells:
         if progress:
@@ -138,7 +139,7 @@ def convert_bundle_fp16(bundle, out_dir=None, keep=DEFAULT_KEEP_FP32, progress=N
         models[name], kept[name] = convert_model_fp16(model, name, rules)
         onnx.checker.check_model(models[name])
     details = {"keep_fp32_rules": [str(r) for r in rules], "kept_fp32_nodes": kept, "io_dtype": "float32"}
-    return src.derive(out_dir, models, "fp16", details)
+    return src.derive(out_dir, models, "fp16", details, force=force)
 
 
 def emulate_fp16(model, cell: str, rules: list[KeepRule], dtype: str = "float16"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import Bundle, name_nodes
+from ..bundle import Bundle, check_output_dir, name_nodes
 from ..errors import ConfigError, InputError
 from ..models.dcn import PLUGIN_NODE
 from .fp16 import KeepRule, nodes_to_keep
@@ -135,7 +135,7 @@ def quantize_cell(model_path: Path, out_path: Path, feeds: list[dict], target: Q
 
 def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = "cpu", method: str = "minmax",
                      exclude=DEFAULT_EXCLUDE, max_samples: int = 64, window: int | None = None,
-                     source: str | None = None, progress: bool = True, echo=None) -> Path:
+                     source: str | None = None, progress: bool = True, echo=None, force: bool = False) -> Path:
     """Write an INT8 Q/DQ bundle calibrated on ``frames`` (T, 3, H, W) float32 in [0, 1] (LR frames).
 
     ``exclude``: rules in the FP16 keep-list syntax (``cell=NAME``, ``node=REGEX``, ``op=TYPE``,
@@ -160,6 +160,7 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in exclude]
     qt = TARGETS[target]
     out_dir = Path(out_dir) if out_dir else src.path.with_name(src.path.name.removesuffix(".vsr") + "-int8.vsr")
+    check_output_dir(out_dir.absolute(), force)
     say = echo or (lambda m: None)
     say(f"recording cell inputs over {len(frames)} calibration frames")
     samples = record_cell_inputs(src, frames, max_samples=max_samples, window=window)
@@ -189,4 +190,4 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
             "calibration": {"source": source, "frames": int(len(frames)), "lr_size": list(frames.shape[2:]),
                             "samples_per_cell": {k: len(v) for k, v in samples.items()}},
         }
-        return src.derive(out_dir, models, "int8", details)
+        return src.derive(out_dir, models, "int8", details, force=force)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import warnings
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..bundle import FORMAT_VERSION, MANIFEST, op_name, sha256_file, staged_dir
+from ..bundle import FORMAT_VERSION, check_output_dir, op_name, sha256_file, staged_dir, write_manifest
 from ..errors import ConfigError, VSRDeployError
 from ..models.cells import Cell, Port
 from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
@@ -98,12 +97,14 @@ def _port_record(p: Port, static) -> dict:
 
 def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: str = "native",
                 opset: int | None = None, static_shape: tuple[int, int] | None = None, simplify: bool = False,
-                progress=None, **overrides) -> Path:
+                progress=None, force: bool = False, keep_existing: bool = False, **overrides) -> Path:
     """Export every cell of a network (or a checkpoint path) into the bundle ``out_dir``; return its path.
 
     ``dcn``: native (ONNX DeformConv, opset 19), decomposed (GridSample + MatMul, every runtime) or
     plugin (custom node for vsrdeploy's TensorRT plugin). ``static_shape=(H, W)`` fixes the LR frame
     size (default: any size). ``progress(cell_name)`` is called before each cell is exported.
+    An existing ``out_dir`` is replaced only if it is a bundle and ``force`` is set; ``keep_existing``
+    keeps a bundle that appears there meanwhile (concurrent exports into a cache).
     """
     try:
         import onnx  # noqa: F401 (checked here so the error says which extra to install)
@@ -134,9 +135,11 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
         stem = Path(source).stem if source else net.arch
         out_dir = Path(f"{stem}.vsr")
     out_dir = Path(out_dir)
+    if not keep_existing:
+        check_output_dir(Path(os.path.abspath(out_dir)), force)
     size = static_shape or example_size(net)
 
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, force=force, keep_existing=keep_existing) as tmp:
         (tmp / "cells").mkdir()
         cells_record = {}
         for name, cell in net.cells.items():
@@ -175,7 +178,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
             "versions": _versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_manifest(tmp, manifest)
     return out_dir
 
 

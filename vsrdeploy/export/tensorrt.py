@@ -27,8 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..bundle import Bundle, sha256_file
-from ..errors import BackendUnavailable, ConfigError, VSRDeployError
+from ..bundle import Bundle, safe_join, sha256_file
+from ..errors import BackendUnavailable, BundleError, ConfigError, VSRDeployError
 from ..models.dcn import PLUGIN_NODE
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -347,6 +347,43 @@ def build_engines(bundle, precision: str = "fp32", profile: Profile | None = Non
     if cache_bytes:
         cache_path.write_bytes(cache_bytes)
     index = {"precision": precision, "profile": asdict(profile), "tensorrt": trt.__version__, "gpu": gpu, "sm": sm,
-             "plugin": str(plugin_path) if plugin_path else None, "cells": {r.cell: r.file for r in records}}
-    (out / f"index-{precision}.json").write_text(json.dumps(index, indent=1))
+             "plugin_sha256": plugin_sha,
+             "cells": {r.cell: {"file": r.file, "sha256": sha256_file(out / r.file)} for r in records}}
+    tmp = out / f".index-{precision}.json.tmp"
+    tmp.write_text(json.dumps(index, indent=1))
+    tmp.replace(out / f"index-{precision}.json")
     return records
+
+
+def read_engine_index(bundle: Bundle, precision: str) -> tuple[dict, dict[str, bytes]]:
+    """The engine index of ``bundle`` at ``precision`` and each cell's plan bytes, verified: every plan
+    path stays inside the bundle's engine folder and matches the sha256 the index recorded for it.
+    The index names no library to load: the plugin comes only from ``find_plugin`` (--plugin, the
+    environment variable, or the package's own build)."""
+    folder = engine_dir(bundle)
+    index_path = folder / f"index-{precision}.json"
+    if not index_path.is_file():
+        raise BackendUnavailable(f"no {precision} TensorRT engines for {bundle.path}: run "
+                                 f"`vsrdeploy build {bundle.path} --precision {precision}`")
+    rebuild = f"run `vsrdeploy build {bundle.path} --precision {precision} --rebuild`"
+    try:
+        index = json.loads(index_path.read_text())
+        cells = index["cells"]
+        entries = {name: (cells[name]["file"], cells[name]["sha256"]) for name in bundle.cells}
+        for key in ("tensorrt", "gpu", "sm", "profile"):
+            index[key]
+    except (ValueError, KeyError, TypeError):
+        raise BundleError(f"{index_path} is damaged or from an older vsrdeploy; {rebuild}") from None
+    plans = {}
+    for name, (file, digest) in entries.items():
+        if not isinstance(file, str) or not isinstance(digest, str):
+            raise BundleError(f"{index_path}: the entry of cell {name} is damaged; {rebuild}")
+        path = safe_join(folder, file)
+        if not path.is_file():
+            raise BundleError(f"{index_path} names {file} for cell {name}, which is missing; {rebuild}")
+        plan = path.read_bytes()
+        if hashlib.sha256(plan).hexdigest() != digest:
+            raise BundleError(f"{folder / file} does not match its sha256 in {index_path.name} (damaged or "
+                              f"modified); {rebuild}")
+        plans[name] = plan
+    return index, plans

@@ -14,6 +14,8 @@ from .schedule import Schedule, stream_windows
 class RecurrentVSR(nn.Module):
     arch: ClassVar[str] = ""
     default_config: ClassVar[dict] = {}
+    #: option -> (low, high) bounds beyond ``registry.COMMON_LIMITS`` (checked before building)
+    config_limits: ClassVar[dict] = {}
     #: released model name -> constructor arguments (shown by ``vsrdeploy models``)
     upstream_configs: ClassVar[dict] = {}
     schedule_class: ClassVar[type[Schedule]] = Schedule

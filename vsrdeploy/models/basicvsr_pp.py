@@ -221,6 +221,7 @@ class BasicVSRPlusPlusNet(RecurrentVSR):
         "deblur (DVD, GoPro) / denoise": {"mid_channels": 64, "num_blocks": 15, "is_low_res_input": False},
     }
     schedule_class = GridPropagationSchedule
+    config_limits = {"max_residue_magnitude": (0.0, 1000.0)}
     min_size = 64
 
     def __init__(self, mid_channels: int = 64, num_blocks: int = 7, max_residue_magnitude: float = 10.0,

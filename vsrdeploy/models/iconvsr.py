@@ -106,6 +106,7 @@ class IconVSRNet(RecurrentVSR):
         "Vimeo-90K BI / BD": {"mid_channels": 64, "num_blocks": 30, "keyframe_stride": 5, "padding": 3},
     }
     schedule_class = IconVSRSchedule
+    config_limits = {"keyframe_stride": (1, 1024), "padding": (2, 3)}
     min_size = 16
     pad_multiple = 4
 

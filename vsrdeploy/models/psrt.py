@@ -261,6 +261,8 @@ class PSRTRecurrentNet(RecurrentVSR):
                                                         "num_heads": [6, 6, 6], "window_size": [3, 8, 8],
                                                         "num_frames": 3}}
     schedule_class = PSRTSchedule
+    config_limits = {"embed_dim": (1, 1024), "depths": (1, 64), "num_heads": (1, 64), "window_size": (1, 64),
+                     "num_frames": (1, 64)}
     min_size = 64
     #: weights upstream builds but never uses (SwinIRFM's image / 64-channel entries and its own tail)
     unused_checkpoint_keys = re.compile(r"^patch_align\.\w+\.(conv_first|conv_first_feat|conv_before_upsample)\.")

@@ -62,6 +62,8 @@ class RealBasicVSRNet(RecurrentVSR):
                                        "num_cleaning_blocks": 20, "dynamic_refine_thres": 1.5},
     }
     schedule_class = CleaningSchedule
+    config_limits = {"num_propagation_blocks": (0, 256), "num_cleaning_blocks": (0, 256),
+                     "dynamic_refine_thres": (0.0, 255.0)}
     min_size = 16
 
     def __init__(self, mid_channels: int = 64, num_propagation_blocks: int = 20, num_cleaning_blocks: int = 20,

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..bundle import Bundle, sha256_file
+from ..bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
 from ..errors import InputError
 from ..models.schedule import stream_windows
 from .base import Backend, create_backend, get_backend_class
@@ -76,10 +76,11 @@ def bundle_for(path, backend: str = "ort-cpu", dcn: str | None = None, progress=
     from .. import __version__
     from ..export import export_onnx
     dcn = dcn or get_backend_class(backend).preferred_dcn
-    key = hashlib.sha256(f"{sha256_file(path)}|{dcn}|{sorted(overrides.items())}|{__version__}".encode())
+    key = hashlib.sha256(f"{sha256_file(path)}|{dcn}|{sorted(overrides.items())}|{__version__}|"
+                         f"{FORMAT_VERSION}".encode())
     target = cache_dir() / "bundles" / f"{path.stem}-{dcn}-{key.hexdigest()[:16]}.vsr"
-    if not (target / "manifest.json").exists():
-        export_onnx(path, target, dcn=dcn, progress=progress, **overrides)
+    if not (target / MANIFEST).exists():
+        export_onnx(path, target, dcn=dcn, progress=progress, keep_existing=True, **overrides)
     return Bundle(target)
 
 

@@ -9,7 +9,6 @@ Written against the public TensorRT 10/11 Python API; not run on the development
 """
 from __future__ import annotations
 
-import json
 
 import torch
 
@@ -144,28 +143,28 @@ class TensorRTBackend(Backend):
 
         trt = trt_export.import_tensorrt()
         self.precision = precision or bundle.precision
-        index_path = trt_export.engine_dir(bundle) / f"index-{self.precision}.json"
-        if build or not index_path.exists():
-            if not build:
-                raise BackendUnavailable(f"no {self.precision} TensorRT engines for {bundle.path}: run "
-                                         f"`vsrdeploy build {bundle.path} --precision {self.precision}`")
+        if build:
             trt_export.build_engines(bundle, self.precision, plugin=plugin)
-        index = json.loads(index_path.read_text())
+        index, plans = trt_export.read_engine_index(bundle, self.precision)
         gpu, sm = trt_export.gpu_identity()
         if index["tensorrt"] != trt.__version__ or index["gpu"] != gpu or index["sm"] != sm:
-            raise BackendUnavailable(f"the engines in {index_path.parent} were built with TensorRT {index['tensorrt']} "
+            raise BackendUnavailable(f"the engines of {bundle.path} were built with TensorRT {index['tensorrt']} "
                                      f"for {index['gpu']} (sm {index['sm']}); this is TensorRT {trt.__version__} on "
                                      f"{gpu} (sm {sm}): run `vsrdeploy build {bundle.path} --precision "
                                      f"{self.precision}` again")
-        if index.get("plugin"):
-            trt_export.load_plugin(trt, trt_export.find_plugin(plugin) or index["plugin"])
+        if index.get("plugin_sha256"):  # the library comes from --plugin / the environment / our build only
+            library = trt_export.find_plugin(plugin)
+            if library is None:
+                raise BackendUnavailable(f"these engines need the DCN plugin: pass plugin=PATH (--plugin) or set "
+                                         f"${trt_export.PLUGIN_ENV} (README, 'Deploying to TensorRT')")
+            trt_export.load_plugin(trt, library)
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.runtime = trt.Runtime(trt_export.logger(trt))
         self.stream = torch.cuda.Stream(self.device)
         self.profile = index["profile"]
-        self.cells = {name: _CellEngine(trt, self.runtime, (index_path.parent / file).read_bytes(), name, self.device,
-                                        self.stream, cuda_graphs, self.profile)
-                      for name, file in index["cells"].items()}
+        self.cells = {name: _CellEngine(trt, self.runtime, plan, name, self.device, self.stream, cuda_graphs,
+                                        self.profile)
+                      for name, plan in plans.items()}
 
     def run(self, cell, inputs):
         outs = self.cells[cell](inputs)
