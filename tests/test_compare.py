@@ -138,3 +138,39 @@ def test_skip_leading_frames(hr_clip):
     from vsrdeploy import InputError
     with pytest.raises(InputError, match="no frames after skipping 50"):
         prepare_clips(str(hr_clip), None, "bi", 3, skip=50)
+
+
+@register_backend("test-boom")
+class BoomBackend(OrtCpuBackend):
+    """ort-cpu that crashes on its second upsample call with a multi-line message (a planted bug)."""
+
+    calls = 0
+
+    def run(self, cell, inputs):
+        if cell == "upsample":
+            type(self).calls += 1
+            if type(self).calls == 2:
+                raise RuntimeError("kernel exploded\n  at line 2 of the runtime's own message")
+        return super().run(cell, inputs)
+
+
+def test_a_crashing_target_is_a_failed_row_and_the_run_goes_on(bundle, hr_clip, tmp_path):
+    BoomBackend.calls = 0
+    report = tmp_path / "rep"
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "test-boom,ort-cpu", "--window", 1,
+                      "--lookahead", 0, "--report", report)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "FAIL test-boom/fp32: RuntimeError: kernel exploded at line 2 of the runtime's own message" in result.output
+    data = json.loads((report / "report.json").read_text())
+    rows = {t["backend"]: t for t in data["targets"]}
+    assert rows["test-boom"]["status"] == "failed" and "\n" not in rows["test-boom"]["reason"]
+    assert rows["ort-cpu"]["status"] == "ok" and len(rows["ort-cpu"]["frames"]) == 8  # measured after the crash
+    assert data["passed"] is False
+
+
+def test_every_target_skipped_is_not_a_pass(bundle, hr_clip):
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "ort-cpu", "--precisions", "int8",
+                      "--max-error", 1e-9)
+    assert result.exit_code == 1
+    assert "no target was compared" in result.output

@@ -330,9 +330,12 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
         files = write_report(result, report_dir, machine=machine_description())
         click.echo(f"report: {', '.join(str(p) for p in files.values())}")
     failed = [t for t in result.targets if t.status == "failed"]
-    if failed:
-        for t in failed:
-            click.echo(f"FAIL {t.label}: {t.reason}", err=True)
+    for t in failed:
+        click.echo(f"FAIL {t.label}: {t.reason}", err=True)
+    if not result.compared:
+        click.echo("FAIL no target was compared (every one was skipped; see the reasons above): "
+                   "pick backends that run here (`vsrdeploy backends`)", err=True)
+    if not result.passed:
         sys.exit(1)
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError, InputError, VSRDeployError
+from .errors import BackendUnavailable, ConfigError, InputError, VSRDeployError
 from .memory import PeakRSS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -75,8 +75,14 @@ class CompareResult:
     sweep: list[dict] = field(default_factory=list)
 
     @property
+    def compared(self) -> list[TargetResult]:
+        """Targets that streamed the whole clip and were measured (whether or not within tolerance)."""
+        return [t for t in self.targets if not math.isnan(t.total_s)]
+
+    @property
     def passed(self) -> bool:
-        return all(t.status != "failed" for t in self.targets)
+        """No target failed, and at least one was actually compared (all skipped is no pass)."""
+        return bool(self.compared) and all(t.status != "failed" for t in self.targets)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,7 +117,8 @@ class _ScratchClip:
         self.count += 1
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
 
     def __getitem__(self, i: int) -> np.ndarray:
         n = int(np.prod(self.shape))
@@ -210,6 +217,7 @@ def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, na
     from .runtimes.base import precision_options
     from .runtimes.engine import Upscaler
     result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead)
+    clip = None
     try:
         options = {"fp32_weights": True} if reference else precision_options(target.backend, target.precision,
                                                                              bundle)
@@ -223,9 +231,21 @@ def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, na
                 setattr(result, k, v)
         result.peak_mem_mb = mem.increase_mb
         return result, clip
-    except (VSRDeployError, ImportError) as e:
-        result.status, result.reason = "skipped", str(e)
+    except Exception as e:  # noqa: BLE001 -- one target's error is its row's outcome; the run goes on
+        if clip is not None:
+            clip.close()
+        if isinstance(e, (BackendUnavailable, ImportError)):  # cannot run here: not a failure of the target
+            result.status, result.reason = "skipped", one_line(e)
+        else:
+            result.status, result.reason = "failed", one_line(e)
+            result.failures.append(result.reason)
         return result, None
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: vsrdeploy's own errors by their message, others with their type."""
+    text = " ".join(str(error).split()) or "(no message)"
+    return text if isinstance(error, (VSRDeployError, ImportError)) else f"{type(error).__name__}: {text}"
 
 
 def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray | None = None,
@@ -263,7 +283,7 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
                 _check_tolerances(result, max_error, min_psnr)
         sweep = []
         if sweep_lookahead:
-            sweep = _sweep(bundle, lr, targets, results, window, sweep_lookahead, ref_clip, gt, crop_border,
+            sweep = _sweep(bundle, lr, targets, clips, window, sweep_lookahead, ref_clip, gt, crop_border,
                            scratch, progress)
     return CompareResult(
         model=str(bundle.path), arch=bundle.arch, clip=clip_name, num_frames=len(lr),
@@ -287,9 +307,9 @@ def _bicubic_baseline(lr: np.ndarray, gt: np.ndarray, crop: int) -> dict:
     return _summarise(frames)
 
 
-def _sweep(bundle, lr, targets, results, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
+def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
     """PSNR vs lookahead on the first target that ran: the latency/quality trade-off of streaming."""
-    ran = [t for t, r in zip(targets, results) if r.status != "skipped"]
+    ran = [t for t, c in zip(targets, clips) if c is not None]
     if not ran:
         return []
     target = ran[0]
