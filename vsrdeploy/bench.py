@@ -47,7 +47,8 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     if threads:
         torch.set_num_threads(threads)
     from .bundle import Bundle
-    from .errors import VSRDeployError
+    from .compare import one_line
+    from .errors import BackendUnavailable
     clip = synthetic_clip(frames, *size)
     bundle = Bundle(bundle_path)
     try:
@@ -70,8 +71,10 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 t = time.perf_counter()
                 run(clip)
                 fps.append(frames / (time.perf_counter() - t))
-    except VSRDeployError as e:
-        return {"name": name, "status": "skipped", "reason": str(e)}
+    except (BackendUnavailable, ImportError) as e:
+        return {"name": name, "status": "skipped", "reason": one_line(e)}
+    except Exception as e:  # noqa: BLE001 -- one configuration's error is its row's outcome
+        return {"name": name, "status": "failed", "reason": one_line(e)}
     return {"name": name, "fps_runs": fps, "fps": statistics.median(fps), "peak_rss_mb": peak_rss_mb(),
             "load_s": load_s}
 
@@ -80,6 +83,13 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
               options: dict | None = None, progress=lambda msg: None) -> list[BenchResult]:
     """Baseline first, then each backend; ``ratio`` = frames/s over the baseline's."""
+    from .errors import ConfigError
+    from .runtimes.base import check_backend_names
+    if not backends:
+        raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
+    check_backend_names(backends)
+    if frames < 1 or repeat < 1 or warmup < 0:
+        raise ConfigError(f"bench needs frames >= 1, repeat >= 1 and warmup >= 0 (got {frames}, {repeat}, {warmup})")
     results = []
     ctx = multiprocessing.get_context("spawn")
     for name in [BASELINE, *backends]:
@@ -98,7 +108,7 @@ def format_bench(results: list[BenchResult]) -> str:
     lines = [f"{'configuration':18} {'frames/s (median)':>18} {'x baseline':>10} {'peak RSS MB':>12} {'load s':>7}"]
     for r in results:
         if r.status != "ok":
-            lines.append(f"{r.name:18} skipped: {r.reason}")
+            lines.append(f"{r.name:18} {r.status}: {r.reason}")
             continue
         lines.append(f"{r.name:18} {r.fps:18.2f} {r.ratio:10.2f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
     return "\n".join(lines)

@@ -96,6 +96,8 @@ def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends torch,ort-cpu,openvino-cpu")
+    from .runtimes.base import check_backend_names
+    check_backend_names(backends)
     return [Target(b, p) for b in backends for p in precisions]
 
 
