@@ -81,8 +81,8 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
 
 def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(64, 64), warmup: int = 3,
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
-              options: dict | None = None, progress=lambda msg: None) -> list[BenchResult]:
-    """Baseline first, then each backend; ``ratio`` = frames/s over the baseline's."""
+              options: dict | None = None, baseline: bool = True, progress=lambda msg: None) -> list[BenchResult]:
+    """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's."""
     from .errors import ConfigError
     from .runtimes.base import check_backend_names
     if not backends:
@@ -92,13 +92,13 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
         raise ConfigError(f"bench needs frames >= 1, repeat >= 1 and warmup >= 0 (got {frames}, {repeat}, {warmup})")
     results = []
     ctx = multiprocessing.get_context("spawn")
-    for name in [BASELINE, *backends]:
+    for name in [BASELINE, *backends] if baseline else backends:
         progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             record = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
                                  window, lookahead, threads).result()
         results.append(BenchResult(**record))
-    base = results[0].fps
+    base = results[0].fps if baseline else float("nan")
     for r in results:
         r.ratio = r.fps / base if r.status == "ok" else float("nan")
     return results

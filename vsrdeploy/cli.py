@@ -258,6 +258,25 @@ def backends():
 
 
 @main.command()
+@click.option("--gpu", is_flag=True, help="Also run the GPU paths (TensorRT builds, CUDA DCN kernel, CUDA graphs, "
+                                            "GPU backends); without it they are listed as not run.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write report.md and report.json here (paste them into a bug report).")
+@friendly_errors
+def selftest(gpu, report_dir):
+    """Check every path this machine supports on the shipped models; say why the others cannot run."""
+    from .selftest import format_report, run_selftest, write_report
+
+    report = run_selftest(gpu=gpu, echo=lambda m: click.echo(m, err=True))
+    click.echo(format_report(report))
+    if report_dir:
+        files = write_report(report, report_dir)
+        click.echo(f"report: {', '.join(str(p) for p in files)}")
+    if not report["passed"]:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("model", type=click.Path())
 @click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
 @click.option("-i", "--input", "source", required=True,
