@@ -343,13 +343,17 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md/json, frames.csv, plots here.")
 @click.option("--sweep-lookahead", metavar="L1,L2", callback=lambda ctx, param, value: parse_int_list(value, param),
               help="Also measure PSNR vs lookahead (e.g. 0,2,4,8).")
+@click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Frames of an untimed warm-up pass per target.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs of the clip per target (median and spread reported).")
 @click.option("--max-error", type=float, help="Fail when a target's max abs error vs the reference exceeds this.")
 @click.option("--min-psnr", type=float, help="Fail when a frame's PSNR vs the reference is below this (dB).")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
 @friendly_errors
 def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, skip, report_dir,
-            sweep_lookahead, max_error, min_psnr, dcn):
+            sweep_lookahead, warmup, repeat, max_error, min_psnr, dcn):
     """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
     from .compare import parse_targets, prepare_clips, run_compare
     from .report import format_table, write_report
@@ -362,7 +366,7 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
     bundle = bundle_for(model, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     result = run_compare(bundle, lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
                          lookahead=lookahead, max_error=max_error, min_psnr=min_psnr, sweep_lookahead=sweep,
-                         clip_name=clip_desc, progress=echo)
+                         clip_name=clip_desc, warmup=warmup, repeat=repeat, progress=echo)
     click.echo(format_table(result))
     if report_dir:
         files = write_report(result, report_dir, machine=machine_description())
@@ -378,14 +382,8 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
 
 
 def machine_description() -> str:
-    import os
-    import platform
-    cpu = "?"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+    from .machine import describe
+    return describe()
 
 
 @main.command()
@@ -417,7 +415,12 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
                         warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
                         progress=echo)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=1))
+        from .machine import machine_info
+        settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),
+                    "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
+                    "threads": threads}
+        click.echo(json.dumps({"machine": machine_info(), "settings": settings,
+                               "results": [r.to_dict() for r in results]}, indent=1))
     else:
         click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {size}, window {window}, "
                    f"lookahead {lookahead}; {machine_description()}")
