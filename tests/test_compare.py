@@ -37,7 +37,7 @@ def test_compare_writes_report_and_passes(bundle, hr_clip, tmp_path):
     report = tmp_path / "rep"
     result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "torch,ort-cpu,openvino-cpu",
                       "--precisions", "fp32,int8", "--window", 3, "--lookahead", 1, "--report", report,
-                      "--sweep-lookahead", "0,2", "--max-error", 1.0)
+                      "--sweep-lookahead", "0,2", "--max-error", 1.0, "--warmup", 2, "--repeat", 2)
     assert result.exit_code == 0, result.output
     for name in ("report.md", "report.json", "frames.csv", "latency_vs_psnr.png", "psnr_per_frame.png",
                  "psnr_vs_lookahead.png"):
@@ -51,6 +51,12 @@ def test_compare_writes_report_and_passes(bundle, hr_clip, tmp_path):
     assert len(ok["frames"]) == 8 and {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "max_abs_error"} <= set(ok["frames"][0])
     assert ok["summary"]["max_abs_error_vs_torch_stream"] <= 1e-4  # same computation as PyTorch streaming
     assert ok["fps"] > 0 and ok["frame_ms_p95"] >= ok["frame_ms_p50"] > 0
+    assert ok["repeat"] == 2 and len(ok["fps_runs"]) == 2 and ok["fps_min"] <= ok["fps"] <= ok["fps_max"]
+    assert ok["warmup_frames"] == 2 and len(ok["first_frame_ms_runs"]) == 2
+    assert ok["frame_ms_p5"] <= ok["frame_ms_p50"] <= ok["frame_ms_p95"] <= ok["frame_ms_p99"]
+    assert data["reference"]["repeat"] == 1  # the whole-clip reference runs once
+    assert data["machine"]["versions"]["torch"] and data["machine"]["cpu"]["flags"] is not None
+    assert "timed over 2 runs" in (report / "report.md").read_text()
     assert [s["lookahead"] for s in data["sweep"]] == [0, 2]
     assert data["bicubic"]["psnr_y_mean"] > 10
     md = (report / "report.md").read_text()
@@ -121,11 +127,21 @@ def test_bench_reports_ratios_against_whole_clip(bundle):
                                        "--frames", "4", "--repeat", "2", "--warmup", "0", "--window", "2",
                                        "--lookahead", "1", "--json"])
     assert result.exit_code == 0, result.output
-    records = json.loads(result.stdout[result.stdout.index("["):])
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    records = data["results"]
     assert [r["name"] for r in records] == ["whole-clip torch", "ort-cpu", "ort-cuda"]
     base, ort_cpu, cuda = records
     assert base["ratio"] == 1.0 and len(base["fps_runs"]) == 2 and base["peak_rss_mb"] > 0
     assert ort_cpu["status"] == "ok" and ort_cpu["ratio"] > 0
+    assert len(ort_cpu["fps_runs"]) == 2 and ort_cpu["fps_min"] <= ort_cpu["fps"] <= ort_cpu["fps_max"]
+    assert 0 < ort_cpu["frame_ms_p5"] <= ort_cpu["frame_ms_p50"] <= ort_cpu["frame_ms_p95"] <= ort_cpu["frame_ms_p99"]
+    assert ort_cpu["first_frame_s"] > 0 and len(ort_cpu["first_frame_ms_runs"]) == 2
+    assert base["first_frame_s"] == base["total_s"]  # the whole-clip forward gives every frame at the end
+    machine = data["machine"]
+    assert machine["cpu"]["model"] and machine["cpu"]["logical_cores"] >= 1
+    assert machine["versions"]["onnxruntime"] and "tensorrt" in machine["versions"]
+    assert "torch_intra_op" in machine["threads"]
+    assert data["settings"]["repeat"] == 2 and data["settings"]["size"] == [24, 32]
     if cuda["status"] == "skipped":
         assert "CUDA" in cuda["reason"] or "GPU" in cuda["reason"]
 
@@ -138,3 +154,39 @@ def test_skip_leading_frames(hr_clip):
     from vsrdeploy import InputError
     with pytest.raises(InputError, match="no frames after skipping 50"):
         prepare_clips(str(hr_clip), None, "bi", 3, skip=50)
+
+
+@register_backend("test-boom")
+class BoomBackend(OrtCpuBackend):
+    """ort-cpu that crashes on its second upsample call with a multi-line message (a planted bug)."""
+
+    calls = 0
+
+    def run(self, cell, inputs):
+        if cell == "upsample":
+            type(self).calls += 1
+            if type(self).calls == 2:
+                raise RuntimeError("kernel exploded\n  at line 2 of the runtime's own message")
+        return super().run(cell, inputs)
+
+
+def test_a_crashing_target_is_a_failed_row_and_the_run_goes_on(bundle, hr_clip, tmp_path):
+    BoomBackend.calls = 0
+    report = tmp_path / "rep"
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "test-boom,ort-cpu", "--window", 1,
+                      "--lookahead", 0, "--report", report)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "FAIL test-boom/fp32: RuntimeError: kernel exploded at line 2 of the runtime's own message" in result.output
+    data = json.loads((report / "report.json").read_text())
+    rows = {t["backend"]: t for t in data["targets"]}
+    assert rows["test-boom"]["status"] == "failed" and "\n" not in rows["test-boom"]["reason"]
+    assert rows["ort-cpu"]["status"] == "ok" and len(rows["ort-cpu"]["frames"]) == 8  # measured after the crash
+    assert data["passed"] is False
+
+
+def test_every_target_skipped_is_not_a_pass(bundle, hr_clip):
+    result = _compare(bundle, "-i", hr_clip, "--degrade", "bi", "--backends", "ort-cpu", "--precisions", "int8",
+                      "--max-error", 1e-9)
+    assert result.exit_code == 1
+    assert "no target was compared" in result.output

@@ -129,40 +129,22 @@ def test_torch_extension_source_compiles(tmp_path):
 # -- on a GPU -------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not (GPU and NVCC), reason="needs a CUDA GPU and nvcc")
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2)])
-def test_cuda_dcn_matches_pytorch_dcn(dtype, tol):
-    from vsrdeploy.models.dcn import modulated_deform_conv2d
-    from vsrdeploy.models.dcn_cuda import cuda_modulated_deform_conv2d
-    g = torch.Generator().manual_seed(0)
-    n, c, h, w, o, dg = 2, 32, 37, 45, 24, 8
-    x = torch.randn(n, c, h, w, generator=g)
-    offset = torch.randn(n, 2 * dg * 9, h, w, generator=g) * 4
-    mask = torch.rand(n, dg * 9, h, w, generator=g)
-    weight = torch.randn(o, c, 3, 3, generator=g) * 0.05
-    bias = torch.randn(o, generator=g)
-    ref = modulated_deform_conv2d(x.double(), offset.double(), mask.double(), weight.double(), bias.double(),
-                                  1, 1, 1, dg)
-    args = [t.cuda().to(dtype) for t in (x, offset, mask, weight, bias)]
-    out = cuda_modulated_deform_conv2d(*args, 1, 1, 1, dg).double().cpu()
-    rel = float((out - ref).abs().max() / ref.abs().max())
-    assert rel < tol, rel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_dcn_matches_pytorch_dcn(dtype):
+    from vsrdeploy.models.dcn_cuda import KERNEL_TOLERANCE, kernel_error
+    rel = kernel_error(dtype)
+    assert rel < KERNEL_TOLERANCE[str(dtype).removeprefix("torch.")], rel
 
 
 @pytest.mark.skipif(not (HAS_TRT and GPU), reason="needs TensorRT and a CUDA GPU")
 def test_engines_match_ort_cpu_per_cell(tiny_bundle):
-    import onnxruntime as ort
+    from vsrdeploy.cell_parity import PARITY_TOLERANCE, cell_parity
     b = Bundle(tiny_bundle)
     profile = make_profile(b, (32, 32), (32, 48), (64, 64), max_batch=2)
     trt_export.build_engines(b, "fp32", profile)
     from vsrdeploy.runtimes.base import create_backend
-    backend = create_backend("tensorrt", b)
-    rng = np.random.default_rng(0)
-    for name, info in b.cells.items():
-        feed = {p["name"]: rng.random(resolve_shape(p["shape"], 1, 32, 48), dtype=np.float32) for p in info.inputs}
-        want = ort.InferenceSession(str(b.cell_path(name)), providers=["CPUExecutionProvider"]).run(None, feed)
-        got = backend.run(name, {k: torch.from_numpy(v) for k, v in feed.items()})
-        for (out_name, value), ref in zip(got.items(), want):
-            assert np.abs(value.cpu().numpy() - ref).max() < 1e-4, (name, out_name)
+    for r in cell_parity(b, create_backend("tensorrt", b), 32, 48):
+        assert r.ok(PARITY_TOLERANCE["fp32"]), r
 
 
 @pytest.mark.skipif(not (HAS_TRT and GPU and trt_export.find_plugin() is not None),

@@ -1,13 +1,13 @@
 """Throughput and memory of one bundle on chosen backends, against the whole-clip PyTorch forward.
 
 Each configuration runs in a fresh process (so its peak memory is its own), on a synthetic clip with
-smooth content and small motion; warm-up first, then ``repeat`` timed runs and their median.
+smooth content and small motion; warm-up first, then ``repeat`` timed runs: median frames/s with its
+spread, per-frame latency percentiles and first-frame latency (``vsrdeploy.timing``).
 """
 from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +24,18 @@ class BenchResult:
     status: str = "ok"
     reason: str = ""
     fps_runs: list[float] = field(default_factory=list)
-    fps: float = float("nan")
+    fps: float = float("nan")  # median over the timed runs
+    fps_min: float = float("nan")
+    fps_max: float = float("nan")
+    fps_p5: float = float("nan")
+    fps_p95: float = float("nan")
+    total_s: float = float("nan")
+    first_frame_s: float = float("nan")
+    first_frame_ms_runs: list[float] = field(default_factory=list)
+    frame_ms_p5: float = float("nan")
+    frame_ms_p50: float = float("nan")
+    frame_ms_p95: float = float("nan")
+    frame_ms_p99: float = float("nan")
     ratio: float = float("nan")
     peak_rss_mb: float = float("nan")
     load_s: float = float("nan")
@@ -47,58 +58,76 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     if threads:
         torch.set_num_threads(threads)
     from .bundle import Bundle
-    from .errors import VSRDeployError
+    from .compare import one_line
+    from .errors import BackendUnavailable
     clip = synthetic_clip(frames, *size)
     bundle = Bundle(bundle_path)
+    from .timing import StreamRun, summarize_runs, timed_stream, warm_up
     try:
         t0 = time.perf_counter()
         if name == BASELINE:
             net = bundle.load_network()
-            run = lambda c: net(torch.from_numpy(c)[None])  # noqa: E731
+
+            def run(c):  # every frame comes out when the whole clip is done
+                t = time.perf_counter()
+                net(torch.from_numpy(c)[None])
+                total = time.perf_counter() - t
+                return StreamRun(total, total, [total] * len(c))
         else:
             from .runtimes.engine import Upscaler
             if threads and name != "torch":
                 options = {"threads": threads, **options}
             up = Upscaler.create(bundle, name, **options)
-            run = lambda c: sum(1 for _ in up.stream(iter(c), window=window, lookahead=lookahead))  # noqa: E731
+
+            def run(c):
+                return timed_stream(up, c, window, lookahead)
         load_s = time.perf_counter() - t0
         with torch.no_grad():
             if warmup:
-                run(clip[:warmup])
-            fps = []
-            for _ in range(repeat):
-                t = time.perf_counter()
-                run(clip)
-                fps.append(frames / (time.perf_counter() - t))
-    except VSRDeployError as e:
-        return {"name": name, "status": "skipped", "reason": str(e)}
-    return {"name": name, "fps_runs": fps, "fps": statistics.median(fps), "peak_rss_mb": peak_rss_mb(),
-            "load_s": load_s}
+                run(clip[:warmup]) if name == BASELINE else warm_up(up, clip[:warmup], window, lookahead)
+            timing = summarize_runs([run(clip) for _ in range(repeat)])
+    except (BackendUnavailable, ImportError) as e:
+        return {"name": name, "status": "skipped", "reason": one_line(e)}
+    except Exception as e:  # noqa: BLE001 -- one configuration's error is its row's outcome
+        return {"name": name, "status": "failed", "reason": one_line(e)}
+    timing.pop("repeat")
+    return {"name": name, **timing, "peak_rss_mb": peak_rss_mb(), "load_s": load_s}
 
 
 def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(64, 64), warmup: int = 3,
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
-              options: dict | None = None, progress=lambda msg: None) -> list[BenchResult]:
-    """Baseline first, then each backend; ``ratio`` = frames/s over the baseline's."""
+              options: dict | None = None, baseline: bool = True, progress=lambda msg: None) -> list[BenchResult]:
+    """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's."""
+    from .errors import ConfigError
+    from .runtimes.base import check_backend_names
+    if not backends:
+        raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
+    check_backend_names(backends)
+    if frames < 1 or repeat < 1 or warmup < 0:
+        raise ConfigError(f"bench needs frames >= 1, repeat >= 1 and warmup >= 0 (got {frames}, {repeat}, {warmup})")
     results = []
     ctx = multiprocessing.get_context("spawn")
-    for name in [BASELINE, *backends]:
+    for name in [BASELINE, *backends] if baseline else backends:
         progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             record = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
                                  window, lookahead, threads).result()
         results.append(BenchResult(**record))
-    base = results[0].fps
+    base = results[0].fps if baseline else float("nan")
     for r in results:
         r.ratio = r.fps / base if r.status == "ok" else float("nan")
     return results
 
 
 def format_bench(results: list[BenchResult]) -> str:
-    lines = [f"{'configuration':18} {'frames/s (median)':>18} {'x baseline':>10} {'peak RSS MB':>12} {'load s':>7}"]
+    lines = [f"{'configuration':18} {'frames/s median':>15} {'min-max':>13} {'x baseline':>10} "
+             f"{'frame ms p50/p95/p99':>21} {'first frame ms':>14} {'peak RSS MB':>12} {'load s':>7}"]
     for r in results:
         if r.status != "ok":
-            lines.append(f"{r.name:18} skipped: {r.reason}")
+            lines.append(f"{r.name:18} {r.status}: {r.reason}")
             continue
-        lines.append(f"{r.name:18} {r.fps:18.2f} {r.ratio:10.2f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
+        spread = f"{r.fps_min:.2f}-{r.fps_max:.2f}"
+        latency = f"{r.frame_ms_p50:.0f}/{r.frame_ms_p95:.0f}/{r.frame_ms_p99:.0f}"
+        lines.append(f"{r.name:18} {r.fps:15.2f} {spread:>13} {r.ratio:10.2f} {latency:>21} "
+                     f"{1000 * r.first_frame_s:14.0f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
     return "\n".join(lines)

@@ -175,8 +175,10 @@ def convert(bundle, precision, keep, output, force):
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True))
 @click.option("--frames", "frames_spec", required=True,
               help="Calibration frames: a video, an image directory or any `run` source (real input frames).")
-@click.option("--max-frames", default=16, show_default=True, help="Frames read from --frames.")
-@click.option("--skip", default=0, show_default=True, help="Frames skipped at the start of --frames.")
+@click.option("--max-frames", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Frames read from --frames (at least 2).")
+@click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Frames skipped at the start of --frames.")
 @click.option("--degrade", type=click.Choice(["bi", "bd"]),
               help="--frames are high-resolution: make the LR input with this degradation first.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
@@ -185,7 +187,8 @@ def convert(bundle, precision, keep, output, force):
 @click.option("--exclude", multiple=True, metavar="RULE",
               help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input or "
                    "cell-input (repeat; default: those three). Pass --exclude none for none.")
-@click.option("--samples", default=64, show_default=True, help="Recorded inputs kept per cell.")
+@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Recorded inputs kept per cell.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
@@ -264,6 +267,25 @@ def backends():
 
 
 @main.command()
+@click.option("--gpu", is_flag=True, help="Also run the GPU paths (TensorRT builds, CUDA DCN kernel, CUDA graphs, "
+                                            "GPU backends); without it they are listed as not run.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write report.md and report.json here (paste them into a bug report).")
+@friendly_errors
+def selftest(gpu, report_dir):
+    """Check every path this machine supports on the shipped models; say why the others cannot run."""
+    from .selftest import format_report, run_selftest, write_report
+
+    report = run_selftest(gpu=gpu, echo=lambda m: click.echo(m, err=True))
+    click.echo(format_report(report))
+    if report_dir:
+        files = write_report(report, report_dir)
+        click.echo(f"report: {', '.join(str(p) for p in files)}")
+    if not report["passed"]:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("model", type=click.Path())
 @click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
 @click.option("-i", "--input", "source", required=True,
@@ -300,6 +322,20 @@ def split_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int] | None:
+    """'0,2,4' -> [0, 2, 4]; anything else is a one-line usage error saying what to pass."""
+    if value is None:
+        return None
+    try:
+        numbers = [int(v) for v in split_list(value)]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < minimum:
+        raise click.BadParameter(f"expected comma-separated whole numbers >= {minimum} like 0,2,4,8, got {value!r}",
+                                 param=param)
+    return numbers
+
+
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("-i", "--input", "source", required=True, help="LR clip (or the HR clip with --degrade).")
@@ -308,19 +344,25 @@ def split_list(value: str) -> list[str]:
               help="Make the LR clip from --input (HR): bi = MATLAB bicubic x4, bd = Gaussian 1.6 + x4 subsampling.")
 @click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
 @click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2", help="fp32, fp16, bf16, int8.")
-@click.option("--window", default=16, show_default=True, help="Streaming window; 0 = whole clip.")
-@click.option("--lookahead", default=8, show_default=True)
-@click.option("--frames", "max_frames", type=int, help="Use N frames (after --skip).")
-@click.option("--skip", default=0, show_default=True, help="Leading frames to skip.")
+@click.option("--window", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Streaming window; 0 = whole clip.")
+@click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Use N frames (after --skip).")
+@click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Leading frames to skip.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md/json, frames.csv, plots here.")
-@click.option("--sweep-lookahead", metavar="L1,L2", help="Also measure PSNR vs lookahead (e.g. 0,2,4,8).")
+@click.option("--sweep-lookahead", metavar="L1,L2", callback=lambda ctx, param, value: parse_int_list(value, param),
+              help="Also measure PSNR vs lookahead (e.g. 0,2,4,8).")
+@click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Frames of an untimed warm-up pass per target.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs of the clip per target (median and spread reported).")
 @click.option("--max-error", type=float, help="Fail when a target's max abs error vs the reference exceeds this.")
 @click.option("--min-psnr", type=float, help="Fail when a frame's PSNR vs the reference is below this (dB).")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
 @friendly_errors
 def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, skip, report_dir,
-            sweep_lookahead, max_error, min_psnr, dcn):
+            sweep_lookahead, warmup, repeat, max_error, min_psnr, dcn):
     """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
     from .compare import parse_targets, prepare_clips, run_compare
     from .report import format_table, write_report
@@ -328,44 +370,43 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     targets = parse_targets(split_list(backends), split_list(precisions))
-    sweep = [int(v) for v in split_list(sweep_lookahead)] if sweep_lookahead else None
+    sweep = sweep_lookahead or None
     lr, gt_clip, gt_desc, clip_desc = prepare_clips(source, gt, degrade, max_frames, notice=echo, skip=skip)
     bundle = bundle_for(model, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     result = run_compare(bundle, lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
                          lookahead=lookahead, max_error=max_error, min_psnr=min_psnr, sweep_lookahead=sweep,
-                         clip_name=clip_desc, progress=echo)
+                         clip_name=clip_desc, warmup=warmup, repeat=repeat, progress=echo)
     click.echo(format_table(result))
     if report_dir:
         files = write_report(result, report_dir, machine=machine_description())
         click.echo(f"report: {', '.join(str(p) for p in files.values())}")
     failed = [t for t in result.targets if t.status == "failed"]
-    if failed:
-        for t in failed:
-            click.echo(f"FAIL {t.label}: {t.reason}", err=True)
+    for t in failed:
+        click.echo(f"FAIL {t.label}: {t.reason}", err=True)
+    if not result.compared:
+        click.echo("FAIL no target was compared (every one was skipped; see the reasons above): "
+                   "pick backends that run here (`vsrdeploy backends`)", err=True)
+    if not result.passed:
         sys.exit(1)
 
 
 def machine_description() -> str:
-    import os
-    import platform
-    cpu = "?"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+    from .machine import describe
+    return describe()
 
 
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
 @click.option("--size", default="64x64", show_default=True, metavar="HxW", help="LR frame size.")
-@click.option("--frames", default=20, show_default=True, help="Clip length.")
-@click.option("--repeat", default=3, show_default=True, help="Timed runs per configuration (median reported).")
-@click.option("--warmup", default=3, show_default=True, help="Frames of a warm-up run before timing.")
-@click.option("--window", default=16, show_default=True)
-@click.option("--lookahead", default=8, show_default=True)
-@click.option("--threads", type=int, help="CPU threads for every configuration.")
+@click.option("--frames", type=click.IntRange(min=1), default=20, show_default=True, help="Clip length.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs per configuration (median reported).")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Frames of a warm-up run before timing.")
+@click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
+@click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for every configuration.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
@@ -373,17 +414,34 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     from .bench import format_bench, run_bench
     from .runtimes.engine import bundle_for
 
+    from .runtimes.base import check_backend_names
+
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    names = split_list(backends)
+    check_backend_names(names)  # before exporting anything
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    results = run_bench(str(bundle.path), split_list(backends), frames=frames, size=parse_size(size),
+    results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
                         warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
                         progress=echo)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=1))
+        from .machine import machine_info
+        settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),
+                    "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
+                    "threads": threads}
+        click.echo(json.dumps({"machine": machine_info(), "settings": settings,
+                               "results": [r.to_dict() for r in results]}, indent=1))
     else:
         click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {size}, window {window}, "
                    f"lookahead {lookahead}; {machine_description()}")
         click.echo(format_bench(results))
+    for r in results:
+        if r.status == "failed":
+            click.echo(f"FAIL {r.name}: {r.reason}", err=True)
+    if not any(r.status == "ok" for r in results[1:]):
+        click.echo("FAIL no backend ran (see the reasons above): pick backends that run here (`vsrdeploy backends`)",
+                   err=True)
+    if any(r.status == "failed" for r in results) or not any(r.status == "ok" for r in results[1:]):
+        sys.exit(1)
 
 
 @main.command()

@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError, InputError, VSRDeployError
+from .errors import BackendUnavailable, ConfigError, InputError, VSRDeployError
+from .machine import machine_info
 from .memory import PeakRSS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -42,11 +43,21 @@ class TargetResult:
     window: int | None = None
     lookahead: int = 0
     load_s: float = math.nan
+    warmup_frames: int = 0
+    repeat: int = 0
     first_frame_s: float = math.nan
+    first_frame_ms_runs: list[float] = field(default_factory=list)
     total_s: float = math.nan
     fps: float = math.nan
+    fps_runs: list[float] = field(default_factory=list)
+    fps_min: float = math.nan
+    fps_max: float = math.nan
+    fps_p5: float = math.nan
+    fps_p95: float = math.nan
+    frame_ms_p5: float = math.nan
     frame_ms_p50: float = math.nan
     frame_ms_p95: float = math.nan
+    frame_ms_p99: float = math.nan
     peak_mem_mb: float = math.nan
     summary: dict = field(default_factory=dict)
     frames: list[dict] = field(default_factory=list)
@@ -73,10 +84,17 @@ class CompareResult:
     bicubic: dict | None
     targets: list[TargetResult]
     sweep: list[dict] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+
+    @property
+    def compared(self) -> list[TargetResult]:
+        """Targets that streamed the whole clip and were measured (whether or not within tolerance)."""
+        return [t for t in self.targets if not math.isnan(t.total_s)]
 
     @property
     def passed(self) -> bool:
-        return all(t.status != "failed" for t in self.targets)
+        """No target failed, and at least one was actually compared (all skipped is no pass)."""
+        return bool(self.compared) and all(t.status != "failed" for t in self.targets)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -90,11 +108,9 @@ def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends torch,ort-cpu,openvino-cpu")
+    from .runtimes.base import check_backend_names
+    check_backend_names(backends)
     return [Target(b, p) for b in backends for p in precisions]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else math.nan
 
 
 class _ScratchClip:
@@ -111,35 +127,12 @@ class _ScratchClip:
         self.count += 1
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
 
     def __getitem__(self, i: int) -> np.ndarray:
         n = int(np.prod(self.shape))
         return np.fromfile(self.path, dtype=np.float32, count=n, offset=i * n * 4).reshape(self.shape)
-
-
-def _timed_stream(upscaler, lr: np.ndarray, window, lookahead, sink: _ScratchClip) -> dict:
-    """Stream ``lr`` as fast as the engine pulls frames. A frame's latency is the time from the engine
-    taking it in to its output coming out (a window's outputs come out together, after its lookahead)."""
-    fed: list[float] = []
-    latencies: list[float] = []
-
-    def source():
-        for frame in lr:
-            fed.append(time.perf_counter())
-            yield frame
-
-    t0 = time.perf_counter()
-    for i, frame in enumerate(upscaler.stream(source(), window=window, lookahead=lookahead)):
-        now = time.perf_counter()
-        latencies.append(now - fed[i])
-        if i == 0:
-            first = now - t0
-        sink.write(frame)
-    total = time.perf_counter() - t0
-    sink.close()
-    return {"first_frame_s": first, "total_s": total, "fps": len(latencies) / total,
-            "frame_ms_p50": _percentile(latencies, 50) * 1000, "frame_ms_p95": _percentile(latencies, 95) * 1000}
 
 
 def _frame_metrics(out: np.ndarray, ref: np.ndarray | None, gt: np.ndarray | None, crop: int,
@@ -203,13 +196,18 @@ def _check_tolerances(result: TargetResult, max_error: float | None, min_psnr: f
         result.reason = "; ".join(result.failures)
 
 
-def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str, reference: bool = False):
-    """Create the backend and stream the clip; returns (TargetResult, scratch clip or None).
+def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str, reference: bool = False,
+                warmup: int = 0, repeat: int = 1):
+    """Create the backend, warm it up on ``warmup`` frames, then stream the clip ``repeat`` times (each run
+    writing its frames to the scratch file, like a real sink); returns (TargetResult, scratch clip or None).
 
     ``reference``: PyTorch FP32 on the bundle's source weights, whatever the bundle's precision."""
+    from .timing import summarize_runs, timed_stream, warm_up
     from .runtimes.base import precision_options
     from .runtimes.engine import Upscaler
-    result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead)
+    result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead,
+                          warmup_frames=min(warmup, len(lr)))
+    clip = None
     try:
         options = {"fp32_weights": True} if reference else precision_options(target.backend, target.precision,
                                                                              bundle)
@@ -218,22 +216,46 @@ def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, na
             upscaler = Upscaler.create(bundle, target.backend, **options)
             result.load_s = time.perf_counter() - t0
             s = upscaler.scale
-            clip = _ScratchClip(scratch, name, (3, lr.shape[2] * s, lr.shape[3] * s))
-            for k, v in _timed_stream(upscaler, lr, window, lookahead, clip).items():
+            if warmup:
+                warm_up(upscaler, lr[:warmup], window, lookahead)
+            runs = []
+            for _ in range(max(1, repeat)):  # every run rewrites the same scratch file: same cost each time
+                clip = _ScratchClip(scratch, name, (3, lr.shape[2] * s, lr.shape[3] * s))
+                runs.append(timed_stream(upscaler, lr, window, lookahead, clip))
+                clip.close()
+            for k, v in summarize_runs(runs).items():
                 setattr(result, k, v)
         result.peak_mem_mb = mem.increase_mb
         return result, clip
-    except (VSRDeployError, ImportError) as e:
-        result.status, result.reason = "skipped", str(e)
+    except Exception as e:  # noqa: BLE001 -- one target's error is its row's outcome; the run goes on
+        if clip is not None:
+            clip.close()
+        if isinstance(e, (BackendUnavailable, ImportError)):  # cannot run here: not a failure of the target
+            result.status, result.reason = "skipped", one_line(e)
+        else:
+            result.status, result.reason = "failed", one_line(e)
+            result.failures.append(result.reason)
         return result, None
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: vsrdeploy's own errors by their message, others with their type."""
+    text = " ".join(str(error).split()) or "(no message)"
+    return text if isinstance(error, (VSRDeployError, ImportError)) else f"{type(error).__name__}: {text}"
 
 
 def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray | None = None,
                 ground_truth: str | None = None, window: int | None = 16, lookahead: int = 8,
                 max_error: float | None = None, min_psnr: float | None = None,
                 sweep_lookahead: list[int] | None = None, crop_border: int = CROP_BORDER, clip_name: str = "",
+                warmup: int = 0, repeat: int = 1,
                 progress: Callable[[str], None] = lambda msg: None) -> CompareResult:
-    """Compare ``targets`` on the LR clip ``lr`` (T, 3, h, w); ``gt`` (T, 3, H, W) is optional."""
+    """Compare ``targets`` on the LR clip ``lr`` (T, 3, h, w); ``gt`` (T, 3, H, W) is optional.
+
+    Each target is warmed up on ``warmup`` frames, then timed over ``repeat`` runs of the clip (the
+    whole-clip reference and the lookahead sweep run once)."""
+    if repeat < 1 or warmup < 0:
+        raise ConfigError(f"repeat must be >= 1 and warmup >= 0 (got {repeat}, {warmup})")
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-compare-") as tmp:
         scratch = Path(tmp)
         progress("reference: whole-clip PyTorch FP32 forward")
@@ -248,7 +270,8 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
         results, clips = [], []
         for i, target in enumerate(targets):
             progress(f"{target.label}: streaming {len(lr)} frames")
-            result, clip = _run_target(bundle, target, lr, window, lookahead, scratch, f"t{i}")
+            result, clip = _run_target(bundle, target, lr, window, lookahead, scratch, f"t{i}", warmup=warmup,
+                                       repeat=repeat)
             results.append(result)
             clips.append(clip)
         # PyTorch FP32 streamed with the same window/lookahead: separates runtime error from streaming's
@@ -263,12 +286,12 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
                 _check_tolerances(result, max_error, min_psnr)
         sweep = []
         if sweep_lookahead:
-            sweep = _sweep(bundle, lr, targets, results, window, sweep_lookahead, ref_clip, gt, crop_border,
+            sweep = _sweep(bundle, lr, targets, clips, window, sweep_lookahead, ref_clip, gt, crop_border,
                            scratch, progress)
     return CompareResult(
         model=str(bundle.path), arch=bundle.arch, clip=clip_name, num_frames=len(lr),
         lr_size=tuple(lr.shape[2:]), out_size=tuple(out_size), window=window, lookahead=lookahead,
-        ground_truth=ground_truth, crop_border=crop_border, reference=reference,
+        ground_truth=ground_truth, crop_border=crop_border, reference=reference, machine=machine_info(),
         bicubic=_bicubic_baseline(lr, gt, crop_border) if gt is not None else None, targets=results, sweep=sweep)
 
 
@@ -287,9 +310,9 @@ def _bicubic_baseline(lr: np.ndarray, gt: np.ndarray, crop: int) -> dict:
     return _summarise(frames)
 
 
-def _sweep(bundle, lr, targets, results, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
+def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
     """PSNR vs lookahead on the first target that ran: the latency/quality trade-off of streaming."""
-    ran = [t for t, r in zip(targets, results) if r.status != "skipped"]
+    ran = [t for t, c in zip(targets, clips) if c is not None]
     if not ran:
         return []
     target = ran[0]

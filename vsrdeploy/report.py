@@ -20,6 +20,13 @@ def _f(value, fmt: str) -> str:
     return format(value, fmt)
 
 
+def _fps(r: TargetResult) -> str:
+    """Median frames/s, with min-max over the timed runs when there were several."""
+    if r.repeat > 1 and not math.isnan(r.fps_min):
+        return f"{_f(r.fps, '.2f')} ({_f(r.fps_min, '.2f')}-{_f(r.fps_max, '.2f')})"
+    return _f(r.fps, ".2f")
+
+
 def _quality(r: TargetResult) -> tuple[str, str]:
     """(headline PSNR column, headline SSIM column): vs ground truth when there is one, else vs reference."""
     s = r.summary
@@ -31,11 +38,11 @@ def _quality(r: TargetResult) -> tuple[str, str]:
 def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     gt = result.ground_truth is not None
     header = ["target", "status", "max|err| vs ref", "max|err| vs torch stream", "PSNR vs ref (min)", "PSNR-Y vs GT" if gt else "-",
-              "SSIM-Y vs GT" if gt else "-", "frames/s", "latency ms p50/p95", "first frame s", "load s", "peak MB"]
+              "SSIM-Y vs GT" if gt else "-", "frames/s median (min-max)", "latency ms p50/p95", "first frame s", "load s", "peak MB"]
     rows = []
     ref = result.reference
     rows.append(["reference torch/fp32 (whole clip)", "ok", "0", "-", "inf", *(_quality(ref) if gt else ("-", "-")),
-                 _f(ref.fps, ".2f"), f"{_f(ref.frame_ms_p50, '.0f')}/{_f(ref.frame_ms_p95, '.0f')}",
+                 _fps(ref), f"{_f(ref.frame_ms_p50, '.0f')}/{_f(ref.frame_ms_p95, '.0f')}",
                  _f(ref.first_frame_s, ".2f"), _f(ref.load_s, ".2f"), _f(ref.peak_mem_mb, ".0f")])
     if result.bicubic:
         b = result.bicubic
@@ -48,7 +55,7 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         quality = _quality(r) if (s and gt) else ("-", "-")
         rows.append([r.label, status, _f(s.get("max_abs_error"), ".2e") if s else "-",
                      _f(s.get("max_abs_error_vs_torch_stream"), ".2e") if s else "-", psnr_ref, *quality,
-                     _f(r.fps, ".2f"), f"{_f(r.frame_ms_p50, '.0f')}/{_f(r.frame_ms_p95, '.0f')}",
+                     _fps(r), f"{_f(r.frame_ms_p50, '.0f')}/{_f(r.frame_ms_p95, '.0f')}",
                      _f(r.first_frame_s, ".2f"), _f(r.load_s, ".2f"), _f(r.peak_mem_mb, ".0f")])
     if not gt:
         header = [h for h in header if h != "-"]
@@ -104,7 +111,10 @@ def _markdown(result: CompareResult, files: dict, machine: str) -> str:
              f"Y = BT.601 luma, crop border {result.crop_border}; PSNR vs reference capped at 100 dB "
              "(identical frames) for means",
              "- latency: from the engine taking a frame in to its output coming out (frames fed as fast "
-             "as the engine pulls them; a window's outputs come out together after its lookahead)",
+             "as the engine pulls them; a window's outputs come out together after its lookahead); "
+             f"each target warmed up on {max((t.warmup_frames for t in result.targets), default=0)} frames, then "
+             f"timed over {max((t.repeat for t in result.targets), default=1)} runs of the clip (median, min-max; "
+             "latency percentiles over every frame of every run); the reference ran once",
              f"- result: {'PASS' if result.passed else 'FAIL'}"]
     if machine:
         lines.append(f"- machine: {machine}")

@@ -40,3 +40,24 @@ def enable() -> None:
     """Route CUDA DCNs through the kernel (compiles it now, so errors surface here)."""
     load_extension()
     dcn.set_cuda_kernel(cuda_modulated_deform_conv2d)
+
+
+#: relative error allowed of the CUDA kernel against the float64 PyTorch DCN, by storage type
+KERNEL_TOLERANCE = {"float32": 1e-5, "float16": 1e-2}
+
+
+def kernel_error(dtype: torch.dtype = torch.float32, seed: int = 0) -> float:
+    """Relative max error of the CUDA kernel against ``dcn.modulated_deform_conv2d`` in float64 on a seeded
+    case with large offsets (samples outside the image), odd sizes and 8 deform groups."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w, o, dg = 2, 32, 37, 45, 24, 8
+    x = torch.randn(n, c, h, w, generator=g)
+    offset = torch.randn(n, 2 * dg * 9, h, w, generator=g) * 4
+    mask = torch.rand(n, dg * 9, h, w, generator=g)
+    weight = torch.randn(o, c, 3, 3, generator=g) * 0.05
+    bias = torch.randn(o, generator=g)
+    ref = dcn.modulated_deform_conv2d(x.double(), offset.double(), mask.double(), weight.double(), bias.double(),
+                                      1, 1, 1, dg)
+    args = [t.cuda().to(dtype) for t in (x, offset, mask, weight, bias)]
+    out = cuda_modulated_deform_conv2d(*args, 1, 1, 1, dg).double().cpu()
+    return float((out - ref).abs().max() / ref.abs().max())

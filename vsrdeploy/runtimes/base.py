@@ -77,6 +77,14 @@ def get_backend_class(name: str) -> type[Backend]:
     return _BACKENDS[name]
 
 
+def check_backend_names(names: list[str]) -> None:
+    """Raise ConfigError naming every unknown backend in ``names`` and listing the known ones."""
+    known = list_backends()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+
+
 def precision_options(name: str, precision: str, bundle: Bundle | None = None) -> dict:
     """Constructor options that make backend ``name`` run at ``precision``; raises BackendUnavailable
     (with the reason) when it cannot."""

@@ -48,12 +48,26 @@ class _OpenVINOBackend(Backend):
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"OpenVINO {self.device_name} here runs {actual.to_string()} when asked for {precision} "
                                      "(this device has no native support for it)")
-        self.outputs = {name: [(o.get_any_name(), o) for o in c.outputs] for name, c in self.compiled.items()}
+        self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
+                        for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
         request = self.requests[cell]
         result = request.infer({k: v.detach().cpu().numpy() for k, v in inputs.items()})
         return {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in self.outputs[cell]}
+
+
+def _output_ports(cell: str, wanted: list[str], ports) -> list[tuple[str, object]]:
+    """(manifest output name, compiled port) pairs. A port has several names after compilation, and
+    ``get_any_name()`` may return an alias (e.g. ``graph_output_cast_0``, which ONNX Runtime's float16
+    converter inserts before a graph output), so match on the full set of names."""
+    by_name = {n: port for port in ports for n in port.get_names()}
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        from ..errors import BundleError
+        raise BundleError(f"OpenVINO's compiled cell {cell!r} has no output named {', '.join(missing)} "
+                          f"(it has {', '.join(sorted(by_name))}); re-export the bundle")
+    return [(n, by_name[n]) for n in wanted]
 
 
 @register_backend("openvino-cpu")
