@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vsrdeploy.errors import InputError, OutputError
-from vsrdeploy.runtimes.frames import existing_frames, open_sink, open_source
+from vsrdeploy.io import existing_frames, open_sink, open_source
 
 cv2 = pytest.importorskip("cv2")
 
