@@ -140,6 +140,10 @@ class Converter:
             self._said.add(message)
             self._notice(message)
 
+    def said(self, message: str) -> None:
+        """Marks ``message`` as already announced."""
+        self._said.add(message)
+
     def _to_float(self, image: np.ndarray) -> np.ndarray:
         if image.dtype == np.uint8:
             return image.astype(np.float32) / 255.0
@@ -291,15 +295,15 @@ class FrameSink:
 # ----------------------------------------------------------------------------------------- file helpers
 
 
-def cannot_write(target, error: BaseException) -> OutputError:
+def cannot_write(target, error: BaseException, note: str = "") -> OutputError:
     """The one-line error for a failed write; says what to do about a full disk."""
     number = getattr(error, "errno", None)
     lines = str(error).strip().splitlines()
     reason = getattr(error, "strerror", None) or (lines[-1] if lines else type(error).__name__)
     if number in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(f"cannot write {target}: no space left on the device; free some space or write to "
-                           "another disk (nothing was left under the output name)")
-    return OutputError(f"cannot write {target}: {reason}; choose a writable output path")
+                           f"another disk{note}")
+    return OutputError(f"cannot write {target}: {reason}; choose a writable output path{note}")
 
 
 def replace(source: Path, target: Path) -> None:

@@ -76,8 +76,10 @@ def open_directory(directory: Path, notice: Notice, fps: float | None = None,
 
 
 class PngDirSink(FrameSink):
-    def __init__(self, directory: Path, bit_depth: int, start_index: int, resume: bool, notice: Notice, cv2):
+    def __init__(self, directory: Path, bit_depth: int, start_index: int, resume: bool, notice: Notice, cv2,
+                 created: bool = False):
         super().__init__(str(directory), bit_depth)
+        self._created = created
         self._directory = directory
         self.start_index = start_index
         self._resume = resume
@@ -123,6 +125,19 @@ class PngDirSink(FrameSink):
         replace(temp, final)
 
 
+    def abort(self) -> None:
+        """Completed frames stay (a resume continues them); a directory this run created and wrote no frame
+        into is removed again."""
+        if self._created and not _frame_files(self._directory):
+            for name in os.listdir(self._directory):
+                if name == RUN_RECORD or name.endswith(".partial.png") or name.endswith(".partial.json"):
+                    remove(self._directory / name)
+            try:
+                self._directory.rmdir()
+            except OSError:
+                pass
+
+
 def _frame_files(directory: Path) -> set[str]:
     return {name for name in os.listdir(directory) if _FRAME_FILE.match(name)} if directory.is_dir() else set()
 
@@ -140,6 +155,7 @@ def open_png_sink(directory: Path, bit_depth: int, resume: bool, notice: Notice)
     cv2 = import_cv2(OutputError)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"cannot write {directory}: it exists and is not a directory; choose a directory path")
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -149,4 +165,5 @@ def open_png_sink(directory: Path, bit_depth: int, resume: bool, notice: Notice)
     if present and not resume:
         raise OutputError(f"output directory {directory} already has {present} frames; "
                           "pass --resume to continue it or choose an empty directory")
-    return PngDirSink(directory, bit_depth, existing_frames(directory) if resume else 0, resume, notice, cv2)
+    return PngDirSink(directory, bit_depth, existing_frames(directory) if resume else 0, resume, notice, cv2,
+                      created)

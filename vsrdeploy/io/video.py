@@ -9,6 +9,7 @@ audio, subtitle and data streams unchanged. The file appears under its name only
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -234,7 +235,9 @@ def open_video(spec: str, label: str, notice: Notice, fps: float | None = None, 
             yield probe
             yield from frames
 
-        source = FrameSource(select(chained(), selection), decode=decoder, converter=Converter(notice),
+        converter = Converter(notice)
+        converter.said("input is 16-bit: converted to float")  # announced above with the real depth
+        source = FrameSource(select(chained(), selection), decode=decoder, converter=converter,
                              label=f"{label}", fps=source_fps, num_frames=count, close=container.close,
                              path=spec if Path(spec).exists() else None, kind="video", time_base=stream.time_base,
                              bit_depth=bits, color=color, rotation=rotation, pix_fmt=frame0.format.name,
@@ -252,7 +255,7 @@ class _Remuxer:
     """Copies the non-video streams of the input into the output, interleaved with the video by time,
     shifted so the output starts at the first kept frame."""
 
-    def __init__(self, av, output, path: str, start: float, audio: bool, notice: Notice):
+    def __init__(self, av, output, suffix: str, path: str, start: float, audio: bool, notice: Notice):
         self._input = av.open(path)
         self._pairs = {}
         supported = output.supported_codecs
@@ -261,7 +264,7 @@ class _Remuxer:
                 continue
             name = stream.codec_context.name if stream.codec_context else None
             if stream.type in ("audio", "subtitle") and name not in supported:
-                notice(f"{stream.type} stream {stream.index} ({name}) cannot go into {Path(output.name).suffix} "
+                notice(f"{stream.type} stream {stream.index} ({name}) cannot go into {suffix} "
                        "files: left out (choose .mkv to keep it)")
                 continue
             try:
@@ -340,9 +343,14 @@ class VideoFileSink(FrameSink):
         self._start_pts = None
         self._last_pts = None
         self._size = None
+        self._encoder = self._encoder_options()  # validated before anything is created
+        self._file = None
         try:
-            self._output = av.open(str(self._temp), "w", format=_format_for(path))
+            # through a Python file, so that every failed write (a full disk) raises instead of being dropped
+            self._file = open(self._temp, "wb")
+            self._output = av.open(self._file, "w", format=_format_for(path))
         except (OSError, av.FFmpegError) as e:
+            self.abort()
             raise cannot_write(path, e) from None
         if codec not in self._output.supported_codecs:
             self.abort()
@@ -371,7 +379,7 @@ class VideoFileSink(FrameSink):
 
     def _open_stream(self, width: int, height: int) -> None:
         av, like = self._av, self._like
-        stream = self._output.add_stream(self._codec_name, rate=self._fps, options=self._encoder_options())
+        stream = self._output.add_stream(self._codec_name, rate=self._fps, options=self._encoder)
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
         stream.time_base = self._time_base
         ctx = stream.codec_context
@@ -396,7 +404,7 @@ class VideoFileSink(FrameSink):
         if like and like.path and like.kind == "video":
             try:
                 start = float(self._start_pts * self._time_base) if like.selection.seeks else 0.0
-                self._remux = _Remuxer(av, self._output, like.path, start, self._options.audio, self._notice)
+                self._remux = _Remuxer(av, self._output, self._final.suffix, like.path, start, self._options.audio, self._notice)
             except av.FFmpegError as e:
                 self._notice(f"cannot copy the other streams of {like.path} ({e}): video only")
         self._stream, self._size = stream, (width, height)
@@ -443,30 +451,33 @@ class VideoFileSink(FrameSink):
         if not isinstance(error, OSError):
             return OutputError(f"cannot encode {self._final} with {self._codec_name}: {error}; "
                                "try another --codec or --pix-fmt")
-        return cannot_write(self._final, error)
+        return cannot_write(self._final, error, " (the unfinished file was removed)")
 
     def close(self) -> None:
         av = self._av
         if self._output is None:
             return
+        if self._stream is None:
+            self.abort()  # no frame came: nothing to publish
+            return
         try:
-            if self._stream is not None:
-                self._mux(self._stream.encode(None))
-                if self._remux is not None:
-                    end = None
-                    if self._like and self._like.selection.limited:
-                        end = float(self._last_pts * self._time_base + 1 / self._fps)
-                    self._remux.copy_until(self._output, end)
+            self._mux(self._stream.encode(None))
+            if self._remux is not None:
+                end = None
+                if self._like and self._like.selection.limited:
+                    end = float(self._last_pts * self._time_base + 1 / self._fps)
+                self._remux.copy_until(self._output, end)
             output, self._output = self._output, None
             output.close()
+            file, self._file = self._file, None
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
         except (OSError, av.FFmpegError) as e:
             self.abort()
             raise self._failed(e) from None
         finally:
             self._close_remux()
-        if self._stream is None:
-            remove(self._temp)  # no frame came: nothing to publish
-            return
         replace(self._temp, self._final)
 
     def _close_remux(self) -> None:
@@ -481,12 +492,19 @@ class VideoFileSink(FrameSink):
                 output.close()
             except Exception:  # noqa: BLE001 - the output is being discarded; its own errors do not matter
                 pass
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
         self._close_remux()
         remove(self._temp)
 
 
-def _format_for(path: Path) -> str | None:
-    return {".m4v": "mp4", ".mkv": "matroska", ".webm": "webm", ".nut": "nut"}.get(path.suffix.lower())
+def _format_for(path: Path) -> str:
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+            ".nut": "nut"}[path.suffix.lower()]
 
 
 def open_video_sink(path: Path, *, fps: float | None, options: VideoOptions, like: SourceInfo | None,
