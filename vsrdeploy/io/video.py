@@ -303,8 +303,8 @@ class _Remuxer:
                 return
             tb = packet.time_base
             when = float((packet.pts if packet.pts is not None else packet.dts) * tb)
-            if when < self._start - 1e-6:
-                continue
+            if self._start > 0 and when < self._start - 1e-6:
+                continue  # before the cut (without a cut nothing is dropped: priming packets have negative times)
             if until is not None and when - self._start >= until:
                 self._pending = packet
                 return
@@ -417,10 +417,8 @@ class VideoFileSink(FrameSink):
     def _write_image(self, image: np.ndarray, pts: int | None) -> None:
         av = self._av
         height, width = image.shape[:2]
-        if pts is None:
-            pts = self.frames_written if self._like is None or self._like.time_base is None else None
-        if pts is None:
-            raise ValueError("frames from a timed source need their pts")
+        if pts is None:  # a frame without a time: the next one at the frame rate
+            pts = round(self.frames_written / (self._fps * self._time_base))
         if self._start_pts is None:
             self._start_pts = pts
         if self._like is not None and self._like.selection.seeks:
