@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from .base import (ALL, Converter, FrameSink, FrameSource, Notice, Selection, SourceInfo, cannot_write,
-                   check_writable, frame_time_base, partial_name, remove, replace, select)
+                   check_writable, partial_name, remove, replace, select)
 
 DEFAULT_FPS = 25.0
 
@@ -532,6 +532,3 @@ def is_url(spec: str) -> bool:
     return "://" in spec and spec.split("://", 1)[0].lower() in {"rtsp", "rtmp", "http", "https", "udp", "tcp",
                                                                  "srt", "rtp"}
 
-
-def frame_rate(fps: float | None) -> Fraction | None:
-    return 1 / frame_time_base(fps) if fps else None

@@ -12,6 +12,7 @@ import math
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,6 +57,13 @@ def _bundle_hash(bundle) -> str:
     return hashlib.sha256((bundle.path / "manifest.json").read_bytes()).hexdigest()
 
 
+def _input_identity(source: str, info) -> str:
+    """The input as the resume record names it: resolved path (so ./a.mp4 and a.mp4 match), size, length."""
+    path = Path(source)
+    name = str(path.resolve()) if source != "-" and path.exists() else source
+    return f"{name} ({info.width}x{info.height}, {info.num_frames if info.num_frames is not None else '?'} frames)"
+
+
 def _check_finite(frame: np.ndarray, index: int) -> None:
     # one float64 sum per frame: NaN and +/-Inf survive a sum, and it costs one pass without a temporary
     if not math.isfinite(float(frame.sum(dtype=np.float64))):
@@ -70,7 +78,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             echo: Callable[[str], None] = print, progress: bool = True, crf: int | None = None,
             preset: str | None = None, pix_fmt: str | None = None, fps: float | None = None, audio: bool = True,
             start: float | None = None, max_frames: int | None = None, duration: float | None = None,
-            warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None) -> dict:
+            warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None,
+            tiling: dict | None = None) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. ``start`` (seconds),
@@ -79,7 +88,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     context a full run would. With ``resume`` a PNG directory continues where it stopped: the preceding frames
     are streamed again to re-warm the recurrent state (their outputs are not rewritten), so the resumed
     frames equal a full run's; the run's settings are recorded beside the frames and a resume under other
-    settings is refused. ``settings`` adds entries to that record (e.g. tiling). Returns a summary dict.
+    settings is refused. ``tiling`` (``tile``, ``tile_overlap``, ``memory_budget``) goes to
+    :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries. Returns a summary dict.
     """
     limited = max_frames is not None or duration is not None
     selection = Selection(start=start, frames=max_frames, duration=duration, warmup=warmup if start else 0,
@@ -107,9 +117,10 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                     upscaler = Upscaler.create(bundle, backend, **options)
                     out.check_settings({
                         "model_sha256": _bundle_hash(bundle), "backend": backend, "precision": bundle.precision,
-                        "window": window, "lookahead": lookahead, "input": info.description,
+                        "window": window, "lookahead": lookahead, "input": _input_identity(source, info),
                         "start": start, "frames": max_frames, "duration": duration,
-                        "warmup": selection.warmup, **(settings or {})})
+                        "warmup": selection.warmup, **{k: v for k, v in (tiling or {}).items() if v is not None},
+                        **(settings or {})})
                     skip = out.start_index
                     if skip:
                         say(f"resuming at frame {skip}: re-warming the recurrent state on the {skip} preceding "
@@ -118,7 +129,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                     bar = tqdm(total=info.num_frames, unit="frame", desc=f"{bundle.arch} x{upscaler.scale} [{backend}]",
                                disable=not progress, dynamic_ncols=True, leave=False)
                     t1 = time.perf_counter()
-                    written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap)
+                    written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap, tiling)
                     run_s = time.perf_counter() - t1
         finally:
             if bar is not None:
@@ -135,14 +146,15 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     return summary
 
 
-def _stream(upscaler, src, out, window, lookahead, skip: int, bar, overlap: bool) -> tuple[int, int]:
+def _stream(upscaler, src, out, window, lookahead, skip: int, bar, overlap: bool,
+            tiling: dict | None) -> tuple[int, int]:
     """Runs the frames through; returns (frames written, kept frames seen)."""
     stamps = src.follow_stamps()
     reader = Prefetch(src, QUEUE_DEPTH) if overlap else None
     writer = BackgroundWriter(out.write, QUEUE_DEPTH) if overlap else None
     written = kept = 0
     try:
-        outputs = upscaler.stream(reader if overlap else src, window=window, lookahead=lookahead)
+        outputs = upscaler.stream(reader if overlap else src, window=window, lookahead=lookahead, **(tiling or {}))
         for index, frame in enumerate(outputs):
             stamp = stamps.popleft()
             if stamp.role != KEEP:
