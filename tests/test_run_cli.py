@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from vsrdeploy.cli import main
-from vsrdeploy.runtimes.frames import open_source
+from vsrdeploy.io import open_source
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")

@@ -266,6 +266,22 @@ def backends():
         click.echo(f"{name:14} {'available' if reason is None else 'unavailable: ' + reason}")
 
 
+def parse_time(value: str | None) -> float | None:
+    """'90', '1:30', '00:01:30.5' -> seconds, as ffmpeg's -ss and -t take them."""
+    if value is None:
+        return None
+    try:
+        seconds = 0.0
+        for part in value.split(":"):
+            seconds = seconds * 60 + float(part)
+        if len(value.split(":")) > 3 or not seconds >= 0 or seconds == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected a time in seconds or HH:MM:SS.ms, like 12.5 or 0:01:30, got {value!r}"
+                                 ) from None
+    return seconds
+
+
 @main.command()
 @click.option("--gpu", is_flag=True, help="Also run the GPU paths (TensorRT builds, CUDA DCN kernel, CUDA graphs, "
                                             "GPU backends); without it they are listed as not run.")
@@ -291,31 +307,61 @@ def selftest(gpu, report_dir):
 @click.option("-i", "--input", "source", required=True,
               help="Video file, image directory, capture device (0, device:0), stream URL, or - (raw RGB on stdin).")
 @click.option("-o", "--output", "sink", required=True,
-              help="Video file (.mp4/.avi/.mkv/.mov), PNG directory, or - (raw RGB on stdout).")
+              help="Video file (.mp4 .mkv .mov .webm .avi ...), PNG directory (no extension), or - (raw RGB on stdout).")
 @click.option("--window", default=16, show_default=True, help="Frames per window; 0 = whole clip at once.")
 @click.option("--lookahead", default=8, show_default=True, help="Extra frames the backward branches see.")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: what the backend supports].")
-@click.option("--codec", default="mp4v", show_default=True, help="FourCC of the output video.")
+@click.option("--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks, ... "
+                              "[default: per container; .mp4/.mkv/.mov/.avi: libx264, .webm: libvpx-vp9].")
+@click.option("--crf", type=click.IntRange(0, 63), help="Constant quality of the encoder (lower is better) "
+                                                       "[default: 18 for x264/x265, 24 for AV1/VP9].")
+@click.option("--preset", help="Encoder preset (x264/x265: ultrafast..veryslow; svtav1: 0-13; vp9: cpu-used 0-8; "
+                               "prores_ks: profile proxy|lt|standard|hq|4444|4444xq).")
+@click.option("--pix-fmt", help="Output pixel format, e.g. yuv420p or yuv420p10le [default: yuv420p, or 10-bit "
+                                "for 10-bit and deeper input].")
+@click.option("--no-audio", is_flag=True, help="Drop the input's audio (other streams are copied unchanged).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Frame rate of inputs that have none (image directories, raw stdin).")
+@click.option("--start", help="Start at this time of the input (seconds or HH:MM:SS.ms), like ffmpeg -ss.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Upscale this many frames.")
+@click.option("--duration", help="Upscale this much time (seconds or HH:MM:SS.ms), like ffmpeg -t.")
+@click.option("--warmup", type=click.IntRange(min=0), default=16, show_default=True,
+              help="With --start: frames before the start streamed to warm the recurrent state (not written).")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
-              help="Output bit depth (16: PNG directory or raw output).")
+              help="Bit depth of PNG and raw outputs (videos: see --pix-fmt).")
 @click.option("--raw-size", metavar="WxH", help="Frame size of raw stdin input.")
 @click.option("--raw-bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="Raw stdin input: 8 = rgb24, 16 = rgb48le.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted PNG-directory output.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted PNG-directory output (same settings only).")
 @click.option("--threads", type=int, help="CPU threads for the runtime.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values for a checkpoint that the weights cannot tell.")
 @friendly_errors
-def run(model, backend, source, sink, window, lookahead, dcn, codec, bit_depth, raw_size, raw_bit_depth, resume,
-        threads, overrides):
-    """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached)."""
-    from .runtimes.stream_job import run_job
+def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
+        max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides):
+    """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
-    run_job(model, backend=backend, source=source, sink=sink, window=window or None, lookahead=lookahead,
-            dcn=dcn, codec=codec, bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"),
-            raw_bit_depth=int(raw_bit_depth), resume=resume, threads=threads, overrides=parse_overrides(overrides),
-            echo=lambda msg: click.echo(msg, err=True))
+    \b
+    Examples (ffmpeg's vocabulary):
+      vsrdeploy run m.vsr -i in.mkv -o out.mkv --codec libx265 --crf 18
+      vsrdeploy run m.vsr -i in.mp4 -o out.mp4 --start 0:01:00 --duration 10
+      vsrdeploy run m.vsr -i in.mov -o out.mov --codec prores_ks --preset hq
+      vsrdeploy run m.vsr -i frames/ --fps 24 -o out.mp4 --pix-fmt yuv420p10le
+      ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | vsrdeploy run m.vsr -i - --raw-size 320x180 -o -
+    """
+    from .runtimes.stream_job import Terminated, run_job
+
+    try:
+        run_job(model, backend=backend, source=source, sink=sink, window=window or None, lookahead=lookahead,
+                dcn=dcn, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio, fps=fps,
+                start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
+                bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"), raw_bit_depth=int(raw_bit_depth),
+                resume=resume, threads=threads, overrides=parse_overrides(overrides),
+                echo=lambda msg: click.echo(msg, err=True))
+    except Terminated:
+        click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)
+        sys.exit(143)
 
 
 def split_list(value: str) -> list[str]:

@@ -332,7 +332,7 @@ def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, s
 
 def read_clip(spec: str, max_frames: int | None = None, notice=None, skip: int = 0) -> tuple[np.ndarray, str]:
     """A whole clip (T, 3, H, W) float32 from any frame source (``max_frames`` frames after ``skip``)."""
-    from .runtimes.frames import open_source
+    from .io import open_source
     with open_source(spec, notice=notice) as src:
         frames = list(itertools.islice(src, skip, None if max_frames is None else skip + max_frames))
         if not frames:

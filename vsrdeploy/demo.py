@@ -68,7 +68,7 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
     from .metrics import psnr
     from .runtimes import availability
     from .runtimes.engine import Upscaler, bundle_for
-    from .runtimes.frames import open_sink
+    from .io import open_sink
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ class ClipData:
     """HR frames of each clip (uint8 (T, 3, H, W), in memory), split into a training head and a validation tail."""
 
     def __init__(self, paths: list[str], val_fraction: float, min_frames: int, notice=None):
-        from .runtimes.frames import open_source
+        from .io import open_source
         if not paths:
             raise ConfigError("give at least one training clip with --data")
         self.train, self.val = [], []
