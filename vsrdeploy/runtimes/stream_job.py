@@ -14,13 +14,13 @@ from .frames import open_sink, open_source
 def run_job(model: str, *, backend: str, source: str, sink: str, window: int | None, lookahead: int,
             dcn: str | None = None, codec: str = "mp4v", bit_depth: int = 8, raw_size=None, raw_bit_depth: int = 8,
             resume: bool = False, threads: int | None = None, overrides: dict | None = None,
-            echo: Callable[[str], None] = print, progress: bool = True) -> dict:
+            echo: Callable[[str], None] = print, progress: bool = True, tiling: dict | None = None) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. With ``resume`` a PNG
     directory continues where it stopped: the preceding frames are streamed again to re-warm the
     recurrent state (their outputs are not rewritten), so the resumed frames equal a full run's.
-    Returns a summary dict.
+    ``tiling`` (``tile``, ``tile_overlap``, ``memory_budget``) goes to :meth:`Upscaler.stream`. Returns a summary dict.
     """
     with open_source(source, raw_size=raw_size, raw_bit_depth=raw_bit_depth, notice=echo) as src:
         info = src.info
@@ -39,7 +39,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                        disable=not progress, dynamic_ncols=True, leave=False)
             t1 = time.perf_counter()
             written = 0
-            frames = upscaler.stream(src, window=window, lookahead=lookahead)
+            frames = upscaler.stream(src, window=window, lookahead=lookahead, **(tiling or {}))
             for frame in itertools.islice(frames, skip, None) if skip else frames:
                 out.write(frame)
                 written += 1
