@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .errors import VSRDeployError
+from .errors import ConfigError, VSRDeployError
 
 
 def friendly_errors(fn):
@@ -337,9 +337,15 @@ def selftest(gpu, report_dir):
 @click.option("--threads", type=int, help="CPU threads for the runtime.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values for a checkpoint that the weights cannot tell.")
+@click.option("--tile", metavar="N|HxW", help="Cut frames into tiles of N (or HxW) LR pixels, each with its own "
+              "recurrent state, stitched after the last cell (for frames too large for memory).")
+@click.option("--tile-overlap", type=int, default=16, show_default=True, help="LR pixels shared by neighbouring tiles.")
+@click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
+              "process stays within SIZE, and bound every cell call by it.")
 @friendly_errors
 def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
-        max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides):
+        max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
+        memory_budget):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     \b
@@ -358,10 +364,22 @@ def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=lambda msg: click.echo(msg, err=True))
+                echo=lambda msg: click.echo(msg, err=True),
+                tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)
         sys.exit(143)
+
+
+def parse_tile(value: str | None):
+    """``--tile 256`` -> 256, ``--tile 192x256`` -> (192, 256) (height x width, LR pixels)."""
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise ConfigError(f"--tile {value!r} is not a size; write --tile 256 or --tile 192x256 (HxW, LR pixels)")
+    sizes = [int(p) for p in parts]
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
 def split_list(value: str) -> list[str]:

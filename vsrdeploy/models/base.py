@@ -7,8 +7,14 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..memory import rss_mb
+from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows
+from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
+
+#: frames assumed held by a whole-clip run (window=None) when a memory budget picks the tile
+DEFAULT_HELD_FRAMES = 16
 
 
 class RecurrentVSR(nn.Module):
@@ -80,16 +86,50 @@ class RecurrentVSR(nn.Module):
             raise InputError(f"{self.arch} needs frames of at least {m}x{m} pixels (HxW), got {h}x{w}")
 
     def stream(self, frames: Iterable[torch.Tensor], window: int | None = None, lookahead: int = 0,
-               chunk: int = 8, stats: dict | None = None) -> Iterator[torch.Tensor]:
-        """Upscale an iterable of (N, 3, H, W) frames window by window, yielding (N, 3, 4H, 4W)."""
+               stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
+               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[torch.Tensor]:
+        """Upscale an iterable of (N, 3, H, W) frames window by window, yielding (N, 3, 4H, 4W).
+
+        See :meth:`stream_cells` for ``batch_bytes``, ``tile``, ``tile_overlap`` and ``memory_budget``.
+        """
         def checked(it):
             for x in it:
                 if x.dim() != 4 or x.shape[1] != 3:
                     raise InputError(f"each frame must have shape (N, 3, H, W), got {tuple(x.shape)}")
                 self.check_frame_size(x.shape[-2], x.shape[-1])
                 yield x
-        return stream_windows(self.schedule(), TorchRunner(self.cells), checked(frames), window, lookahead,
-                              chunk=chunk, pad_multiple=self.pad_multiple, scale=self.scale, stats=stats)
+        return self.stream_cells(TorchRunner(self.cells), checked(frames), window, lookahead, stats=stats,
+                                 batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
+                                 memory_budget=memory_budget)
+
+    def stream_cells(self, run, frames: Iterable[torch.Tensor], window: int | None, lookahead: int, *,
+                     stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
+                     tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[torch.Tensor]:
+        """This network's schedule over ``frames`` with cells run by ``run`` (any backend).
+
+        - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
+          fit (estimated by :class:`CellCosts`). ``None``: every frame of a window in one call.
+          It only groups independent frames, so it does not change the result.
+        - ``tile`` (int or (h, w), LR pixels) and ``tile_overlap``: cut frames into overlapping tiles
+          carried on the batch axis (each with its own recurrent state) and stitch the outputs.
+        - ``memory_budget`` (``"2GB"``, bytes): choose the tile (if any is needed) so that the process
+          stays within it, and cap ``batch_bytes`` by it.
+        """
+        if tile is not None:
+            check_tile_args(tile, tile_overlap, self.min_input_size)
+        budget = parse_bytes(memory_budget) if memory_budget is not None else None
+        costs = CellCosts(self, batch_bytes)
+        schedule = self.schedule()
+        held = (window or DEFAULT_HELD_FRAMES) + lookahead + schedule.history
+
+        def plan(h: int, w: int):
+            return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
+                              memory_budget=budget, costs=costs, frames_held=held,
+                              base_bytes=int(rss_mb() * 2**20))
+
+        return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
+                              scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,
+                              tiles=plan if (tile is not None or budget is not None) else None)
 
     def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0) -> torch.Tensor:
         """``lrs`` (N, T, 3, H, W) RGB in [0, 1] -> (N, T, 3, 4H, 4W), not clamped.
@@ -98,8 +138,12 @@ class RecurrentVSR(nn.Module):
         """
         self.check_frames(lrs)
         t = lrs.shape[1]
-        outs = list(self.stream((lrs[:, i] for i in range(t)), window, lookahead))
-        return torch.stack(outs, dim=1)
+        result = None  # filled frame by frame: no list of outputs beside the result
+        for i, out in enumerate(self.stream((lrs[:, i] for i in range(t)), window, lookahead)):
+            if result is None:
+                result = out.new_empty(out.shape[0], t, *out.shape[1:])
+            result[:, i] = out
+        return result
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())

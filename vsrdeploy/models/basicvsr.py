@@ -1,6 +1,8 @@
 """BasicVSR (mmagic ``BasicVSRNet``) as cells + a schedule."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -97,7 +99,7 @@ class BidirectionalSchedule(Schedule):
     def upsample_inputs(self, i: int, back, fwd) -> dict[str, torch.Tensor]:
         return {"backward": back, "forward": fwd}
 
-    def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
+    def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         c = self.net.mid_channels
         self.prepare(ctx)
@@ -113,19 +115,27 @@ class BidirectionalSchedule(Schedule):
             feat = ctx.run("backward_trunk", {"lr": x[i], "feat_in": feat})["feat_out"]
             if i < e:
                 back[i] = feat
-        fwd = {}
-        feat = ctx.state.get("forward")
-        if feat is None:
-            feat = ctx.zeros(x[s], c)
-        for i in range(s, e):
-            if i > 0:
-                feat = ctx.run("warp", {"feat": feat, "flow": flows[ctx.forward_pair(i)]})["warped"]
-            feat = self.forward_extra(ctx, i, feat)
-            feat = ctx.run("forward_trunk", {"lr": x[i], **self.forward_inputs(i, back[i]), "feat_in": feat})["feat_out"]
-            fwd[i] = feat
-        ctx.state["forward"] = feat
-        outs = ctx.batch("upsample", [{"lr": x[i], **self.upsample_inputs(i, back[i], fwd[i])} for i in range(s, e)])
-        return [o["hr"] for o in outs]
+        del feat
+
+        def upsample_items():
+            """Forward propagation, one frame at a time; each frame's upsampling inputs leave as soon as
+            they exist, and its backward feature is dropped with them."""
+            feat = ctx.state.get("forward")
+            if feat is None:
+                feat = ctx.zeros(x[s], c)
+            for i in range(s, e):
+                if i > 0:
+                    feat = ctx.run("warp", {"feat": feat, "flow": flows[ctx.forward_pair(i)]})["warped"]
+                feat = self.forward_extra(ctx, i, feat)
+                b = back.pop(i)
+                feat = ctx.run("forward_trunk", {"lr": x[i], **self.forward_inputs(i, b), "feat_in": feat})["feat_out"]
+                if i == e - 1:
+                    ctx.state["forward"] = feat
+                yield {"lr": x[i], **self.upsample_inputs(i, b, feat)}
+                del b
+
+        for o in ctx.batch_iter("upsample", upsample_items()):
+            yield o["hr"]
 
 
 @register_model("basicvsr")

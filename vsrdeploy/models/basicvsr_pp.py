@@ -1,6 +1,8 @@
 """BasicVSR++ (mmagic ``BasicVSRPlusPlusNet``): second-order grid propagation with deformable alignment."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -160,22 +162,24 @@ class GridPropagationSchedule(Schedule):
     def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:
         return {"lr": ctx.frames[i], "spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}}
 
-    def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
+    def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         x = ctx.frames
         spatial = {i: o["spatial"] for i, o in
-                   zip(range(s, span_end), ctx.batch("feat_extract", [{"lr": x[i]} for i in range(s, span_end)]))}
+                   zip(range(s, span_end), ctx.batch_iter("feat_extract", ({"lr": x[i]} for i in range(s, span_end))))}
         back_pairs = {i: (i, i + 1) for i in range(s, span_end - 1)}
         fwd_pairs = {i: ctx.forward_pair(i) for i in range(max(s - 1, 1), span_end)}
         flows = ctx.flows(list(back_pairs.values()) + list(fwd_pairs.values()))
         flow_b = {i: flows[p] for i, p in back_pairs.items()}  # aligns frame i+1 onto i
         flow_f = {i: flows[p] for i, p in fwd_pairs.items()}  # aligns frame i-1 onto i
+        del flows
         comp_b = self._compose(ctx, {i: (flow_b[i], flow_b[i + 1]) for i in range(s, span_end - 2)})
         comp_f = self._compose(ctx, {i: (flow_f[i], flow_f[i - 1]) for i in range(max(s, 2), span_end)})
         zero = ctx.zeros(spatial[s], self.channels())
         zero_flow = ctx.zeros(spatial[s], 2)
         feats: dict[str, dict[int, torch.Tensor]] = {}
-        for name in BRANCHES:
+        last_backward = BRANCHES[2]
+        for name in BRANCHES[:3]:
             backward = name.startswith("backward")
             if backward:
                 order = list(range(span_end - 1, s - 1, -1))
@@ -186,19 +190,48 @@ class GridPropagationSchedule(Schedule):
                 prev1, prev2 = ctx.state.get(name, (None, None))
                 step = s
             out: dict[int, torch.Tensor] = {}
+            feats[name] = out
             for idx in order:
                 flow_n1 = (flow_b if backward else flow_f).get(idx) if step > 0 else None
                 flow_n2 = (comp_b if backward else comp_f).get(idx) if step > 1 else None
                 feat = self.branch_step(ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2,
                                         zero, zero_flow)
-                out[idx] = feat
                 prev1, prev2 = feat, prev1
                 step += 1
                 if not backward and idx == e - 1:
                     ctx.state[name] = (prev1, prev2)
-            feats[name] = out
-        items = [self.reconstruct_inputs(ctx, i, spatial, feats) for i in range(s, e)]
-        return [o["hr"] for o in ctx.batch("reconstruct", items)]
+                if name == last_backward and idx >= e:
+                    # beyond the window only the last backward branch reads these: drop them now
+                    for earlier in (spatial, *[feats[b] for b in BRANCHES[:2]]):
+                        earlier.pop(idx, None)
+                else:
+                    out[idx] = feat
+            del prev1, prev2, feat
+        del flow_b, comp_b
+
+        def reconstruct_items():
+            """forward_2, one frame at a time; each frame's reconstruction inputs leave as soon as they
+            exist, and every feature of that frame is dropped with them."""
+            name = BRANCHES[3]
+            feats[name] = {}
+            prev1, prev2 = ctx.state.get(name, (None, None))
+            for step, idx in enumerate(range(s, e), start=s):
+                flow_n1 = flow_f.get(idx) if step > 0 else None
+                flow_n2 = comp_f.get(idx) if step > 1 else None
+                feat = self.branch_step(ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2,
+                                        zero, zero_flow)
+                prev1, prev2 = feat, prev1
+                if idx == e - 1:
+                    ctx.state[name] = (prev1, prev2)
+                feats[name][idx] = feat
+                item = self.reconstruct_inputs(ctx, idx, spatial, feats)
+                for held in (spatial, *feats.values()):
+                    held.pop(idx, None)
+                yield item
+                del item
+
+        for o in ctx.batch_iter("reconstruct", reconstruct_items()):
+            yield o["hr"]
 
     @staticmethod
     def _compose(ctx, pairs: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:

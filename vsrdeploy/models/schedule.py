@@ -12,13 +12,15 @@ Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and excha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
+from .budget import CellCosts
 from .cells import RunFn
+from .tiles import TileGrid
 
 
 @dataclass
@@ -31,24 +33,50 @@ class WindowContext:
     total: int | None  # clip length when the stream has ended within this span, else None
     state: dict  # forward-direction state carried across windows (the schedule owns its content)
     mirror: bool = False  # whole clip is frames + reversed frames (upstream's mirror extension)
-    chunk: int = 8  # frames per call of a stateless cell
+    costs: CellCosts | None = None  # batch elements per call of a cell (None: every item in one call)
 
     def zeros(self, like: torch.Tensor, channels: int, scale: float = 1.0) -> torch.Tensor:
         n, _, h, w = like.shape
         return like.new_zeros(n, channels, int(h * scale), int(w * scale))
 
-    def batch(self, cell: str, items: Sequence[Mapping[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-        """Run a stateless cell on many frames, ``chunk`` frames per call."""
-        results: list[dict[str, torch.Tensor]] = []
-        for i in range(0, len(items), self.chunk):
-            group = items[i:i + self.chunk]
-            n = group[0][next(iter(group[0]))].shape[0]
-            stacked = {k: torch.cat([it[k] for it in group], 0) if len(group) > 1 else group[0][k]
-                       for k in group[0]}
-            out = self.run(cell, stacked)
-            for j in range(len(group)):
-                results.append({k: v[j * n:(j + 1) * n] for k, v in out.items()})
-        return results
+    def items_per_call(self, cell: str) -> int:
+        if self.costs is None:
+            return 1 << 30
+        h, w = self.frames[self.start].shape[-2:]
+        return self.costs.items_per_call(cell, h, w)
+
+    def batch_iter(self, cell: str, items: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+        """Run a stateless cell on many frames, as many per call as the byte budget allows, yielding each
+        item's outputs in order. ``items`` is consumed lazily: an item is built only when its group runs."""
+        limit = self.items_per_call(cell)
+        group: list[Mapping[str, torch.Tensor]] = []
+        size = 0
+        for item in items:
+            n = item[next(iter(item))].shape[0]
+            if group and size + n > limit:
+                yield from self._run_group(cell, group)
+                group, size = [], 0
+            group.append(item)
+            size += n
+        if group:
+            yield from self._run_group(cell, group)
+
+    def _run_group(self, cell, group):
+        n = group[0][next(iter(group[0]))].shape[0]
+        stacked = {k: torch.cat([it[k] for it in group], 0) if len(group) > 1 else group[0][k] for k in group[0]}
+        count = len(group)
+        group.clear()  # the caller's list: drop the items' references before the call's outputs exist
+        out = self.run(cell, stacked)
+        del stacked
+        if count == 1:
+            yield out
+            return
+        for j in range(count):
+            yield {k: v[j * n:(j + 1) * n] for k, v in out.items()}
+
+    def batch(self, cell: str, items: Iterable[Mapping[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """:meth:`batch_iter` collected into a list."""
+        return list(self.batch_iter(cell, items))
 
     def flows(self, pairs: Iterable[tuple[int, int]], cell: str = "flow") -> dict[tuple[int, int], torch.Tensor]:
         """``flow(i, j)`` = SPyNet(frame i, frame j): warps features of frame j onto frame i."""
@@ -77,7 +105,8 @@ class Schedule:
     def __init__(self, net):
         self.net = net
 
-    def run_window(self, ctx: WindowContext) -> list[torch.Tensor]:
+    def run_window(self, ctx: WindowContext) -> Iterable[torch.Tensor]:
+        """The output frames of ``[ctx.start, ctx.end)`` in order (a generator: frames leave as they are final)."""
         raise NotImplementedError
 
 
@@ -103,14 +132,33 @@ def pad_frame(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor
     return F.pad(x, [0, pw, 0, ph], mode=mode)
 
 
+class SplitRun:
+    """``run`` that splits a call's batch axis into groups that fit the byte budget (tiles of one frame
+    are independent batch elements, stateful cells included) and concatenates the outputs."""
+
+    def __init__(self, run: RunFn, costs: CellCosts, size: tuple[int, int]):
+        self.run, self.costs, self.size = run, costs, size
+
+    def __call__(self, cell: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n = inputs[next(iter(inputs))].shape[0]
+        limit = self.costs.items_per_call(cell, *self.size)
+        if n <= limit:
+            return self.run(cell, inputs)
+        parts = [self.run(cell, {k: v[i:i + limit] for k, v in inputs.items()}) for i in range(0, n, limit)]
+        return {k: torch.cat([p[k] for p in parts], 0) for k in parts[0]}
+
+
 def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
-                   lookahead: int = 0, chunk: int = 8, pad_multiple: int = 1, scale: int = 4,
-                   stats: dict | None = None, min_size: int = 1) -> Iterator[torch.Tensor]:
-    """Yield output frames (N, 3, sH, sW) in order, one window at a time.
+                   lookahead: int = 0, pad_multiple: int = 1, scale: int = 4, stats: dict | None = None,
+                   min_size: int = 1, costs: CellCosts | None = None,
+                   tiles: Callable[[int, int], TileGrid | None] | None = None) -> Iterator[torch.Tensor]:
+    """Yield output frames (N, 3, sH, sW) in order, each as soon as it is final.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
     are held. ``window=None`` means the whole clip as one window (upstream behaviour). Frames are
-    padded to ``min_size`` and ``pad_multiple`` and outputs cropped back.
+    padded to ``min_size`` and ``pad_multiple`` and outputs cropped back. ``costs`` bounds the batch of
+    every cell call (``None``: every frame of a window in one call). ``tiles(H, W)`` may return a
+    :class:`TileGrid`: each frame is then cut into tiles on the batch axis and the outputs stitched.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -127,11 +175,12 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     start = 0
     state: dict = {}
     in_size = None
+    grid: TileGrid | None = None
     if stats is not None:
         stats.setdefault("max_frames_held", 0)
 
     def load_until(n: int):
-        nonlocal loaded, ended, in_size
+        nonlocal loaded, ended, in_size, grid, run
         while not ended and (n is None or loaded < n):
             try:
                 x = next(it)
@@ -140,9 +189,17 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                 break
             if in_size is None:
                 in_size = tuple(x.shape[-2:])
+                grid = tiles(*in_size) if tiles is not None else None
+                if stats is not None:
+                    stats["tiles"] = (len(grid), grid.tile_h, grid.tile_w) if grid is not None else None
+                if grid is not None and costs is not None:
+                    th, tw = pad_frame(x[..., :grid.tile_h, :grid.tile_w], pad_multiple, min_size).shape[-2:]
+                    run = SplitRun(run, costs, (th, tw))
             elif tuple(x.shape[-2:]) != in_size:
                 raise InputError(f"frame {loaded} is {tuple(x.shape[-2:])}, earlier frames were {in_size}; "
                                  "all frames of a clip must have the same size")
+            if grid is not None:
+                x = grid.split(x)
             buf[loaded] = pad_frame(x, pad_multiple, min_size)
             loaded += 1
 
@@ -160,13 +217,14 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
         if stats is not None:
             stats["max_frames_held"] = max(stats["max_frames_held"], len(buf))
         ctx = WindowContext(run=run, frames=buf, start=start, end=end, span_end=span_end, total=total,
-                            state=state, chunk=chunk)
+                            state=state, costs=costs)
         if total is not None and start == 0 and span_end == total:
             ctx.mirror = is_mirror_extended([buf[i] for i in range(total)])
-        outs = schedule.run_window(ctx)
-        h, w = in_size
-        for out in outs:
-            yield out[..., :h * scale, :w * scale]
+        h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
+        for out in schedule.run_window(ctx):
+            out = out[..., :h * scale, :w * scale]
+            yield grid.stitch(out, scale) if grid is not None else out
+        del ctx
         start = end
         for i in [k for k in buf if k < start - schedule.history]:
             del buf[i]

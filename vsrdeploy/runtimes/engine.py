@@ -11,7 +11,8 @@ import torch
 
 from ..bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
 from ..errors import InputError
-from ..models.schedule import stream_windows
+from ..models.budget import DEFAULT_BATCH_BYTES
+from ..models.tiles import DEFAULT_TILE_OVERLAP
 from .base import Backend, create_backend, get_backend_class
 
 DEFAULT_WINDOW = 16
@@ -41,22 +42,35 @@ class Upscaler:
             yield t.to(self.backend.device, torch.float32).unsqueeze(0)
 
     def stream(self, frames: Iterable, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
-               chunk: int = 8, stats: dict | None = None) -> Iterator[np.ndarray]:
-        """Yield upscaled frames (3, sH, sW) float32 in order, a window at a time.
+               stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
+               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[np.ndarray]:
+        """Yield upscaled frames (3, sH, sW) float32 in order, each as soon as it is final.
 
         Holds at most ``window + lookahead`` frames' state (plus the schedule's short history).
+        ``batch_bytes`` bounds each cell call (frames per call of stateless cells; it does not change
+        the result); ``tile`` (int or (h, w) LR pixels) / ``tile_overlap`` cut large frames into
+        overlapping tiles, ``memory_budget`` (e.g. ``"2GB"``) picks the tile when a frame would not fit.
+        Bad arguments raise at once (ConfigError), not at the first frame.
         """
-        outs = stream_windows(self.net.schedule(), self.backend.run, self._frames(frames), window, lookahead,
-                              chunk=chunk, pad_multiple=self.net.pad_multiple, scale=self.scale, stats=stats,
-                              min_size=self.net.min_input_size)
-        for out in outs:
-            yield out[0].float().cpu().numpy()
+        outs = self.net.stream_cells(self.backend.run, self._frames(frames), window, lookahead, stats=stats,
+                                     batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
+                                     memory_budget=memory_budget)
+        return (out[0].float().cpu().numpy() for out in outs)
 
-    def upscale(self, frames) -> np.ndarray:
-        """Whole clip at once (upstream semantics): (T, 3, H, W) -> (T, 3, sH, sW)."""
+    def upscale(self, frames, **options) -> np.ndarray:
+        """Whole clip at once (upstream semantics): (T, 3, H, W) -> (T, 3, sH, sW).
+
+        ``options`` as for :meth:`stream` (``tile``, ``batch_bytes``, ...). The result is filled frame by
+        frame, so no second copy of the clip's outputs exists.
+        """
         if len(frames) == 0:
             raise InputError("empty clip: no frames to upscale")
-        return np.stack(list(self.stream(frames, window=None, lookahead=0)))
+        result = None
+        for i, out in enumerate(self.stream(frames, window=None, lookahead=0, **options)):
+            if result is None:
+                result = np.empty((len(frames), *out.shape), np.float32)
+            result[i] = out
+        return result
 
     def __repr__(self) -> str:
         return f"Upscaler({self.bundle!r}, backend={self.backend.describe()})"

@@ -49,6 +49,10 @@ class _OrtBackend(Backend):
         ort = _ort()
         so = ort.SessionOptions()
         so.log_severity_level = 3
+        if self.provider == "CPUExecutionProvider":
+            # without the arena, a call's intermediates go back to the system when it returns; with it, every
+            # session keeps its largest call's working set for good (``arena=True`` restores it)
+            so.enable_cpu_mem_arena = bool(options.get("arena", False))
         if threads:
             so.intra_op_num_threads = threads
         providers = [(self.provider, self.provider_options())]

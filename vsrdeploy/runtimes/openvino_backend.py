@@ -8,6 +8,10 @@ from ..models.dcn import PLUGIN_NODE
 from .base import Backend, register_backend
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+#: after a call whose inputs exceed this, the cell's intermediate buffers are handed back
+#: (``CompiledModel.release_memory``): OpenVINO otherwise keeps each cell's largest working set for good,
+#: and the sum over cells, not the largest one, becomes the process's floor
+RELEASE_ABOVE_BYTES = 16 * 2**20
 
 
 class _OpenVINOBackend(Backend):
@@ -53,8 +57,13 @@ class _OpenVINOBackend(Backend):
 
     def run(self, cell, inputs):
         request = self.requests[cell]
-        result = request.infer({k: v.detach().cpu().numpy() for k, v in inputs.items()})
-        return {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in self.outputs[cell]}
+        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+        result = request.infer(feed)
+        outs = {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in self.outputs[cell]}
+        if sum(a.nbytes for a in feed.values()) > RELEASE_ABOVE_BYTES:
+            del result
+            self.compiled[cell].release_memory()
+        return outs
 
 
 def _output_ports(cell: str, wanted: list[str], ports) -> list[tuple[str, object]]:

@@ -1,0 +1,161 @@
+"""Byte-budgeted batching (issue #12): same frames as unbounded batching; spatial tiles; tile argument errors."""
+import numpy as np
+import pytest
+import torch
+
+import vsrdeploy
+from vsrdeploy.errors import ConfigError
+from vsrdeploy.models.base import RecurrentVSR
+from vsrdeploy.models.budget import CellCosts, parse_bytes
+from vsrdeploy.models.cells import TorchRunner
+from vsrdeploy.models.tiles import TileGrid, plan_tiles
+
+from conftest import random_clip
+
+TINY = {"basicvsr": {"mid_channels": 8, "num_blocks": 1},
+        "iconvsr": {"mid_channels": 8, "num_blocks": 1},
+        "basicvsr_pp": {"mid_channels": 8, "num_blocks": 1},
+        "realbasicvsr": {"mid_channels": 8, "num_propagation_blocks": 1, "num_cleaning_blocks": 1}}
+
+
+class CountingRun:
+    """A run callable that records the batch size of every call of each cell."""
+
+    def __init__(self, run):
+        self.run, self.calls = run, {}
+
+    def __call__(self, cell, inputs):
+        self.calls.setdefault(cell, []).append(next(iter(inputs.values())).shape[0])
+        return self.run(cell, inputs)
+
+
+def _stream(net_or_up, run, lrs, **kw):
+    net = net_or_up if isinstance(net_or_up, RecurrentVSR) else net_or_up.net
+    frames = (lrs[:, i] for i in range(lrs.shape[1]))
+    return torch.cat(list(net.stream_cells(run, frames, 3, 2, **kw)), 0)
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_budget_gives_the_same_frames_as_unbounded_batching(arch):
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(arch, **TINY[arch]).eval()
+    size = 64 if arch == "basicvsr_pp" else 32  # BasicVSR++ needs 64x64
+    lrs = random_clip(t=6, h=size, w=size)
+    big, one = CountingRun(TorchRunner(net.cells)), None
+    unbounded = _stream(net, big, lrs, batch_bytes=None)
+    one = CountingRun(big.run)
+    budgeted = _stream(net, one, lrs, batch_bytes=1)  # 1 byte: every stateless call takes one frame
+    assert float((unbounded - budgeted).abs().max()) <= 1e-6
+    stateless = [c for c, cell in net.cells.items() if cell.stateless and c in one.calls]
+    assert stateless and all(n == 1 for c in stateless for n in one.calls[c])
+    assert any(max(big.calls[c]) > 1 for c in stateless)  # the unbounded run did batch frames
+
+
+@pytest.mark.parametrize("backend", ["torch", "ort-cpu", "openvino-cpu"])
+def test_budget_gives_the_same_frames_on_every_cpu_backend(tiny_bundle, backend):
+    up = vsrdeploy.open_bundle(tiny_bundle, backend=backend)
+    lrs = random_clip(t=6, h=32, w=40)[0].numpy()
+    unbounded = np.stack(list(up.stream(iter(lrs), window=3, lookahead=2, batch_bytes=None)))
+    default = np.stack(list(up.stream(iter(lrs), window=3, lookahead=2)))
+    single = np.stack(list(up.stream(iter(lrs), window=3, lookahead=2, batch_bytes=1)))
+    assert float(np.abs(unbounded - single).max()) <= 1e-6
+    assert float(np.abs(unbounded - default).max()) <= 1e-6
+    whole = up.upscale(lrs)
+    assert whole.shape == (6, 3, 128, 160)
+    assert float(np.abs(whole - up.upscale(lrs, batch_bytes=1)).max()) <= 1e-6
+
+
+def test_cost_estimate_scales_with_pixels_and_splits_large_frames():
+    with torch.device("meta"):
+        net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
+    costs = CellCosts(net)
+    up = costs.per_item("upsample", 180, 320)
+    # one 64-channel 720x1280 map into a conv and one out: ~470 MB; the old 8-frame chunk needed 8x that
+    assert 400 * 2**20 < up < 700 * 2**20
+    assert costs.items_per_call("upsample", 180, 320) == 1
+    assert costs.per_item("upsample", 90, 160) == pytest.approx(up / 4, rel=0.05)
+    assert costs.items_per_call("flow", 64, 64) > 8
+
+
+@pytest.mark.parametrize("value, expected", [("2GB", 2 * 2**30), ("512MB", 512 * 2**20), ("1.5g", int(1.5 * 2**30)),
+                                             (1000, 1000)])
+def test_parse_bytes(value, expected):
+    assert parse_bytes(value) == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "2 parsecs", "-1GB", 0])
+def test_parse_bytes_rejects(value):
+    with pytest.raises(ConfigError, match="like 2GB"):
+        parse_bytes(value)
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(64, 64, 32, 8), (70, 45, 24, 5), (40, 100, (40, 32), 0),
+                                                 (30, 30, 64, 16)])
+def test_tiles_split_and_stitch_back_exactly(h, w, tile, overlap):
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    grid = TileGrid(h, w, th, tw, overlap)
+    frame = torch.rand(2, 3, h, w)
+    tiles = grid.split(frame)
+    assert tiles.shape == (2 * len(grid), 3, grid.tile_h, grid.tile_w)
+    assert torch.equal(grid.stitch(tiles, 1), frame)
+    up = torch.nn.functional.interpolate(tiles, scale_factor=4, mode="nearest")
+    assert torch.equal(grid.stitch(up, 4), torch.nn.functional.interpolate(frame, scale_factor=4, mode="nearest"))
+
+
+def test_tiled_stream_close_to_untiled_and_whole_frame_tile_exact():
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
+    lrs = random_clip(t=4, h=48, w=64)
+    frames = [lrs[:, i] for i in range(4)]
+    untiled = torch.cat(list(net.stream(iter(frames), window=3, lookahead=2)))
+    same = torch.cat(list(net.stream(iter(frames), window=3, lookahead=2, tile=(48, 64))))
+    assert torch.equal(untiled, same)  # one tile covering the frame is no tiling
+    stats = {}
+    tiled = torch.cat(list(net.stream(iter(frames), window=3, lookahead=2, tile=(48, 40), tile_overlap=16, stats=stats)))
+    assert stats["tiles"] == (2, 48, 40)
+    assert tiled.shape == untiled.shape
+    # random weights, tiny model: measured 50+ dB here; the bound leaves a margin but catches misplaced tiles
+    mse = float(((tiled - untiled) ** 2).mean())
+    assert 10 * np.log10(1.0 / mse) > 40
+
+
+def test_tiled_bundle_stream_runs_tiles_on_the_batch_axis(tiny_bundle):
+    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
+    run = CountingRun(up.backend.run)
+    up.backend.run = run
+    lrs = random_clip(t=4, h=40, w=72)[0].numpy()
+    out = np.stack(list(up.stream(iter(lrs), window=2, lookahead=1, tile=(40, 40), tile_overlap=8)))
+    assert out.shape == (4, 3, 160, 288)
+    assert run.calls["backward_trunk"] and all(n == 2 for n in run.calls["backward_trunk"])  # 2 tiles per frame
+
+
+@pytest.mark.parametrize("tile, overlap, match", [
+    (0, 0, "positive"), (-8, 0, "positive"), ((32, 0), 0, "positive"), ("big", 0, "int or"),
+    (32, 32, "must be smaller than the tile"), (32, 40, "must be smaller than the tile"),
+    (32, -1, "overlap must be an int >= 0"), (8, 2, "minimum input of 16x16"),
+])
+def test_bad_tile_arguments(tile, overlap, match):
+    net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
+    with pytest.raises(ConfigError, match=match):
+        net.stream(iter([torch.rand(1, 3, 32, 32)]), tile=tile, tile_overlap=overlap)
+
+
+def test_tile_below_network_minimum_names_it(tiny_bundle):
+    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval()
+    with pytest.raises(ConfigError, match="use --tile 64 or larger"):
+        net.stream(iter([torch.rand(1, 3, 64, 64)]), tile=48, tile_overlap=8)
+    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
+    with pytest.raises(ConfigError, match="lower --tile-overlap"):
+        up.stream(iter([]), tile=16, tile_overlap=16)  # raised at the call, before any frame
+
+
+def test_memory_budget_picks_a_tile_only_when_needed():
+    with torch.device("meta"):
+        net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
+    costs = CellCosts(net)
+    assert plan_tiles(180, 320, memory_budget="8GB", costs=costs, frames_held=25, min_size=16) is None
+    grid = plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=10, min_size=16,
+                      base_bytes=300 * 2**20)
+    assert grid is not None and len(grid) > 1 and grid.tile_h >= 16
+    with pytest.raises(ConfigError, match="raise --memory-budget"):
+        plan_tiles(540, 960, memory_budget="200MB", costs=CellCosts(net), frames_held=25, min_size=16)

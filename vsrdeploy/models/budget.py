@@ -1,0 +1,117 @@
+"""How many frames (batch elements) a cell may take in one call: a byte budget per call.
+
+The bytes one batch element of a cell needs are estimated from the cell's ports (the shapes the
+bundle manifest records: ``(N, *dims, H*scale, W*scale)``) plus its largest single operation, found by
+running the cell once on the ``meta`` device (shapes only, no data, no memory): the inputs and output
+of that operation are what must be resident at the same moment. For BasicVSR's upsampling cell at
+180x320 LR that is one 64-channel 720x1280 map going into a convolution and one coming out (~470 MB
+per frame), which is why the old fixed batch of 8 frames peaked at several GB.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from ..errors import ConfigError
+
+#: default bytes one cell call may use (its batch of inputs, outputs and largest operation)
+DEFAULT_BATCH_BYTES = 256 * 2**20
+#: used when a cell cannot be traced on the meta device: working set = ports x this
+FALLBACK_FACTOR = 12
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30}
+
+
+def parse_bytes(value, what: str = "memory budget") -> int:
+    """``2GB``, ``1.5G``, ``512MB``, ``800MiB`` or a number of bytes -> bytes (binary units)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        n = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ConfigError(f"{what} {value!r} is not a size; write it like 2GB, 1.5GB or 800MB")
+        n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(n) or n <= 0:
+        raise ConfigError(f"{what} must be positive (got {value!r}); write it like 2GB or 800MB")
+    return int(n)
+
+
+class _LargestOp(TorchDispatchMode):
+    """Records the largest (inputs + outputs) bytes of any single operation."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        size = sum(t.numel() * t.element_size() for t in tree_leaves((args, kwargs, out))
+                   if isinstance(t, torch.Tensor))
+        self.largest = max(self.largest, size)
+        return out
+
+
+def port_bytes(cell, h: int, w: int) -> int:
+    """Bytes of one batch element's inputs and outputs (float32) at LR frame size ``h`` x ``w``."""
+    return sum(4 * math.prod(p.shape(1, h, w)) for p in (*cell.inputs, *cell.outputs))
+
+
+class CellCosts:
+    """Bytes per batch element of each cell of ``net`` (a network, usually on the meta device), and how many
+    elements fit in ``batch_bytes`` (``None``: no limit, every frame of a window in one call)."""
+
+    def __init__(self, net, batch_bytes: int | None = DEFAULT_BATCH_BYTES):
+        if batch_bytes is not None:
+            batch_bytes = parse_bytes(batch_bytes, "batch_bytes")
+        self.batch_bytes = batch_bytes
+        self._meta = net if _on_meta(net) else None
+        self._net = net
+        self._cache: dict[tuple[str, int, int], int] = {}
+
+    def _meta_cells(self):
+        if self._meta is None:
+            with torch.device("meta"):
+                self._meta = type(self._net)(**self._net.config())
+        return self._meta.cells
+
+    def per_item(self, cell: str, h: int, w: int) -> int:
+        """Estimated peak bytes of one batch element of ``cell`` at LR frame size ``h`` x ``w``."""
+        key = (cell, h, w)
+        if key not in self._cache:
+            c = self._meta_cells()[cell]
+            ports = port_bytes(c, h, w)
+            try:
+                probe = _LargestOp()
+                with torch.no_grad(), probe:
+                    c(*[torch.empty(p.shape(1, h, w), device="meta") for p in c.inputs])
+                self._cache[key] = ports + probe.largest
+            except Exception:  # an op without a meta kernel: fall back to a multiple of the ports
+                self._cache[key] = ports * FALLBACK_FACTOR
+        return self._cache[key]
+
+    def items_per_call(self, cell: str, h: int, w: int) -> int:
+        """Batch elements of ``cell`` per call (at least 1)."""
+        if self.batch_bytes is None:
+            return 1 << 30
+        return max(1, self.batch_bytes // max(1, self.per_item(cell, h, w)))
+
+    def largest_item(self, h: int, w: int) -> int:
+        """The largest per-element cost over all cells (the least one call can need)."""
+        return max(self.per_item(name, h, w) for name in self._meta_cells())
+
+    def held_per_frame(self, h: int, w: int) -> int:
+        """Rough bytes a schedule keeps per frame of its span: the input frame and every stateful cell's
+        outputs (features kept for later branches / the other direction)."""
+        cells = self._meta_cells()
+        keep = sum(4 * math.prod(p.shape(1, h, w)) for c in cells.values() if not c.stateless for p in c.outputs)
+        return keep + 4 * 3 * h * w
+
+
+def _on_meta(net) -> bool:
+    p = next(iter(net.parameters()), None)
+    return p is not None and p.device.type == "meta"

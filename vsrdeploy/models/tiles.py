@@ -1,0 +1,153 @@
+"""Spatial tiles: a frame cut into equal, overlapping tiles that ride on the batch axis of every cell.
+
+Each tile is an independent batch element, so it carries its own recurrent state through the same
+schedule on every backend, and tiles of one size batch together. After the last cell the tiles are
+stitched: where two tiles overlap, each output pixel is taken from the tile whose border is farther
+away (the overlap is split at its middle), so every kept pixel is at least ``overlap // 2`` LR pixels
+from an interior tile border. Tiling is an approximation: flow estimation and the convolutions near
+a tile border see no content beyond it; its cost is measured by ``benchmarks/tile_quality.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+from .budget import CellCosts, parse_bytes
+
+#: LR tile sizes ``--memory-budget`` tries, largest first
+CANDIDATE_TILES = (512, 448, 384, 320, 256, 224, 192, 160, 128, 112, 96, 80, 64, 48, 32, 16)
+#: default overlap between neighbouring tiles (LR pixels); chosen by benchmarks/tile_quality.py
+DEFAULT_TILE_OVERLAP = 16
+
+
+def tile_size(tile) -> tuple[int, int]:
+    """``256`` or ``(h, w)`` -> (h, w); ConfigError for anything else or a size below 1."""
+    if isinstance(tile, bool):
+        tile = None
+    if isinstance(tile, int):
+        th = tw = tile
+    elif isinstance(tile, (tuple, list)) and len(tile) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                     for v in tile):
+        th, tw = tile
+    else:
+        raise ConfigError(f"tile must be an int or (height, width) of LR pixels, got {tile!r}; e.g. tile=256")
+    if th < 1 or tw < 1:
+        raise ConfigError(f"tile must be a positive size in LR pixels, got {tile!r}; e.g. --tile 256")
+    return th, tw
+
+
+def check_tile_args(tile, overlap: int, min_size: int) -> tuple[int, int]:
+    """Validate user tile arguments against the network's minimum input size; returns (h, w)."""
+    th, tw = tile_size(tile)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ConfigError(f"tile overlap must be an int >= 0 (LR pixels), got {overlap!r}; e.g. --tile-overlap 16")
+    if overlap >= min(th, tw):
+        raise ConfigError(f"tile overlap {overlap} must be smaller than the tile {th}x{tw}; lower --tile-overlap "
+                          f"(e.g. {min(th, tw) // 4}) or raise --tile")
+    if min(th, tw) < min_size:
+        raise ConfigError(f"tile {th}x{tw} is smaller than this network's minimum input of {min_size}x{min_size} "
+                          f"LR pixels; use --tile {min_size} or larger")
+    return th, tw
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if tile >= length:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _owned(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of the frame each tile's output is kept for: overlaps split at their middle."""
+    bounds = [0]
+    for prev, cur in zip(starts, starts[1:]):
+        bounds.append((cur + prev + tile) // 2)
+    bounds.append(length)
+    return list(zip(bounds, bounds[1:]))
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of ``tile_h`` x ``tile_w`` (clamped to the frame) covering an ``height`` x ``width`` frame."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    overlap: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "tile_h", min(self.tile_h, self.height))
+        object.__setattr__(self, "tile_w", min(self.tile_w, self.width))
+
+    @property
+    def ys(self) -> list[int]:
+        return _starts(self.height, self.tile_h, self.overlap)
+
+    @property
+    def xs(self) -> list[int]:
+        return _starts(self.width, self.tile_w, self.overlap)
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def split(self, frame: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (tiles * N, C, tile_h, tile_w), tile-major."""
+        th, tw = self.tile_h, self.tile_w
+        return torch.cat([frame[..., y:y + th, x:x + tw] for y in self.ys for x in self.xs], dim=0)
+
+    def stitch(self, tiles: torch.Tensor, scale: int) -> torch.Tensor:
+        """(tiles * N, C, s*tile_h, s*tile_w) -> (N, C, s*H, s*W), each overlap split at its middle."""
+        n = tiles.shape[0] // len(self)
+        out = tiles.new_empty(n, tiles.shape[1], self.height * scale, self.width * scale)
+        rows = _owned(self.ys, self.tile_h, self.height)
+        cols = _owned(self.xs, self.tile_w, self.width)
+        k = 0
+        for y, (r0, r1) in zip(self.ys, rows):
+            for x, (c0, c1) in zip(self.xs, cols):
+                part = tiles[k * n:(k + 1) * n]
+                out[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] = \
+                    part[..., (r0 - y) * scale:(r1 - y) * scale, (c0 - x) * scale:(c1 - x) * scale]
+                k += 1
+        return out
+
+
+def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
+               memory_budget=None, costs: CellCosts | None = None, frames_held: int = 1,
+               base_bytes: int = 0) -> TileGrid | None:
+    """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
+    the largest candidate tile whose working set fits the budget after the held state
+    (``frames_held`` frames' features, tiling does not shrink those) and ``base_bytes`` (the process so
+    far); the budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed."""
+    if tile is not None:
+        th, tw = check_tile_args(tile, overlap, min_size)
+        if th >= height and tw >= width:
+            return None
+        return TileGrid(height, width, th, tw, overlap)
+    if memory_budget is None:
+        return None
+    budget = parse_bytes(memory_budget)
+    check_tile_args(max(min_size, overlap + 1), overlap, min_size)  # the overlap itself must be valid
+    held = frames_held * costs.held_per_frame(height, width)
+    room = budget - base_bytes - held
+    if room > 0:
+        costs.batch_bytes = min(costs.batch_bytes or room, room)  # each call's working set must fit too
+    if room > 0 and costs.largest_item(height, width) <= room:
+        return None
+    for t in CANDIDATE_TILES:
+        if t < min_size or t <= overlap or t >= max(height, width):
+            continue
+        grid = TileGrid(height, width, t, t, overlap)
+        extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
+        need = costs.largest_item(grid.tile_h, grid.tile_w) + held * extra
+        if need <= room:
+            return grid
+    mb = 2**20
+    raise ConfigError(
+        f"memory budget {budget / mb:.0f} MB is too small for {width}x{height} frames: the process already "
+        f"uses {base_bytes / mb:.0f} MB and the window's state needs about {held / mb:.0f} MB; raise "
+        "--memory-budget or lower --window / --lookahead")
