@@ -105,12 +105,15 @@ def pad_frame(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor
 
 def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
                    lookahead: int = 0, chunk: int = 8, pad_multiple: int = 1, scale: int = 4,
-                   stats: dict | None = None, min_size: int = 1) -> Iterator[torch.Tensor]:
+                   stats: dict | None = None, min_size: int = 1,
+                   first_window: int | None = None) -> Iterator[torch.Tensor]:
     """Yield output frames (N, 3, sH, sW) in order, one window at a time.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
     are held. ``window=None`` means the whole clip as one window (upstream behaviour). Frames are
-    padded to ``min_size`` and ``pad_multiple`` and outputs cropped back.
+    padded to ``min_size`` and ``pad_multiple`` and outputs cropped back. ``first_window`` makes
+    the first window that long (then ``window``): a segment that starts mid-clip uses it to put its
+    window boundaries where a run from frame 0 has them.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -120,6 +123,10 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
         raise ConfigError(
             f"{type(schedule).__name__} needs window + lookahead >= {schedule.min_span} "
             f"(got {window} + {lookahead}); raise --lookahead or --window")
+    if first_window is not None and (window is None or first_window < 1
+                                     or first_window + lookahead < schedule.min_span):
+        raise ConfigError(f"first window {first_window} needs a window and first window + lookahead >= "
+                          f"{schedule.min_span}; raise --lookahead or --warmup")
     it = iter(frames)
     buf: dict[int, torch.Tensor] = {}
     loaded = 0
@@ -151,8 +158,9 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             load_until(None)
             end = loaded
         else:
-            load_until(start + window + lookahead + 1)  # +1: know whether the span ends the clip
-            end = min(start + window, loaded)
+            size = first_window if (first_window and start == 0) else window
+            load_until(start + size + lookahead + 1)  # +1: know whether the span ends the clip
+            end = min(start + size, loaded)
         if start >= loaded:
             break
         span_end = loaded if window is None else min(end + lookahead, loaded)

@@ -41,14 +41,15 @@ class Upscaler:
             yield t.to(self.backend.device, torch.float32).unsqueeze(0)
 
     def stream(self, frames: Iterable, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
-               chunk: int = 8, stats: dict | None = None) -> Iterator[np.ndarray]:
+               chunk: int = 8, stats: dict | None = None, first_window: int | None = None) -> Iterator[np.ndarray]:
         """Yield upscaled frames (3, sH, sW) float32 in order, a window at a time.
 
         Holds at most ``window + lookahead`` frames' state (plus the schedule's short history).
+        ``first_window``: length of the first window (segments use it to align windows with a full run).
         """
         outs = stream_windows(self.net.schedule(), self.backend.run, self._frames(frames), window, lookahead,
                               chunk=chunk, pad_multiple=self.net.pad_multiple, scale=self.scale, stats=stats,
-                              min_size=self.net.min_input_size)
+                              min_size=self.net.min_input_size, first_window=first_window)
         for out in outs:
             yield out[0].float().cpu().numpy()
 
