@@ -202,3 +202,30 @@ def test_rerun_redoes_only_missing_segments_and_videos_come_out_as_videos(ray_cl
     messages = []
     again = run_batch([str(video)], tiny_bundle, tmp_path / "out", echo=messages.append, **options)
     assert again.skipped == [tmp_path / "out" / "clip.avi"] and "pass --force" in messages[0]
+
+
+def test_batch_cli_reports_bad_options_in_one_line(tmp_path, tiny_bundle):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    source = write_png_dir(make_frames(2), tmp_path / "a")
+    result = CliRunner().invoke(main, ["batch", str(source), "-m", str(tiny_bundle), "-o", str(tmp_path / "out"),
+                                       "--segment", "10", "--window", "4"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--segment must be a positive multiple of --window 4" in result.output
+
+
+@pytest.mark.slow
+def test_batch_cli_glob_of_image_directories(ray_cluster, tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    for i in range(2):
+        write_png_dir(make_frames(6, seed=i), tmp_path / "in" / f"clip{i}")
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "in" / "clip*"), "-m", str(tiny_bundle), "-o",
+                                       str(tmp_path / "out"), "--workers", "2", "--segment", "4", "--window", "4",
+                                       "--lookahead", "2", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["clip0", "clip1"]
+    assert all(len(list((tmp_path / "out" / c).glob("frame_*.png"))) == 6 for c in ("clip0", "clip1"))
+    assert "all workers: 12 frames" in result.output

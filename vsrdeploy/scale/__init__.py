@@ -4,7 +4,22 @@
 when a job runs (``pip install "vsrdeploy[ray]"``).
 """
 from .driver import BatchJob, BatchResult, WorkerError, run_batch
-from .segments import DEFAULT_SEGMENT, DEFAULT_WARMUP, Segment, plan_segments, segment_outputs
+from .segments import (
+           DEFAULT_SEGMENT,
+           DEFAULT_WARMUP,
+           Segment,
+           plan_segments,
+           segment_outputs,
+)
 
-__all__ = ["BatchJob", "BatchResult", "WorkerError", "run_batch", "DEFAULT_SEGMENT", "DEFAULT_WARMUP", "Segment",
-           "plan_segments", "segment_outputs"]
+__all__ = [
+           "DEFAULT_SEGMENT",
+           "DEFAULT_WARMUP",
+           "BatchJob",
+           "BatchResult",
+           "Segment",
+           "WorkerError",
+           "plan_segments",
+           "run_batch",
+           "segment_outputs",
+]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -58,7 +58,7 @@ class BatchJob:
 
     def __init__(self, items: list[BatchInput], *, backend: str, window: int, lookahead: int, segment: int,
                  warmup: int, codec: str, echo: Callable[[str], None], progress: bool,
-                 on_segment: Callable[["BatchJob", dict], None] | None):
+                 on_segment: Callable[[BatchJob, dict], None] | None):
         self.items, self.backend, self.window, self.lookahead = items, backend, window, lookahead
         self.segment, self.warmup, self.codec, self.echo = segment, warmup, codec, echo
         self.show_progress, self.on_segment = progress, on_segment
@@ -95,7 +95,7 @@ class BatchJob:
         bundle_ref = ray.put(pack_bundle(bundle))
         resources = {"num_gpus": 1} if self.backend in GPU_BACKENDS else {"num_cpus": threads or 1}
         self.workers = [worker_cls.options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES,
-                                           **resources).remote(i, bundle_ref, self.backend, threads, counter)
+                                           **resources).remote(i, [bundle_ref], self.backend, threads, counter)
                         for i in range(min(num_workers, len(tasks)))]
         bar = tqdm(total=total, initial=already, unit="frame", desc=f"{bundle.arch} x{len(self.workers)} workers",
                    disable=not self.show_progress, dynamic_ncols=True)
@@ -104,14 +104,16 @@ class BatchJob:
         t0 = time.perf_counter()
         try:
             while queue or self.in_flight:
-                for i, worker in enumerate(self.workers):
-                    while queue and loads[i] < TASKS_IN_FLIGHT:
-                        task = queue.pop()
-                        self.in_flight[worker.process.remote(task)] = (i, task)
-                        loads[i] += 1
+                for level in range(1, TASKS_IN_FLIGHT + 1):  # every worker gets one task before any gets two
+                    for i, worker in enumerate(self.workers):
+                        if queue and loads[i] < level:
+                            task = queue.pop()
+                            self.in_flight[worker.process.remote(task)] = (i, task)
+                            loads[i] += 1
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.5)
-                bar.n = already + ray.get(counter.total.remote())
-                bar.refresh()
+                done = already + ray.get(counter.total.remote())
+                if done != bar.n:
+                    bar.update(done - bar.n)
                 for ref in ready:
                     i, task = self.in_flight.pop(ref)
                     loads[i] -= 1
@@ -127,8 +129,7 @@ class BatchJob:
                         self.on_segment(self, info)
                     if not remaining[task.name]:
                         self._assemble(plans[task.name], result)
-            bar.n = total
-            bar.refresh()
+            bar.update(total - bar.n)
         finally:
             bar.close()
             result.seconds = time.perf_counter() - t0

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ..errors import InputError
 from ..runtimes.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_source

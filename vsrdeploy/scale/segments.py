@@ -9,8 +9,8 @@ With ``warmup >= start`` a segment's output equals the sequential run's exactly.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 

@@ -55,14 +55,17 @@ class SegmentTask:
 class SegmentWorker:
     """Holds one bundle opened on one backend; turns segment tasks into segment directories."""
 
-    def __init__(self, index: int, bundle_files: dict[str, bytes], backend: str, threads: int | None,
-                 progress=None):
+    def __init__(self, index: int, bundle_files: list, backend: str, threads: int | None, progress=None):
+        """``bundle_files``: [an object ref of ``pack_bundle``'s dict] (nested, so that Ray does not count it
+        among the constructor's object-store arguments; the driver holds the ref while the job runs)."""
+        import ray
+
         from ..runtimes.engine import Upscaler
 
         self.index = index
         self.progress = progress
         self._tmp = tempfile.TemporaryDirectory(prefix="vsrdeploy-bundle-")
-        bundle = unpack_bundle(bundle_files, Path(self._tmp.name) / "bundle.vsr")
+        bundle = unpack_bundle(ray.get(bundle_files[0]), Path(self._tmp.name) / "bundle.vsr")
         options = {"threads": threads} if threads else {}
         if threads:
             import torch
@@ -120,7 +123,7 @@ class ProgressCounter:
         return sum(self.done.values())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def remote_classes():
     """(worker actor class, progress actor class), wrapped by ``ray.remote``."""
     import ray
