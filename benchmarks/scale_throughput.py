@@ -2,7 +2,7 @@
 
 Inputs are made from the bundled real clip (30 frames 320x240, x4 bicubic degradation -> 80x60):
 four short clips (the clip, mirrored left-right, up-down, both) and one long clip (the four one after
-the other, 120 frames). Configurations run one after the other in one process, twice in alternating
+the other, 4 x --frames frames). Configurations run one after the other in one process, twice in alternating
 order; wall times include creating the actors and loading the bundle, not starting Ray.
 
     PYTHONPATH=. python benchmarks/scale_throughput.py --model basicvsr
@@ -10,6 +10,7 @@ order; wall times include creating the actors and loading the bundle, not starti
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import tempfile
@@ -44,11 +45,12 @@ def main():
     ap.add_argument("--segment", type=int, default=32, help="Segment of the long clip.")
     ap.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=30, help="Frames of each short clip (the long clip is 4x).")
     args = ap.parse_args()
     import ray
 
     gt, _ = read_clip(str(bundled_clip()), None, notice=lambda m: None)
-    lr = degrade(np.asarray(gt, np.float32), "bi")
+    lr = degrade(np.asarray(gt[:args.frames], np.float32), "bi")
     variants = [lr, lr[..., ::-1], lr[..., ::-1, :], lr[..., ::-1, ::-1]]
     root = Path(tempfile.mkdtemp(prefix="vsrdeploy-scale-bench-"))
     shorts = [str(write_png_dir(v, root / "in" / f"short{i}")) for i, v in enumerate(variants)]
@@ -57,6 +59,7 @@ def main():
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     print(f"{args.model} on {args.backend}; inputs 80x60 -> 320x240; window {args.window}, lookahead "
           f"{args.lookahead}; {cpu}, {platform.machine()}, 2 vCPUs shared with other jobs")
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"  # shared machine: other jobs fill its memory
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024, log_to_driver=False,
              configure_logging=True, logging_level="WARNING")
     common = dict(window=args.window, lookahead=args.lookahead, echo=lambda m: None, progress=False, force=True)
@@ -77,13 +80,14 @@ def main():
                 lookahead=args.lookahead, threads=threads, echo=lambda m: None, progress=False)
         wall = time.perf_counter() - t0
         shutil.rmtree(out)
-        return wall, 120
+        return wall, 4 * len(lr)
 
+    whole = -(-len(lr) // args.window) * args.window  # one segment per short clip
     configs = {
-        "4 short clips, 1 worker x 2 threads": lambda: batch(shorts, 1, 2, 32),
-        "4 short clips, 2 workers x 1 thread": lambda: batch(shorts, 2, 1, 32),
+        "4 short clips, 1 worker x 2 threads": lambda: batch(shorts, 1, 2, whole),
+        "4 short clips, 2 workers x 1 thread": lambda: batch(shorts, 2, 1, whole),
         "long clip, sequential `run` (in process, 2 threads)": lambda: sequential(2),
-        "long clip, 1 worker x 2 threads, one segment": lambda: batch([long_clip], 1, 2, 128),
+        "long clip, 1 worker x 2 threads, one segment": lambda: batch([long_clip], 1, 2, 4 * whole),
         f"long clip, 2 workers x 1 thread, segments of {args.segment} + warm-up {args.warmup}":
             lambda: batch([long_clip], 2, 1, args.segment),
     }

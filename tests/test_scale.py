@@ -117,6 +117,16 @@ def test_job_directory_records_segments_atomically_and_checks_settings(tmp_path)
     assert len(list((tmp_path / "clip").glob("frame_*.png"))) == 5
 
 
+def test_force_starts_over_only_a_job_made_with_other_settings(tmp_path):
+    job = JobDir(tmp_path, "clip")
+    job.open({"segment": 4}, force=False)
+    job.write_segment(0, make_frames(2), {})
+    JobDir(tmp_path, "clip").open({"segment": 4}, force=True)
+    assert job.missing(1) == []  # same settings: its segments are still good
+    JobDir(tmp_path, "clip").open({"segment": 8}, force=True)
+    assert job.missing(1) == [0] and json.loads((job.path / "job.json").read_text()) == {"segment": 8}
+
+
 def _boom():
     raise RuntimeError("worker died")
 
@@ -136,10 +146,21 @@ def test_batch_input_errors(tmp_path, tiny_bundle):
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
-             configure_logging=True, logging_level="WARNING")
+    # the test machine is shared: Ray's memory monitor would kill these tiny workers when *other* jobs fill
+    # the node's memory, and a loaded machine can miss Ray's 30 s start-up deadline once
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
+    for attempt in range(2):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024,
+                     log_to_driver=False, configure_logging=True, logging_level="WARNING")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
     yield ray
     ray.shutdown()
+    del os.environ["RAY_memory_monitor_refresh_ms"]
 
 
 def sequential_png(bundle, source, out):

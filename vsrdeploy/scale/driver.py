@@ -90,12 +90,11 @@ class BatchJob:
             return
         if already:
             self.echo(f"resuming: {already} of {total} frames are in finished segments")
-        worker_cls, progress_cls = remote_classes()
-        counter = progress_cls.remote()
-        bundle_ref = ray.put(pack_bundle(bundle))
+        worker_cls, coordinator_cls = remote_classes()
+        counter = coordinator_cls.remote(pack_bundle(bundle))
         resources = {"num_gpus": 1} if self.backend in GPU_BACKENDS else {"num_cpus": threads or 1}
         self.workers = [worker_cls.options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES,
-                                           **resources).remote(i, [bundle_ref], self.backend, threads, counter)
+                                           **resources).remote(i, counter, self.backend, threads)
                         for i in range(min(num_workers, len(tasks)))]
         bar = tqdm(total=total, initial=already, unit="frame", desc=f"{bundle.arch} x{len(self.workers)} workers",
                    disable=not self.show_progress, dynamic_ncols=True)
@@ -147,7 +146,7 @@ class BatchJob:
 def _get(ref, task: SegmentTask) -> dict:
     """A task's result; the worker's own errors come back as themselves, lost workers as WorkerError."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     try:
         return ray.get(ref)
@@ -159,6 +158,9 @@ def _get(ref, task: SegmentTask) -> dict:
         raise WorkerError(f"a worker died more than {MAX_RESTARTS} times (segment {task.segment.index} of "
                           f"{task.source}): {str(e).splitlines()[0]}; rerun the same command to continue "
                           "(finished segments are kept)") from None
+    except RayError as e:  # e.g. Ray's memory monitor killed the worker
+        raise WorkerError(f"segment {task.segment.index} of {task.source} failed: {str(e).splitlines()[0]}; "
+                          "rerun the same command to continue (finished segments are kept)") from None
 
 
 def _job_settings(bundle, item: BatchInput, backend: str, segment: int, warmup: int, window: int,
@@ -184,7 +186,15 @@ def _start_ray(address: str | None, cpus_needed: int, echo) -> bool:
     cpus = max(os.cpu_count() or 1, cpus_needed)
     if cpus > (os.cpu_count() or 1):
         echo(f"local Ray cluster: {cpus} CPU slots for {os.cpu_count()} cores (workers x threads oversubscribe)")
-    ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+    for attempt in range(2):  # Ray gives its processes 30 s to come up: a loaded machine can miss that once
+        try:
+            ray.init(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+            return True
+        except Exception as e:  # Ray raises a bare Exception when its node times out during startup
+            ray.shutdown()
+            if attempt:
+                raise WorkerError(f"could not start a local Ray cluster: {str(e).splitlines()[0]}; retry, or start "
+                                  "one with `ray start --head` and pass --ray-address") from None
     return True
 
 

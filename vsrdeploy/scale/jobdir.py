@@ -38,7 +38,7 @@ class JobDir:
     # ------------------------------------------------------------------ settings
 
     def open(self, settings: dict, force: bool) -> None:
-        """Create the job directory, or reuse one made with the same ``settings``.
+        """Create the job directory, or reuse one made with the same ``settings`` (its segments are valid).
 
         A job directory made with other settings is an error (its segments would not fit together),
         unless ``force``, which starts the job over.
@@ -51,8 +51,6 @@ class JobDir:
                     changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
                     raise ConfigError(f"{self.path} holds segments made with other settings ({', '.join(changed)}); "
                                       "rerun with the same settings to continue it, or pass --force to start over")
-                shutil.rmtree(self.path)
-            elif force:
                 shutil.rmtree(self.path)
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         if not meta.exists():

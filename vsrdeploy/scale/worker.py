@@ -1,9 +1,9 @@
-"""Ray actors: a worker holding one opened ``Upscaler``, and a progress counter.
+"""Ray actors: a worker holding one opened ``Upscaler``, and the job's coordinator (bundle + progress).
 
 The classes are plain Python; ``remote_classes()`` wraps them with ``ray.remote`` so that Ray is
 imported only when a batch job runs. Workers read their inputs and write their segments through
 the file system: on a multi-machine cluster the inputs and OUTDIR must be on a shared file system.
-The bundle travels in Ray's object store, so workers need no copy of it.
+The bundle travels through Ray (from the coordinator actor), so workers need no copy of it.
 """
 from __future__ import annotations
 
@@ -55,17 +55,16 @@ class SegmentTask:
 class SegmentWorker:
     """Holds one bundle opened on one backend; turns segment tasks into segment directories."""
 
-    def __init__(self, index: int, bundle_files: list, backend: str, threads: int | None, progress=None):
-        """``bundle_files``: [an object ref of ``pack_bundle``'s dict] (nested, so that Ray does not count it
-        among the constructor's object-store arguments; the driver holds the ref while the job runs)."""
+    def __init__(self, index: int, coordinator, backend: str, threads: int | None):
+        """``coordinator``: the job's ``JobCoordinator`` actor, which hands out the bundle and counts progress."""
         import ray
 
         from ..runtimes.engine import Upscaler
 
         self.index = index
-        self.progress = progress
+        self.progress = coordinator
         self._tmp = tempfile.TemporaryDirectory(prefix="vsrdeploy-bundle-")
-        bundle = unpack_bundle(ray.get(bundle_files[0]), Path(self._tmp.name) / "bundle.vsr")
+        bundle = unpack_bundle(ray.get(coordinator.bundle_files.remote()), Path(self._tmp.name) / "bundle.vsr")
         options = {"threads": threads} if threads else {}
         if threads:
             import torch
@@ -110,11 +109,16 @@ class SegmentWorker:
         return os.getpid()
 
 
-class ProgressCounter:
-    """Frames done per segment, reported by workers; a retried segment counts once (the max)."""
+class JobCoordinator:
+    """Holds the bundle's files for workers (a restarted worker fetches them again) and counts frames
+    done per segment, as reported by workers; a retried segment counts once (the max)."""
 
-    def __init__(self):
+    def __init__(self, bundle_files: dict[str, bytes]):
+        self._bundle_files = bundle_files
         self.done: dict[str, int] = {}
+
+    def bundle_files(self) -> dict[str, bytes]:
+        return self._bundle_files
 
     def report(self, key: str, frames: int) -> None:
         self.done[key] = max(self.done.get(key, 0), frames)
@@ -125,7 +129,7 @@ class ProgressCounter:
 
 @functools.cache
 def remote_classes():
-    """(worker actor class, progress actor class), wrapped by ``ray.remote``."""
+    """(worker actor class, coordinator actor class), wrapped by ``ray.remote``."""
     import ray
 
-    return ray.remote(SegmentWorker), ray.remote(num_cpus=0)(ProgressCounter)
+    return ray.remote(SegmentWorker), ray.remote(num_cpus=0)(JobCoordinator)
