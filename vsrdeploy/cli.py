@@ -569,5 +569,39 @@ def demo(backends, input_clip, model, out_dir, frames, window, lookahead):
     click.echo(f"done in {time.perf_counter() - t0:.0f} s")
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-m", "--model", required=True,
+              help="Checkpoint, bundle, or a shipped model: basicvsr, basicvsr_pp.")
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
+              help="Output directory: one output per input, named after it (video -> video, image dir -> PNG dir).")
+@click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
+@click.option("--ray-address", help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) [default: start a local one].")
+@click.option("--workers", type=int, help="Worker actors [default: cluster CPUs / --threads, or its GPUs].")
+@click.option("--threads", default=1, show_default=True, help="CPU threads per worker (its Ray num_cpus).")
+@click.option("--segment", default=64, show_default=True, help="Frames per segment (a multiple of --window).")
+@click.option("--warmup", default=None, type=int,
+              help="Frames streamed before each segment to warm the forward state [default: measured, see README].")
+@click.option("--window", default=16, show_default=True, help="Frames per window.")
+@click.option("--lookahead", default=8, show_default=True, help="Extra frames the backward branches see.")
+@click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
+              help="DCN mode when MODEL is a checkpoint [default: what the backend supports].")
+@click.option("--codec", default="mp4v", show_default=True, help="FourCC of video outputs.")
+@click.option("--force", is_flag=True, help="Redo outputs that exist and job directories made with other settings.")
+@friendly_errors
+def batch(inputs, model, outdir, backend, ray_address, workers, threads, segment, warmup, window, lookahead, dcn,
+          codec, force):
+    """Upscale many videos / image directories on a Ray cluster, long ones cut into segments; rerun to resume."""
+    from .demo import SHIPPED_MODELS, shipped_model
+    from .scale import DEFAULT_WARMUP, run_batch
+
+    result = run_batch(list(inputs), shipped_model(model) if model in SHIPPED_MODELS else model, outdir,
+                       backend=backend, ray_address=ray_address, workers=workers, threads=threads, segment=segment,
+                       warmup=DEFAULT_WARMUP if warmup is None else warmup, window=window, lookahead=lookahead,
+                       dcn=dcn, codec=codec, force=force, echo=lambda m: click.echo(m, err=True))
+    for path in result.outputs:
+        click.echo(str(path))
+
+
 if __name__ == "__main__":
     main()

@@ -151,7 +151,8 @@ class SplitRun:
 def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
                    lookahead: int = 0, pad_multiple: int = 1, scale: int = 4, stats: dict | None = None,
                    min_size: int = 1, costs: CellCosts | None = None,
-                   tiles: Callable[[int, int], TileGrid | None] | None = None) -> Iterator[torch.Tensor]:
+                   tiles: Callable[[int, int], TileGrid | None] | None = None,
+                   first_window: int | None = None) -> Iterator[torch.Tensor]:
     """Yield output frames (N, 3, sH, sW) in order, each as soon as it is final.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
@@ -159,6 +160,8 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     padded to ``min_size`` and ``pad_multiple`` and outputs cropped back. ``costs`` bounds the batch of
     every cell call (``None``: every frame of a window in one call). ``tiles(H, W)`` may return a
     :class:`TileGrid`: each frame is then cut into tiles on the batch axis and the outputs stitched.
+    ``first_window`` makes the first window that long (then ``window``): a segment that starts mid-clip
+    uses it to put its window boundaries where a run from frame 0 has them.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -168,6 +171,10 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
         raise ConfigError(
             f"{type(schedule).__name__} needs window + lookahead >= {schedule.min_span} "
             f"(got {window} + {lookahead}); raise --lookahead or --window")
+    if first_window is not None and (window is None or first_window < 1
+                                     or first_window + lookahead < schedule.min_span):
+        raise ConfigError(f"first window {first_window} needs a window and first window + lookahead >= "
+                          f"{schedule.min_span}; raise --lookahead or --warmup")
     it = iter(frames)
     buf: dict[int, torch.Tensor] = {}
     loaded = 0
@@ -208,8 +215,9 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             load_until(None)
             end = loaded
         else:
-            load_until(start + window + lookahead + 1)  # +1: know whether the span ends the clip
-            end = min(start + window, loaded)
+            size = first_window if (first_window and start == 0) else window
+            load_until(start + size + lookahead + 1)  # +1: know whether the span ends the clip
+            end = min(start + size, loaded)
         if start >= loaded:
             break
         span_end = loaded if window is None else min(end + lookahead, loaded)

@@ -43,18 +43,20 @@ class Upscaler:
 
     def stream(self, frames: Iterable, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
-               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[np.ndarray]:
+               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
+               first_window: int | None = None) -> Iterator[np.ndarray]:
         """Yield upscaled frames (3, sH, sW) float32 in order, each as soon as it is final.
 
         Holds at most ``window + lookahead`` frames' state (plus the schedule's short history).
         ``batch_bytes`` bounds each cell call (frames per call of stateless cells; it does not change
         the result); ``tile`` (int or (h, w) LR pixels) / ``tile_overlap`` cut large frames into
         overlapping tiles, ``memory_budget`` (e.g. ``"2GB"``) picks the tile when a frame would not fit.
+        ``first_window``: length of the first window (segments use it to align windows with a full run).
         Bad arguments raise at once (ConfigError), not at the first frame.
         """
         outs = self.net.stream_cells(self.backend.run, self._frames(frames), window, lookahead, stats=stats,
                                      batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
-                                     memory_budget=memory_budget)
+                                     memory_budget=memory_budget, first_window=first_window)
         return (out[0].float().cpu().numpy() for out in outs)
 
     def upscale(self, frames, **options) -> np.ndarray:
