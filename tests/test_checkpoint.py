@@ -142,13 +142,19 @@ def test_iconvsr_needs_enough_frames():
         list(streamed)
 
 
-def test_frames_smaller_than_the_network_accepts():
-    model = build_model("basicvsr_pp", mid_channels=8, num_blocks=1)
+def test_frames_smaller_than_the_network_accepts_are_padded():
+    """One behaviour everywhere (as vs-basicvsrpp does): reflect-pad to the minimum, crop the output back."""
+    torch.manual_seed(0)
+    model = build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval()
+    lrs = torch.rand(1, 3, 3, 32, 80)
+    out = model(lrs)
+    assert out.shape == (1, 3, 3, 128, 320) and torch.isfinite(out).all()
+    streamed = torch.stack(list(model.stream((lrs[:, i] for i in range(3)), window=2, lookahead=1)), 1)
+    assert streamed.shape == out.shape
+    hr = build_model("basicvsr_pp", mid_channels=8, num_blocks=1, is_low_res_input=False).eval()
+    assert hr(torch.rand(1, 2, 3, 128, 128)).shape == (1, 2, 3, 128, 128)
     with pytest.raises(InputError, match="at least 64x64 pixels.*got 32x80"):
-        model(torch.rand(1, 3, 3, 32, 80))
-    hr = build_model("basicvsr_pp", mid_channels=8, num_blocks=1, is_low_res_input=False)
-    with pytest.raises(InputError, match="is_low_res_input=False.*at least 256x256"):
-        hr(torch.rand(1, 3, 3, 128, 128))
+        model.check_frame_size(32, 80)  # fixed shapes (--static-shape) are still checked
 
 
 def test_window_too_short_for_iconvsr():

@@ -71,7 +71,6 @@ class RecurrentVSR(nn.Module):
         if not lrs.is_floating_point():
             raise InputError(f"frames must be floating point in [0, 1], got dtype {lrs.dtype}; "
                              "divide 8-bit frames by 255")
-        self.check_frame_size(lrs.shape[-2], lrs.shape[-1])
         if lrs.shape[1] < self.min_frames:
             raise InputError(f"{self.arch} needs at least {self.min_frames} frames, got {lrs.shape[1]}")
 
@@ -81,6 +80,8 @@ class RecurrentVSR(nn.Module):
         return self.min_size
 
     def check_frame_size(self, h: int, w: int) -> None:
+        """For fixed shapes (``--static-shape``). Streams pad smaller frames (reflect) up to
+        ``min_input_size`` and crop the output back, in the Python API and the CLI alike."""
         m = self.min_input_size
         if h < m or w < m:
             raise InputError(f"{self.arch} needs frames of at least {m}x{m} pixels (HxW), got {h}x{w}")
@@ -96,7 +97,6 @@ class RecurrentVSR(nn.Module):
             for x in it:
                 if x.dim() != 4 or x.shape[1] != 3:
                     raise InputError(f"each frame must have shape (N, 3, H, W), got {tuple(x.shape)}")
-                self.check_frame_size(x.shape[-2], x.shape[-1])
                 yield x
         return self.stream_cells(TorchRunner(self.cells), checked(frames), window, lookahead, stats=stats,
                                  batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
