@@ -34,6 +34,7 @@ GPU_BACKENDS = ("torch-cuda", "ort-cuda", "ort-trt", "openvino-gpu", "tensorrt")
 PSNR_DROP_TOLERANCE = {"fp16": 0.1, "int8": 0.3}
 TRT_TIMING_SIZES = ((180, 320), (270, 480))
 PARITY_SIZE = (64, 64)
+TRT_MAX_BATCH = 8  # the streaming engine batches stateless cells 8 frames at a time
 CLIP_FRAMES = 10
 
 
@@ -238,9 +239,12 @@ class SelfTest:
             for precision in ("fp32", "fp16", "int8"):
                 def run(dcn=dcn, precision=precision):
                     self._trt_gate(dcn)
+                    if dcn == "plugin" and precision == "int8":
+                        raise _Skip("not available", "INT8 calibration records cell inputs on ONNX Runtime, which "
+                                                     "cannot run the plugin node: INT8 uses the native DCN form")
                     from .export.tensorrt import build_engines, make_profile
                     b = self._trt_bundle(dcn, precision)
-                    profile = make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=4)
+                    profile = make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH)
                     t0 = time.perf_counter()
                     records = build_engines(b, precision, profile, progress=lambda c: self.echo(f"  engine {c}"))
                     build_s = time.perf_counter() - t0
@@ -290,7 +294,7 @@ class SelfTest:
             from .export.tensorrt import build_engines, make_profile
             from .runtimes.engine import Upscaler
             b = self._trt_bundle("native", "fp32")
-            build_engines(b, "fp32", make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=4))
+            build_engines(b, "fp32", make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH))
             lr, _ = self.clip()
             outs = [np.stack(list(Upscaler.create(b, "tensorrt", cuda_graphs=g).stream(lr[:6], window=3, lookahead=1)))
                     for g in (False, True)]
