@@ -262,7 +262,8 @@ class SelfTest:
                         r = run_bench(str(b.path), ["tensorrt"], frames=20, size=(h, w), warmup=3, repeat=3,
                                       options={"precision": precision}, baseline=False)[0]
                         ms[f"{h}x{w}"] = 1000 / r.fps if r.status == "ok" else r.reason
-                    ok = worst.error <= tol and (precision == "fp32" or not drop > PSNR_DROP_TOLERANCE[precision])
+                    ok = worst.error <= tol and (precision == "fp32" or not drop > PSNR_DROP_TOLERANCE[precision]) \
+                        and all(isinstance(v, float) for v in ms.values())  # a timing that failed fails the row
                     return ok, (f"built {sum(r.built for r in records)} engines in {build_s:.1f} s; worst cell "
                                 f"{worst.cell} error {worst.error:.2e} (tolerance {tol:g}); PSNR-Y {psnr:.3f} dB"
                                 + (f" (drop {drop:+.3f} dB)" if precision != "fp32" else "")
@@ -303,8 +304,11 @@ class SelfTest:
             runs = {g: run_bench(str(b.path), ["tensorrt"], frames=20, size=(h, w), options={"cuda_graphs": g},
                                  baseline=False)[0] for g in (False, True)}
             ms = {("on" if g else "off"): 1000 / r.fps if r.status == "ok" else math.nan for g, r in runs.items()}
-            return diff <= 1e-5, f"max difference {diff:.1e}; ms/frame at {h}x{w}: off {ms['off']:.2f}, " \
-                                 f"on {ms['on']:.2f}", {"max_difference": diff, "ms_per_frame": ms}
+            timed = all(r.status == "ok" for r in runs.values())
+            detail = f"max difference {diff:.1e}; ms/frame at {h}x{w}: off {ms['off']:.2f}, on {ms['on']:.2f}"
+            if not timed:
+                detail += "; timing failed: " + "; ".join(r.reason for r in runs.values() if r.status != "ok")
+            return diff <= 1e-5 and timed, detail, {"max_difference": diff, "ms_per_frame": ms}
         self.check("cuda-graphs", "TensorRT fp32 with CUDA graphs off / on", run)
 
 
