@@ -34,6 +34,7 @@ GPU_BACKENDS = ("torch-cuda", "ort-cuda", "ort-trt", "openvino-gpu", "tensorrt")
 PSNR_DROP_TOLERANCE = {"fp16": 0.1, "int8": 0.3}
 TRT_TIMING_SIZES = ((180, 320), (270, 480))
 PARITY_SIZE = (64, 64)
+TRT_MAX_BATCH = 8  # the streaming engine batches stateless cells 8 frames at a time
 CLIP_FRAMES = 10
 
 
@@ -238,9 +239,12 @@ class SelfTest:
             for precision in ("fp32", "fp16", "int8"):
                 def run(dcn=dcn, precision=precision):
                     self._trt_gate(dcn)
+                    if dcn == "plugin" and precision == "int8":
+                        raise _Skip("not available", "INT8 calibration records cell inputs on ONNX Runtime, which "
+                                                     "cannot run the plugin node: INT8 uses the native DCN form")
                     from .export.tensorrt import build_engines, make_profile
                     b = self._trt_bundle(dcn, precision)
-                    profile = make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=4)
+                    profile = make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH)
                     t0 = time.perf_counter()
                     records = build_engines(b, precision, profile, progress=lambda c: self.echo(f"  engine {c}"))
                     build_s = time.perf_counter() - t0
@@ -258,7 +262,8 @@ class SelfTest:
                         r = run_bench(str(b.path), ["tensorrt"], frames=20, size=(h, w), warmup=3, repeat=3,
                                       options={"precision": precision}, baseline=False)[0]
                         ms[f"{h}x{w}"] = 1000 / r.fps if r.status == "ok" else r.reason
-                    ok = worst.error <= tol and (precision == "fp32" or not drop > PSNR_DROP_TOLERANCE[precision])
+                    ok = worst.error <= tol and (precision == "fp32" or not drop > PSNR_DROP_TOLERANCE[precision]) \
+                        and all(isinstance(v, float) for v in ms.values())  # a timing that failed fails the row
                     return ok, (f"built {sum(r.built for r in records)} engines in {build_s:.1f} s; worst cell "
                                 f"{worst.cell} error {worst.error:.2e} (tolerance {tol:g}); PSNR-Y {psnr:.3f} dB"
                                 + (f" (drop {drop:+.3f} dB)" if precision != "fp32" else "")
@@ -290,7 +295,7 @@ class SelfTest:
             from .export.tensorrt import build_engines, make_profile
             from .runtimes.engine import Upscaler
             b = self._trt_bundle("native", "fp32")
-            build_engines(b, "fp32", make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=4))
+            build_engines(b, "fp32", make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH))
             lr, _ = self.clip()
             outs = [np.stack(list(Upscaler.create(b, "tensorrt", cuda_graphs=g).stream(lr[:6], window=3, lookahead=1)))
                     for g in (False, True)]
@@ -299,8 +304,11 @@ class SelfTest:
             runs = {g: run_bench(str(b.path), ["tensorrt"], frames=20, size=(h, w), options={"cuda_graphs": g},
                                  baseline=False)[0] for g in (False, True)}
             ms = {("on" if g else "off"): 1000 / r.fps if r.status == "ok" else math.nan for g, r in runs.items()}
-            return diff <= 1e-5, f"max difference {diff:.1e}; ms/frame at {h}x{w}: off {ms['off']:.2f}, " \
-                                 f"on {ms['on']:.2f}", {"max_difference": diff, "ms_per_frame": ms}
+            timed = all(r.status == "ok" for r in runs.values())
+            detail = f"max difference {diff:.1e}; ms/frame at {h}x{w}: off {ms['off']:.2f}, on {ms['on']:.2f}"
+            if not timed:
+                detail += "; timing failed: " + "; ".join(r.reason for r in runs.values() if r.status != "ok")
+            return diff <= 1e-5 and timed, detail, {"max_difference": diff, "ms_per_frame": ms}
         self.check("cuda-graphs", "TensorRT fp32 with CUDA graphs off / on", run)
 
 
