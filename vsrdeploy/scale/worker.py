@@ -55,14 +55,15 @@ class SegmentTask:
 class SegmentWorker:
     """Holds one bundle opened on one backend; turns segment tasks into segment directories."""
 
-    def __init__(self, index: int, coordinator, backend: str, threads: int | None):
-        """``coordinator``: the job's ``JobCoordinator`` actor, which hands out the bundle and counts progress."""
+    def __init__(self, index: int, coordinator: str, backend: str, threads: int | None):
+        """``coordinator``: the name of the job's ``JobCoordinator`` actor, which hands out the bundle and counts
+        progress (looked up by name: an actor handle among the arguments makes Ray warn about restarts)."""
         import ray
 
         from ..runtimes.engine import Upscaler
 
         self.index = index
-        self.progress = coordinator
+        self.progress = coordinator = ray.get_actor(coordinator)
         self._tmp = tempfile.TemporaryDirectory(prefix="vsrdeploy-bundle-")
         bundle = unpack_bundle(ray.get(coordinator.bundle_files.remote()), Path(self._tmp.name) / "bundle.vsr")
         options = {"threads": threads} if threads else {}
