@@ -183,7 +183,12 @@ def _start_ray(address: str | None, cpus_needed: int, echo) -> bool:
     common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
               "logging_level": "WARNING"}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            ray.shutdown()
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}; check "
+                              "the address with `ray status` on its head node") from None
         return True
     cpus = max(os.cpu_count() or 1, cpus_needed)
     if cpus > (os.cpu_count() or 1):
