@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import socket
 import tempfile
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import Bundle, safe_join
+from ..errors import InputError
 from ..runtimes.frames import open_source
 from .jobdir import JobDir
 from .segments import Segment, segment_outputs
@@ -73,10 +73,6 @@ class SegmentWorker:
         self.upscaler = Upscaler.create(bundle, backend, **options)
         self.host = socket.gethostname()
 
-    def describe(self) -> dict:
-        return {"worker": self.index, "host": self.host, "pid": os.getpid(),
-                "backend": self.upscaler.backend.describe()}
-
     def process(self, task: SegmentTask) -> dict:
         seg = task.segment
         job = JobDir(Path(task.outdir), task.name)
@@ -91,7 +87,6 @@ class SegmentWorker:
                                                            "start": seg.start, "end": seg.end,
                                                            "warmup": seg.warmup})
         if count != seg.frames:
-            from ..errors import InputError
             raise InputError(f"{task.source}: segment {seg.index} expected {seg.frames} frames, got {count}; "
                              "the input changed during the job: rerun with --force")
         seconds = time.perf_counter() - t0
@@ -99,15 +94,9 @@ class SegmentWorker:
                 "seconds": seconds, "host": self.host}
 
     def _counted(self, frames, key: str):
-        n = 0
-        for frame in frames:
+        for n, frame in enumerate(frames, 1):
             yield frame
-            n += 1
-            if self.progress is not None:
-                self.progress.report.remote(key, n)
-
-    def pid(self) -> int:
-        return os.getpid()
+            self.progress.report.remote(key, n)
 
 
 class JobCoordinator:
