@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,10 +92,11 @@ class BatchJob:
         if already:
             self.echo(f"resuming: {already} of {total} frames are in finished segments")
         worker_cls, coordinator_cls = remote_classes()
-        counter = coordinator_cls.remote(pack_bundle(bundle))
+        coordinator = f"vsrdeploy-coordinator-{uuid.uuid4().hex}"
+        counter = coordinator_cls.options(name=coordinator).remote(pack_bundle(bundle))
         resources = {"num_gpus": 1} if self.backend in GPU_BACKENDS else {"num_cpus": threads or 1}
         self.workers = [worker_cls.options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES,
-                                           **resources).remote(i, counter, self.backend, threads)
+                                           **resources).remote(i, coordinator, self.backend, threads)
                         for i in range(min(num_workers, len(tasks)))]
         bar = tqdm(total=total, initial=already, unit="frame", desc=f"{bundle.arch} x{len(self.workers)} workers",
                    disable=not self.show_progress, dynamic_ncols=True)
@@ -181,7 +183,12 @@ def _start_ray(address: str | None, cpus_needed: int, echo) -> bool:
     common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
               "logging_level": "WARNING"}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            ray.shutdown()
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}; check "
+                              "the address with `ray status` on its head node") from None
         return True
     cpus = max(os.cpu_count() or 1, cpus_needed)
     if cpus > (os.cpu_count() or 1):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..runtimes.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_source
+from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_source
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError, OutputError
-from ..runtimes.frames import open_sink, open_source
+from ..io import open_sink, open_source
 
 JOB_PREFIX = ".vsrdeploy-job-"
 SEGMENT_META = "segment.json"
@@ -119,7 +119,7 @@ class JobDir:
         return frames
 
     def _assemble_png_dir(self, count: int, output: Path) -> int:
-        from ..runtimes.frames import FRAME_NAME
+        from ..io import FRAME_NAME
 
         partial = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex}")
         partial.mkdir()

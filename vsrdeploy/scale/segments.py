@@ -85,7 +85,3 @@ def segment_outputs(upscaler, frames: Iterable[np.ndarray], seg: Segment, window
     finally:
         stream.close()
 
-
-def overhead(segment: int, warmup: int, lookahead: int) -> float:
-    """Frames streamed per output frame for a mid-clip segment: (segment + warmup + lookahead) / segment."""
-    return (segment + warmup + lookahead) / segment

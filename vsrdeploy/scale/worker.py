@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import socket
 import tempfile
 import time
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import Bundle, safe_join
-from ..runtimes.frames import open_source
+from ..errors import InputError
+from ..io import open_source
 from .jobdir import JobDir
 from .segments import Segment, segment_outputs
 
@@ -55,14 +55,15 @@ class SegmentTask:
 class SegmentWorker:
     """Holds one bundle opened on one backend; turns segment tasks into segment directories."""
 
-    def __init__(self, index: int, coordinator, backend: str, threads: int | None):
-        """``coordinator``: the job's ``JobCoordinator`` actor, which hands out the bundle and counts progress."""
+    def __init__(self, index: int, coordinator: str, backend: str, threads: int | None):
+        """``coordinator``: the name of the job's ``JobCoordinator`` actor, which hands out the bundle and counts
+        progress (looked up by name: an actor handle among the arguments makes Ray warn about restarts)."""
         import ray
 
         from ..runtimes.engine import Upscaler
 
         self.index = index
-        self.progress = coordinator
+        self.progress = coordinator = ray.get_actor(coordinator)
         self._tmp = tempfile.TemporaryDirectory(prefix="vsrdeploy-bundle-")
         bundle = unpack_bundle(ray.get(coordinator.bundle_files.remote()), Path(self._tmp.name) / "bundle.vsr")
         options = {"threads": threads} if threads else {}
@@ -71,10 +72,6 @@ class SegmentWorker:
             torch.set_num_threads(threads)
         self.upscaler = Upscaler.create(bundle, backend, **options)
         self.host = socket.gethostname()
-
-    def describe(self) -> dict:
-        return {"worker": self.index, "host": self.host, "pid": os.getpid(),
-                "backend": self.upscaler.backend.describe()}
 
     def process(self, task: SegmentTask) -> dict:
         seg = task.segment
@@ -90,7 +87,6 @@ class SegmentWorker:
                                                            "start": seg.start, "end": seg.end,
                                                            "warmup": seg.warmup})
         if count != seg.frames:
-            from ..errors import InputError
             raise InputError(f"{task.source}: segment {seg.index} expected {seg.frames} frames, got {count}; "
                              "the input changed during the job: rerun with --force")
         seconds = time.perf_counter() - t0
@@ -98,15 +94,9 @@ class SegmentWorker:
                 "seconds": seconds, "host": self.host}
 
     def _counted(self, frames, key: str):
-        n = 0
-        for frame in frames:
+        for n, frame in enumerate(frames, 1):
             yield frame
-            n += 1
-            if self.progress is not None:
-                self.progress.report.remote(key, n)
-
-    def pid(self) -> int:
-        return os.getpid()
+            self.progress.report.remote(key, n)
 
 
 class JobCoordinator:
