@@ -70,8 +70,8 @@ def test_cost_estimate_scales_with_pixels_and_splits_large_frames():
         net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
     costs = CellCosts(net)
     up = costs.per_item("upsample", 180, 320)
-    # one 64-channel 720x1280 map into a conv and one out: ~470 MB; the old 8-frame chunk needed 8x that
-    assert 400 * 2**20 < up < 700 * 2**20
+    # 64-channel 720x1280 maps into and out of a conv (+ a layout copy); the old 8-frame chunk needed 8x that
+    assert 600 * 2**20 < up < 900 * 2**20  # measured RSS increase of PyTorch CPU: ~730 MB
     assert costs.items_per_call("upsample", 180, 320) == 1
     assert costs.per_item("upsample", 90, 160) == pytest.approx(up / 4, rel=0.05)
     assert costs.items_per_call("flow", 64, 64) > 8
@@ -131,7 +131,7 @@ def test_tiled_bundle_stream_runs_tiles_on_the_batch_axis(tiny_bundle):
 
 @pytest.mark.parametrize("tile, overlap, match", [
     (0, 0, "positive"), (-8, 0, "positive"), ((32, 0), 0, "positive"), ("big", 0, "int or"),
-    (32, 32, "must be smaller than the tile"), (32, 40, "must be smaller than the tile"),
+    (32, 32, "must be smaller than the tile"), (32, 40, "must be smaller than the tile"), (8, 16, "minimum input"),
     (32, -1, "overlap must be an int >= 0"), (8, 2, "minimum input of 16x16"),
 ])
 def test_bad_tile_arguments(tile, overlap, match):
@@ -154,8 +154,51 @@ def test_memory_budget_picks_a_tile_only_when_needed():
         net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
     costs = CellCosts(net)
     assert plan_tiles(180, 320, memory_budget="8GB", costs=costs, frames_held=25, min_size=16) is None
-    grid = plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=10, min_size=16,
+    grid = plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=4, min_size=16,
                       base_bytes=300 * 2**20)
     assert grid is not None and len(grid) > 1 and grid.tile_h >= 16
     with pytest.raises(ConfigError, match="raise --memory-budget"):
         plan_tiles(540, 960, memory_budget="200MB", costs=CellCosts(net), frames_held=25, min_size=16)
+
+
+# -- vsrdeploy run --tile / --tile-overlap / --memory-budget ------------------------------------
+
+def _clip(path):
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (48, 36))
+    base = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    for i in range(4):
+        writer.write(np.ascontiguousarray(base[i:i + 36, 2 * i:2 * i + 48]))
+    writer.release()
+    return path
+
+
+def test_run_cli_tiles(tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    clip = _clip(tmp_path / "in.avi")
+    out = tmp_path / "frames"
+    result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-i", str(clip), "-o", str(out), "--window", "2",
+                                       "--lookahead", "1", "--tile", "36x32", "--tile-overlap", "8"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 frames (48x36 -> 192x144)" in result.output
+    assert len(list(out.glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tile", "0"], "tile must be a positive size"),
+    (["--tile", "32", "--tile-overlap", "32"], "lower --tile-overlap"),
+    (["--tile", "8"], "use --tile 16 or larger"),
+    (["--tile", "big"], "write --tile 256 or --tile 192x256"),
+    (["--memory-budget", "lots"], "write it like 2GB"),
+])
+def test_run_cli_bad_tile_arguments_are_one_line_errors(tiny_bundle, tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    clip = _clip(tmp_path / "in.avi")
+    result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-i", str(clip), "-o", str(tmp_path / "o"), *args])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))

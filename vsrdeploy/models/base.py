@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..memory import rss_mb
+from ..memory import return_large_frees_to_os, rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows
@@ -120,6 +120,7 @@ class RecurrentVSR(nn.Module):
         """
         if tile is not None:
             check_tile_args(tile, tile_overlap, self.min_input_size)
+        return_large_frees_to_os()
         budget = parse_bytes(memory_budget) if memory_budget is not None else None
         costs = CellCosts(self, batch_bytes)
         schedule = self.schedule()
