@@ -231,6 +231,10 @@ class FrameSource:
         return frame
 
     def close(self) -> None:
+        # finish the decoding generators first, while what they read from is still open
+        items, self._items = self._items, iter(())
+        if hasattr(items, "close"):
+            items.close()
         release, self._release = self._release, lambda: None
         release()
 
