@@ -73,7 +73,7 @@ class JobDir:
         Safe to call twice for one segment (a retried task): the first complete copy wins.
         """
         final = self.segment_path(index)
-        partial = self.segments_dir / f".{index:06d}.partial-{uuid.uuid4().hex}"
+        partial = self.segments_dir / f".{index:06d}-partial-{uuid.uuid4().hex}"  # no suffix: a PNG directory
         count = 0
         try:
             with open_sink(str(partial), bit_depth=bit_depth) as sink:
