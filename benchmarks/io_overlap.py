@@ -44,7 +44,7 @@ def cpu_description() -> str:
 def make_input(path: Path, width: int, height: int, frames: int) -> np.ndarray:
     import av
 
-    from vsrdeploy.compare import read_clip
+    from vsrdeploy.evaluate.compare import read_clip
     from vsrdeploy.demo import bundled_clip
 
     clip, _ = read_clip(str(bundled_clip()), notice=lambda m: None)  # (T, 3, 240, 320)

@@ -60,7 +60,7 @@ def child(cfg: dict) -> None:
     import numpy as np
     import torch
 
-    from vsrdeploy.memory import peak_rss_mb, rss_mb
+    from vsrdeploy.evaluate.memory import peak_rss_mb, rss_mb
     torch.set_num_threads(cfg["threads"])
     h, w = cfg["size"]
     t0 = time.perf_counter()

@@ -25,9 +25,9 @@ import torch
 
 from vsrdeploy import export_onnx, load_checkpoint
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.compare import read_clip
-from vsrdeploy.degrade import degrade
-from vsrdeploy.metrics import psnr
+from vsrdeploy.evaluate.compare import read_clip
+from vsrdeploy.evaluate.degrade import degrade
+from vsrdeploy.evaluate.metrics import psnr
 from vsrdeploy.runtimes.engine import Upscaler
 
 
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
 
 
 def _bicubic_up(lr: np.ndarray) -> np.ndarray:
-    from vsrdeploy.degrade import bicubic_resize
+    from vsrdeploy.evaluate.degrade import bicubic_resize
     return bicubic_resize(lr, 4)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vsrdeploy.compare import read_clip
-from vsrdeploy.degrade import degrade
+from vsrdeploy.evaluate.compare import read_clip
+from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import bundled_clip, shipped_model
 from vsrdeploy.runtimes.engine import bundle_for
 from vsrdeploy.runtimes.stream_job import run_job

@@ -16,10 +16,10 @@ import json
 
 import numpy as np
 
-from vsrdeploy.compare import read_clip
-from vsrdeploy.degrade import degrade
+from vsrdeploy.evaluate.compare import read_clip
+from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import bundled_clip, shipped_model
-from vsrdeploy.metrics import psnr
+from vsrdeploy.evaluate.metrics import psnr
 from vsrdeploy.runtimes.engine import Upscaler, bundle_for
 
 

@@ -19,10 +19,10 @@ import platform
 import numpy as np
 
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.compare import read_clip
-from vsrdeploy.degrade import degrade
+from vsrdeploy.evaluate.compare import read_clip
+from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import SHIPPED_MODELS, bundled_clip, shipped_model
-from vsrdeploy.metrics import psnr, rgb_to_y
+from vsrdeploy.evaluate.metrics import psnr, rgb_to_y
 from vsrdeploy.runtimes.engine import Upscaler, bundle_for
 from vsrdeploy.scale import plan_segments, segment_outputs
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsrdeploy.memory import peak_rss_mb
+from vsrdeploy.evaluate.memory import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},

@@ -33,7 +33,7 @@ def run(up, lr, window, lookahead, tile=None, overlap=16):
 
 
 def psnr_y(a, b, crop=0) -> float:
-    from vsrdeploy.metrics import psnr
+    from vsrdeploy.evaluate.metrics import psnr
     return float(np.mean([psnr(x, y, crop_border=crop, y_channel=True) for x, y in zip(a, b)]))
 
 
@@ -52,8 +52,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import vsrdeploy
-    from vsrdeploy.compare import read_clip
-    from vsrdeploy.degrade import degrade
+    from vsrdeploy.evaluate.compare import read_clip
+    from vsrdeploy.evaluate.degrade import degrade
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())

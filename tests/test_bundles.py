@@ -9,7 +9,7 @@ import torch
 import vsrdeploy
 from vsrdeploy import BackendUnavailable, BundleError, ConfigError, InputError
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.reference import NOT_IN_WEIGHTS, load_index
+from vsrdeploy.evaluate.reference import NOT_IN_WEIGHTS, load_index
 from tests.conftest import random_clip
 
 pytest.importorskip("onnxruntime")

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from vsrdeploy.cli import main
-from vsrdeploy.compare import Target, prepare_clips, run_compare
+from vsrdeploy.evaluate.compare import Target, prepare_clips, run_compare
 from vsrdeploy.runtimes.base import register_backend
 from vsrdeploy.runtimes.onnxruntime_backend import OrtCpuBackend
 
@@ -104,7 +104,7 @@ def test_nan_output_fails_with_frame_index(bundle, hr_clip):
 
 
 def test_degrade_bi_sizes_and_values(hr_clip):
-    from vsrdeploy.degrade import bicubic_resize
+    from vsrdeploy.evaluate.degrade import bicubic_resize
     lr, gt, desc, _ = prepare_clips(str(hr_clip), None, "bi", 3)
     assert lr.shape == (3, 3, 16, 20) and gt.shape == (3, 3, 64, 80)
     assert np.allclose(lr[1], bicubic_resize(gt[1], 0.25), atol=1e-6)

@@ -51,8 +51,8 @@ def test_bench_unknown_names(tiny_bundle, backends, match):
 
 
 def test_library_refuses_unknown_names(tiny_bundle):
-    from vsrdeploy.bench import run_bench
-    from vsrdeploy.compare import parse_targets
+    from vsrdeploy.evaluate.bench import run_bench
+    from vsrdeploy.evaluate.compare import parse_targets
     with pytest.raises(ConfigError, match=r"unknown backend\(s\) ort-cpuu; choose from"):
         parse_targets(["ort-cpuu"], ["fp32"])
     with pytest.raises(ConfigError, match=r"unknown backend\(s\) nope"):

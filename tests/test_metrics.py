@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from vsrdeploy.degrade import DEGRADATIONS, bd_degrade, bicubic_resize, degrade, gaussian_kernel
+from vsrdeploy.evaluate.degrade import DEGRADATIONS, bd_degrade, bicubic_resize, degrade, gaussian_kernel
 from vsrdeploy.errors import ConfigError, InputError, VSRDeployError
-from vsrdeploy.metrics import check_finite, clip_metrics, max_abs_error, psnr, rgb_to_y, ssim
+from vsrdeploy.evaluate.metrics import check_finite, clip_metrics, max_abs_error, psnr, rgb_to_y, ssim
 
 skdata = pytest.importorskip("skimage.data")
 skmetrics = pytest.importorskip("skimage.metrics")

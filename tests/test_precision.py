@@ -191,7 +191,7 @@ def test_derived_bundle_is_verified_and_traceable(tiny_bundle, tmp_path):
 
 
 def test_compare_measures_an_int8_bundle_against_its_fp32_weights(tiny_bundle, tmp_path):
-    from vsrdeploy.compare import Target, run_compare
+    from vsrdeploy.evaluate.compare import Target, run_compare
     lr = _clip(t=4, h=32, w=32)
     int8 = Bundle(calibrate_bundle(tiny_bundle, lr, tmp_path / "c-int8.vsr", target="cpu", progress=False))
     result = run_compare(int8, lr, [Target("ort-cpu", "int8"), Target("torch", "int8")], window=None, lookahead=0)
@@ -227,10 +227,10 @@ def test_reduced_precision_on_a_real_clip_with_the_trained_model(tmp_path):
     """The shipped (trained) BasicVSR on real frames: INT8 (CPU form) within 0.3 dB PSNR-Y of FP32,
     FP16 (emulated, default keep list) within 0.1 dB. Calibration frames are disjoint from the test frames."""
     from vsrdeploy.calib.fp16 import DEFAULT_KEEP_FP32, emulate_fp16
-    from vsrdeploy.compare import read_clip
-    from vsrdeploy.degrade import degrade
+    from vsrdeploy.evaluate.compare import read_clip
+    from vsrdeploy.evaluate.degrade import degrade
     from vsrdeploy.demo import bundled_clip, shipped_model
-    from vsrdeploy.metrics import psnr
+    from vsrdeploy.evaluate.metrics import psnr
     hr, _ = read_clip(str(bundled_clip()), 18)
     calib, test_hr = degrade(hr[:6], "bi"), hr[8:18]
     test_lr = degrade(test_hr, "bi")

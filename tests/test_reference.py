@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from vsrdeploy.reference import checkpoint_files, run_case
+from vsrdeploy.evaluate.reference import checkpoint_files, run_case
 from tests.conftest import VECTORS
 
 TOLERANCE = 1e-4

@@ -10,7 +10,7 @@ from vsrdeploy.cli import main
 from vsrdeploy.errors import OutputError
 from vsrdeploy.runtimes.base import register_backend
 from vsrdeploy.runtimes.onnxruntime_backend import OrtCpuBackend
-from vsrdeploy.selftest import Check, SelfTest, format_report, make_report, write_report
+from vsrdeploy.evaluate.selftest import Check, SelfTest, format_report, make_report, write_report
 
 pytest.importorskip("onnxruntime")
 NO_GPU = not torch.cuda.is_available()

@@ -138,7 +138,7 @@ def test_cuda_dcn_matches_pytorch_dcn(dtype):
 
 @pytest.mark.skipif(not (HAS_TRT and GPU), reason="needs TensorRT and a CUDA GPU")
 def test_engines_match_ort_cpu_per_cell(tiny_bundle):
-    from vsrdeploy.cell_parity import PARITY_TOLERANCE, cell_parity
+    from vsrdeploy.evaluate.cell_parity import PARITY_TOLERANCE, cell_parity
     b = Bundle(tiny_bundle)
     profile = make_profile(b, (32, 32), (32, 48), (64, 64), max_batch=2)
     trt_export.build_engines(b, "fp32", profile)

@@ -95,7 +95,7 @@ def inspect(checkpoint, arch, overrides, as_json):
 @friendly_errors
 def parity(vectors, tolerance, backends):
     """Check the networks against upstream reference vectors (a directory with index.json)."""
-    from .reference import iter_reference_results
+    from .evaluate.reference import iter_reference_results
 
     failed = 0
     names = [b.strip() for b in backends.split(",") if b.strip()]
@@ -195,11 +195,11 @@ def convert(bundle, precision, keep, output, force):
 def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, exclude, samples, output, force):
     """Quantize a bundle to INT8 (Q/DQ), calibrated on real frames streamed through it."""
     from .calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
-    from .compare import read_clip
+    from .evaluate.compare import read_clip
 
     frames, description = read_clip(frames_spec, max_frames, notice=lambda m: click.echo(m, err=True), skip=skip)
     if degrade:
-        from .degrade import degrade as make_lr
+        from .evaluate.degrade import degrade as make_lr
         frames = make_lr(frames, degrade)
     rules = [] if exclude == ("none",) else (list(exclude) or list(DEFAULT_EXCLUDE))
     path = calibrate_bundle(bundle, frames, output, target=target, method=method, exclude=rules,
@@ -290,7 +290,7 @@ def parse_time(value: str | None) -> float | None:
 @friendly_errors
 def selftest(gpu, report_dir):
     """Check every path this machine supports on the shipped models; say why the others cannot run."""
-    from .selftest import format_report, run_selftest, write_report
+    from .evaluate.selftest import format_report, run_selftest, write_report
 
     report = run_selftest(gpu=gpu, echo=lambda m: click.echo(m, err=True))
     click.echo(format_report(report))
@@ -428,8 +428,8 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, skip, report_dir,
             sweep_lookahead, warmup, repeat, max_error, min_psnr, dcn):
     """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
-    from .compare import parse_targets, prepare_clips, run_compare
-    from .report import format_table, write_report
+    from .evaluate.compare import parse_targets, prepare_clips, run_compare
+    from .evaluate.report import format_table, write_report
     from .runtimes.engine import bundle_for
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
@@ -455,7 +455,7 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
 
 
 def machine_description() -> str:
-    from .machine import describe
+    from .evaluate.machine import describe
     return describe()
 
 
@@ -475,7 +475,7 @@ def machine_description() -> str:
 @friendly_errors
 def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
     """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward."""
-    from .bench import format_bench, run_bench
+    from .evaluate.bench import format_bench, run_bench
     from .runtimes.engine import bundle_for
 
     from .runtimes.base import check_backend_names
@@ -488,7 +488,7 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
                         warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
                         progress=echo)
     if as_json:
-        from .machine import machine_info
+        from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),
                     "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
                     "threads": threads}

@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from .compare import Target, prepare_clips, run_compare
-from .degrade import bicubic_resize
-from .report import format_table, write_report
+from .evaluate.compare import Target, prepare_clips, run_compare
+from .evaluate.degrade import bicubic_resize
+from .evaluate.report import format_table, write_report
 
 SHIPPED_MODELS = {"basicvsr": "basicvsr_c16n4_opencv.pth", "basicvsr_pp": "basicvsrpp_c16n2_opencv.pth"}
 SHIPPED_MODEL = SHIPPED_MODELS["basicvsr"]
@@ -65,7 +65,7 @@ def side_by_side(lr: np.ndarray, sr: np.ndarray, third: np.ndarray, third_name: 
 def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None, backends=None,
              frames: int | None = 30, window: int = 10, lookahead: int = 5,
              echo: Callable[[str], None] = print) -> dict:
-    from .metrics import psnr
+    from .evaluate.metrics import psnr
     from .runtimes import availability
     from .runtimes.engine import Upscaler, bundle_for
     from .io import open_sink

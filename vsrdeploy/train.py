@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .degrade import bicubic_resize
+from .evaluate.degrade import bicubic_resize
 from .errors import ConfigError, InputError
-from .metrics import psnr
+from .evaluate.metrics import psnr
 from .models import build_model
 
 

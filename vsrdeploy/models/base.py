@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..memory import return_large_frees_to_os, rss_mb
+from ..evaluate.memory import return_large_frees_to_os, rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import BackendUnavailable, OutputError
+from ..errors import BackendUnavailable, OutputError
 
 GPU_BACKENDS = ("torch-cuda", "ort-cuda", "ort-trt", "openvino-gpu", "tensorrt")
 #: PSNR-Y drops the tests allow for the shipped BasicVSR on real frames (tests/test_precision.py)
@@ -59,7 +59,7 @@ class _Skip(Exception):
 class SelfTest:
     def __init__(self, gpu: bool = False, workdir: Path | None = None, echo: Callable[[str], None] = lambda m: None,
                  models: tuple[str, ...] | None = None):
-        from .demo import SHIPPED_MODELS
+        from ..demo import SHIPPED_MODELS
         self.gpu = gpu
         self.models = tuple(models or SHIPPED_MODELS)
         self.echo = echo
@@ -91,18 +91,18 @@ class SelfTest:
 
     def bundle(self, model: str, dcn: str, precision: str = "fp32"):
         """The shipped ``model`` exported with ``dcn`` (and converted / calibrated to ``precision``), cached."""
-        from .bundle import Bundle
+        from ..bundle import Bundle
         key = (model, dcn, precision)
         if key not in self._bundles:
             if precision == "fp32":
-                from .demo import shipped_model
-                from .export import export_onnx
+                from ..demo import shipped_model
+                from ..export import export_onnx
                 path = export_onnx(str(shipped_model(model)), self.workdir / f"{model}-{dcn}.vsr", dcn=dcn)
             elif precision == "fp16":
-                from .calib.fp16 import convert_bundle_fp16
+                from ..calib.fp16 import convert_bundle_fp16
                 path = convert_bundle_fp16(self.bundle(model, dcn), self.workdir / f"{model}-{dcn}-fp16.vsr")
             else:  # "int8-cpu" / "int8-tensorrt"
-                from .calib.int8 import calibrate_bundle
+                from ..calib.int8 import calibrate_bundle
                 target = precision.split("-")[1]
                 lr, _ = self.clip()
                 path = calibrate_bundle(self.bundle(model, dcn), lr[:6], self.workdir / f"{model}-{dcn}-{precision}.vsr",
@@ -114,14 +114,14 @@ class SelfTest:
         """(LR, HR) of the bundled clip: CLIP_FRAMES frames, bicubic x4 down (LR 80x60)."""
         if self._clip is None:
             from .compare import prepare_clips
-            from .demo import bundled_clip
+            from ..demo import bundled_clip
             lr, hr, _, _ = prepare_clips(str(bundled_clip()), None, "bi", CLIP_FRAMES)
             self._clip = (lr, hr)
         return self._clip
 
     def gate(self, backend: str) -> None:
         """Raise _Skip unless ``backend`` can run here (and, for GPU backends, --gpu was given)."""
-        from .runtimes.base import get_backend_class
+        from ..runtimes.base import get_backend_class
         reason = get_backend_class(backend).unavailable_reason()
         if reason:
             raise _Skip("not available", reason)
@@ -131,7 +131,7 @@ class SelfTest:
     # -- sections ---------------------------------------------------------------------------------------
 
     def run(self) -> list[Check]:
-        from .runtimes.base import list_backends
+        from ..runtimes.base import list_backends
         backends = [b for b in list_backends() if b in GPU_BACKENDS or not b.startswith("test-")]
         loaded = self.backend_section([b for b in backends if b != "tensorrt"])
         self.stream_section(loaded)
@@ -143,7 +143,7 @@ class SelfTest:
 
     def backend_section(self, backends: list[str]) -> list[str]:
         from .cell_parity import PARITY_TOLERANCE, cell_parity
-        from .runtimes.base import create_backend, get_backend_class
+        from ..runtimes.base import create_backend, get_backend_class
         loaded = []
         for backend in backends:
             for model in self.models:
@@ -222,7 +222,7 @@ class SelfTest:
     def _trt_gate(self, dcn: str) -> None:
         self.gate("tensorrt")
         if dcn == "plugin":
-            from .export.tensorrt import PLUGIN_ENV, PLUGIN_LIBRARY, find_plugin
+            from ..export.tensorrt import PLUGIN_ENV, PLUGIN_LIBRARY, find_plugin
             if find_plugin() is None:
                 raise _Skip("not available", f"the DCN plugin library {PLUGIN_LIBRARY} is not built: build it with "
                                              f"CMake (README, 'Deploying to TensorRT') and set ${PLUGIN_ENV}")
@@ -233,7 +233,7 @@ class SelfTest:
     def tensorrt_section(self) -> None:
         from .bench import run_bench
         from .cell_parity import PARITY_TOLERANCE, cell_parity
-        from .runtimes.base import create_backend
+        from ..runtimes.base import create_backend
         fp32_psnr: dict[str, float] = {}
         for dcn in ("native", "plugin"):
             for precision in ("fp32", "fp16", "int8"):
@@ -242,7 +242,7 @@ class SelfTest:
                     if dcn == "plugin" and precision == "int8":
                         raise _Skip("not available", "INT8 calibration records cell inputs on ONNX Runtime, which "
                                                      "cannot run the plugin node: INT8 uses the native DCN form")
-                    from .export.tensorrt import build_engines, make_profile
+                    from ..export.tensorrt import build_engines, make_profile
                     b = self._trt_bundle(dcn, precision)
                     profile = make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH)
                     t0 = time.perf_counter()
@@ -281,7 +281,7 @@ class SelfTest:
                     raise _Skip("not available", "no CUDA GPU visible to PyTorch (or a CPU-only PyTorch build)")
                 if not self.gpu:
                     raise _Skip("not run", "a GPU path: pass --gpu to run it")
-                from .models.dcn_cuda import KERNEL_TOLERANCE, kernel_error
+                from ..models.dcn_cuda import KERNEL_TOLERANCE, kernel_error
                 name = str(dtype).removeprefix("torch.")
                 err, tol = kernel_error(dtype), KERNEL_TOLERANCE[name]
                 return err < tol, f"relative error {err:.2e} vs float64 PyTorch DCN (tolerance {tol:g})", \
@@ -292,8 +292,8 @@ class SelfTest:
         def run():
             self._trt_gate("native")
             from .bench import run_bench
-            from .export.tensorrt import build_engines, make_profile
-            from .runtimes.engine import Upscaler
+            from ..export.tensorrt import build_engines, make_profile
+            from ..runtimes.engine import Upscaler
             b = self._trt_bundle("native", "fp32")
             build_engines(b, "fp32", make_profile(b, None, TRT_TIMING_SIZES[0], TRT_TIMING_SIZES[-1], max_batch=TRT_MAX_BATCH))
             lr, _ = self.clip()

@@ -10,8 +10,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .errors import VSRDeployError
+from ..checkpoint import load_checkpoint
+from ..errors import VSRDeployError
 
 #: config values a checkpoint cannot tell; taken from the case's upstream config
 NOT_IN_WEIGHTS = ("keyframe_stride", "dynamic_refine_thres")
@@ -55,10 +55,10 @@ def run_case(vectors: str, case: dict, filename: str):
 
 def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workdir: str):
     """Export the case's checkpoint to a bundle (DCN form the backend takes) and run it on ``backend``."""
-    from .export import export_onnx
-    from .runtimes.base import get_backend_class
-    from .runtimes.engine import Upscaler
-    from .bundle import Bundle
+    from ..export import export_onnx
+    from ..runtimes.base import get_backend_class
+    from ..runtimes.engine import Upscaler
+    from ..bundle import Bundle
 
     dcn = get_backend_class(backend).preferred_dcn
     target = os.path.join(workdir, f"{case['name']}-{dcn}.vsr")
@@ -73,7 +73,7 @@ def run_bundle_case(vectors: str, case: dict, filename: str, backend: str, workd
 def iter_reference_results(vectors: str, backends=(), skip_arches=()) -> Iterator[ReferenceResult]:
     """PyTorch on every checkpoint format of every case; then, per backend, the exported bundle."""
     import tempfile
-    from .models import list_models
+    from ..models import list_models
 
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-parity-") as workdir:
         for case in load_index(vectors):

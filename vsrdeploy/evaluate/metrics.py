@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .errors import InputError, VSRDeployError
+from ..errors import InputError, VSRDeployError
 
 __all__ = ["rgb_to_y", "psnr", "ssim", "max_abs_error", "clip_metrics", "check_finite",
            "SSIM_WINDOW", "SSIM_SIGMA"]

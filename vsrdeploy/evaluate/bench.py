@@ -2,7 +2,7 @@
 
 Each configuration runs in a fresh process (so its peak memory is its own), on a synthetic clip with
 smooth content and small motion; warm-up first, then ``repeat`` timed runs: median frames/s with its
-spread, per-frame latency percentiles and first-frame latency (``vsrdeploy.timing``).
+spread, per-frame latency percentiles and first-frame latency (``vsrdeploy.evaluate.timing``).
 """
 from __future__ import annotations
 
@@ -57,9 +57,9 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     import torch
     if threads:
         torch.set_num_threads(threads)
-    from .bundle import Bundle
+    from ..bundle import Bundle
     from .compare import one_line
-    from .errors import BackendUnavailable
+    from ..errors import BackendUnavailable
     clip = synthetic_clip(frames, *size)
     bundle = Bundle(bundle_path)
     from .timing import StreamRun, summarize_runs, timed_stream, warm_up
@@ -74,7 +74,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 total = time.perf_counter() - t
                 return StreamRun(total, total, [total] * len(c))
         else:
-            from .runtimes.engine import Upscaler
+            from ..runtimes.engine import Upscaler
             if threads and name != "torch":
                 options = {"threads": threads, **options}
             up = Upscaler.create(bundle, name, **options)
@@ -98,8 +98,8 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
               options: dict | None = None, baseline: bool = True, progress=lambda msg: None) -> list[BenchResult]:
     """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's."""
-    from .errors import ConfigError
-    from .runtimes.base import check_backend_names
+    from ..errors import ConfigError
+    from ..runtimes.base import check_backend_names
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
     check_backend_names(backends)

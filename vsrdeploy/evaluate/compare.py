@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import BackendUnavailable, ConfigError, InputError, VSRDeployError
+from ..errors import BackendUnavailable, ConfigError, InputError, VSRDeployError
 from .machine import machine_info
 from .memory import PeakRSS
 
@@ -108,7 +108,7 @@ def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends torch,ort-cpu,openvino-cpu")
-    from .runtimes.base import check_backend_names
+    from ..runtimes.base import check_backend_names
     check_backend_names(backends)
     return [Target(b, p) for b in backends for p in precisions]
 
@@ -203,8 +203,8 @@ def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, na
 
     ``reference``: PyTorch FP32 on the bundle's source weights, whatever the bundle's precision."""
     from .timing import summarize_runs, timed_stream, warm_up
-    from .runtimes.base import precision_options
-    from .runtimes.engine import Upscaler
+    from ..runtimes.base import precision_options
+    from ..runtimes.engine import Upscaler
     result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead,
                           warmup_frames=min(warmup, len(lr)))
     clip = None
@@ -332,7 +332,7 @@ def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, s
 
 def read_clip(spec: str, max_frames: int | None = None, notice=None, skip: int = 0) -> tuple[np.ndarray, str]:
     """A whole clip (T, 3, H, W) float32 from any frame source (``max_frames`` frames after ``skip``)."""
-    from .io import open_source
+    from ..io import open_source
     with open_source(spec, notice=notice) as src:
         frames = list(itertools.islice(src, skip, None if max_frames is None else skip + max_frames))
         if not frames:

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 
 __all__ = ["DEGRADATIONS", "bicubic_resize", "bd_degrade", "degrade", "cubic", "gaussian_kernel"]
 

@@ -27,7 +27,7 @@ class CellParity:
 
 def cell_inputs(cell_info, n: int, h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded float32 inputs in [0, 1) for one cell at batch ``n`` and LR size ``h`` x ``w``."""
-    from .export.tensorrt import resolve_shape
+    from ..export.tensorrt import resolve_shape
     rng = np.random.default_rng(seed)
     return {p["name"]: rng.random(resolve_shape(p["shape"], n, h, w), dtype=np.float32) for p in cell_info.inputs}
 

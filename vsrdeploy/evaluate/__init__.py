@@ -1,0 +1,2 @@
+"""Evaluation: compare runtimes and precisions, bench speed and memory, tune, selftest; metrics,
+degradations and the reference they measure against."""
