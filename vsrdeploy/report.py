@@ -8,8 +8,12 @@ from pathlib import Path
 
 from .compare import CompareResult, TargetResult
 
-PLOTS = {"latency_vs_psnr": "latency_vs_psnr.png", "psnr_per_frame": "psnr_per_frame.png",
+PLOTS = {"error_per_frame": "error_per_frame.png", "psnr_per_frame": "psnr_per_frame.png",
+         "diff_heatmap": "diff_heatmap.png", "crops": "crops.png", "latency_vs_psnr": "latency_vs_psnr.png",
          "psnr_vs_lookahead": "psnr_vs_lookahead.png"}
+TITLES = {"error_per_frame": "Error vs reference per frame", "psnr_per_frame": "PSNR per frame",
+          "diff_heatmap": "Absolute difference on the worst frame", "crops": "Zoomed crops on the worst frame",
+          "latency_vs_psnr": "Latency vs quality", "psnr_vs_lookahead": "PSNR vs lookahead"}
 
 
 def _f(value, fmt: str) -> str:
@@ -41,7 +45,7 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
               "SSIM-Y vs GT" if gt else "-", "frames/s median (min-max)", "latency ms p50/p95", "first frame s", "load s", "peak MB"]
     rows = []
     ref = result.reference
-    rows.append(["reference torch/fp32 (whole clip)", "ok", "0", "-", "inf", *(_quality(ref) if gt else ("-", "-")),
+    rows.append([f"reference: {result.reference_description}", "ok", "0", "-", "inf", *(_quality(ref) if gt else ("-", "-")),
                  _fps(ref), f"{_f(ref.frame_ms_p50, '.0f')}/{_f(ref.frame_ms_p95, '.0f')}",
                  _f(ref.first_frame_s, ".2f"), _f(ref.load_s, ".2f"), _f(ref.peak_mem_mb, ".0f")])
     if result.bicubic:
@@ -63,13 +67,27 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def format_table(result: CompareResult) -> str:
+def format_table(result: CompareResult, width: int | None = None) -> str:
+    """The table for a terminal ``width`` columns wide (default: this terminal's): long cells (skip and
+    failure reasons) wrap inside their column instead of being cut."""
+    import io
+    import shutil
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     header, rows = table_rows(result)
-    short = [[c if len(c) <= 60 else c[:57] + "..." for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in short)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in short]
-    return "\n".join(lines)
+    table = Table(box=box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
+    for i, h in enumerate(header):
+        table.add_column(h, overflow="fold", min_width=8 if i else 14, ratio=3 if i == 1 else None)
+    from rich.text import Text
+    for row in rows:
+        table.add_row(*(Text(c) for c in row))  # Text: brackets in reasons are not markup
+    out = io.StringIO()
+    Console(file=out, width=width or max(100, shutil.get_terminal_size((160, 24)).columns), force_terminal=False,
+            color_system=None, highlight=False).print(table)
+    return out.getvalue().rstrip("\n")
 
 
 def _markdown_table(header, rows) -> str:
@@ -106,7 +124,9 @@ def _markdown(result: CompareResult, files: dict, machine: str) -> str:
     lines = [f"# vsrdeploy compare: {result.arch}", "",
              f"- model: `{result.model}`", f"- clip: {result.clip}, {result.num_frames} frames, "
              f"LR {result.lr_size[1]}x{result.lr_size[0]} -> {result.out_size[1]}x{result.out_size[0]}",
-             f"- streaming: window {result.window}, lookahead {result.lookahead}; reference: whole-clip PyTorch FP32",
+             f"- bundles: {', '.join(f'`{b}`' for b in result.bundles) or result.model}",
+             f"- streaming: window {result.window}, lookahead {result.lookahead}; reference: "
+             f"{result.reference_description}",
              f"- ground truth: {result.ground_truth or 'none'}; PSNR/SSIM on outputs clamped to [0, 1], "
              f"Y = BT.601 luma, crop border {result.crop_border}; PSNR vs reference capped at 100 dB "
              "(identical frames) for means",
@@ -118,11 +138,11 @@ def _markdown(result: CompareResult, files: dict, machine: str) -> str:
              f"- result: {'PASS' if result.passed else 'FAIL'}"]
     if machine:
         lines.append(f"- machine: {machine}")
+    lines += [f"- **warning**: {w}" for w in result.warnings]
     lines += ["", _markdown_table(header, rows), ""]
-    for key, title in (("latency_vs_psnr", "Latency vs quality"), ("psnr_per_frame", "PSNR per frame"),
-                       ("psnr_vs_lookahead", "PSNR vs lookahead")):
+    for key in PLOTS:
         if key in files:
-            lines += [f"## {title}", "", f"![{title}]({files[key].name})", ""]
+            lines += [f"## {TITLES[key]}", "", f"![{TITLES[key]}]({files[key].name})", ""]
     if result.sweep:
         metric = "psnr_y_mean" if "psnr_y_mean" in result.sweep[0] else "psnr_ref_mean"
         lines += ["| lookahead | " + metric + " | PSNR vs reference | frames/s | first frame s |", "|---|---|---|---|---|"]
@@ -131,12 +151,31 @@ def _markdown(result: CompareResult, files: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- plots --------------------------------------------------------------------------------------------
+
+#: styles cycled per target so lines that coincide stay distinguishable (marker + dash + colour)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+DASHES = ("-", "--", "-.", ":")
+ERROR_FLOOR = 1e-9  # identical outputs: drawn at this floor on log axes (and said so)
+
+
+def _style(i: int, n: int, frames: int) -> dict:
+    """Target ``i`` of ``n``: its own colour, marker and dash; markers staggered so they never sit on top of
+    each other's when lines coincide."""
+    import matplotlib.pyplot as plt
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    every = max(1, n) if frames > 2 * n else 1
+    return {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": DASHES[(i // len(colours)) % len(DASHES)] if n <= len(colours) else DASHES[i % len(DASHES)],
+            "markevery": (i % every, every), "markersize": 5, "lw": 1.2, "alpha": 0.9}
+
+
 def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend: bool = True) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if legend:
-        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -151,42 +190,169 @@ def _plots(result: CompareResult, directory: Path) -> dict[str, Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return {}  # the report says nothing about plots then; matplotlib is in the [report] extra
-    gt = result.ground_truth is not None
-    key, label = ("psnr_y", "PSNR-Y vs ground truth (dB)") if gt else ("psnr_ref", "PSNR vs reference (dB)")
     ran = [r for r in result.targets if r.frames]
     out = {}
     if ran:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in ran:
-            ms = 1000.0 / r.fps
-            value = r.summary.get(f"{key}_mean", math.nan)
-            value = min(value, 100.0) if math.isfinite(value) else 100.0
-            ax.scatter(ms, value, s=40)
-            ax.annotate(r.label, (ms, value), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        if gt:
-            ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
-                       label="PyTorch FP32 whole clip")
-            if result.bicubic:
-                ax.axhline(result.bicubic["psnr_y_mean"], ls=":", c="gray", lw=0.8, label="bicubic")
-        out["latency_vs_psnr"] = _finish(plt, fig, ax, "time per frame (ms, 1 / throughput)", label,
-                                         f"{result.arch}: latency vs quality",
-                                         directory / PLOTS["latency_vs_psnr"], legend=gt)
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        runs = ([("reference", result.reference)] if gt else []) + [(r.label, r) for r in ran]
-        for name, r in runs:
-            ys = [min(f.get(key, math.nan), 100.0) for f in r.frames]
-            ax.plot([f["frame"] for f in r.frames], ys, label=name, lw=1)
-        out["psnr_per_frame"] = _finish(plt, fig, ax, "frame", label, "PSNR per frame (drift over time)",
-                                        directory / PLOTS["psnr_per_frame"])
+        out["error_per_frame"] = _error_per_frame(plt, result, ran, directory)
+        out["psnr_per_frame"] = _psnr_per_frame(plt, result, ran, directory)
+        out["latency_vs_psnr"] = _latency_vs_quality(plt, result, ran, directory)
+    if result.worst:
+        out["diff_heatmap"] = _diff_heatmap(plt, result, directory)
+        out["crops"] = _crops(plt, result, directory)
     if result.sweep:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        metric = f"{key}_mean"
-        xs = [s["lookahead"] for s in result.sweep]
-        ax.plot(xs, [s.get(metric, math.nan) for s in result.sweep], marker="o", label=result.sweep[0]["target"])
-        if gt:
-            ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
-                       label="whole clip")
-        out["psnr_vs_lookahead"] = _finish(plt, fig, ax, f"lookahead (frames; window {result.window})", label,
-                                           "Streaming: quality vs lookahead", directory / PLOTS["psnr_vs_lookahead"])
+        out["psnr_vs_lookahead"] = _lookahead(plt, result, directory)
     return out
+
+
+def _error_per_frame(plt, result, ran, directory) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    identical = []
+    for i, r in enumerate(ran):
+        xs = [f["frame"] for f in r.frames]
+        ys = [max(f.get("max_abs_error", math.nan), ERROR_FLOOR) for f in r.frames]
+        if all(f.get("max_abs_error", 1.0) == 0.0 for f in r.frames):
+            identical.append(r.label)
+        ax.plot(xs, ys, label=f"{r.label} (max {_f(r.summary.get('max_abs_error'), '.2e')})",
+                **_style(i, len(ran), len(xs)))
+    ax.set_yscale("log")
+    title = f"max |target - reference| per frame; reference: {result.reference_description}"
+    if identical:
+        title += f"\n(identical to the reference, drawn at {ERROR_FLOOR:g}: {', '.join(identical)})"
+    return _finish(plt, fig, ax, "frame", "max abs error (log)", title, directory / PLOTS["error_per_frame"])
+
+
+def _psnr_per_frame(plt, result, ran, directory) -> Path:
+    gt = result.ground_truth is not None
+    key, label = ("psnr_y", "PSNR-Y vs ground truth (dB)") if gt else ("psnr_ref", "PSNR vs reference (dB, cap 100)")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    runs = ([("reference", result.reference)] if gt else []) + [(r.label, r) for r in ran]
+    for i, (name, r) in enumerate(runs):
+        ys = [min(f.get(key, math.nan), 100.0) for f in r.frames]
+        mean = r.summary.get(f"{key}_mean", math.nan)
+        ax.plot([f["frame"] for f in r.frames], ys, label=f"{name} (mean {_f(mean, '.2f')})",
+                **_style(i, len(runs), len(ys)))
+    if gt and result.bicubic and result.bicubic.get("psnr_y_per_frame"):
+        values = result.bicubic["psnr_y_per_frame"]
+        ax.plot(range(len(values)), values, color="gray", ls=":", lw=1.5,
+                label=f"bicubic x4 (mean {result.bicubic['psnr_y_mean']:.2f})")
+    title = "PSNR-Y vs ground truth per frame" if gt else \
+        "PSNR vs reference per frame (no ground truth given: --gt or --degrade)"
+    return _finish(plt, fig, ax, "frame", label, title, directory / PLOTS["psnr_per_frame"])
+
+
+def _latency_vs_quality(plt, result, ran, directory) -> Path:
+    """Points numbered on the plot; the legend (a table beside it) names each number: labels never collide."""
+    gt = result.ground_truth is not None
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    for i, r in enumerate(ran):
+        ms = 1000.0 / r.fps if r.fps and math.isfinite(r.fps) else math.nan
+        if gt:
+            value = r.summary.get("psnr_y_mean", math.nan)
+            text = f"{_f(value, '.2f')} dB"
+        else:
+            value = max(r.summary.get("max_abs_error", math.nan), ERROR_FLOOR)
+            text = f"err {_f(r.summary.get('max_abs_error'), '.1e')}"
+        st = _style(i, len(ran), 0)
+        ax.scatter([ms], [value], s=60, color=st["color"], marker=st["marker"], zorder=3,
+                   label=f"{i + 1}. {r.label}: {_f(ms, '.1f')} ms, {text}")
+        # the number beside the point, pushed a different way for each index so neighbours do not overlap
+        dx, dy = ((8, 6), (8, -12), (-16, 6), (-16, -12))[i % 4]
+        ax.annotate(str(i + 1), (ms, value), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                    color=st["color"], weight="bold")
+    if gt:
+        ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
+                   label=f"reference ({result.reference_description})")
+        if result.bicubic:
+            ax.axhline(result.bicubic["psnr_y_mean"], ls=":", c="gray", lw=0.8, label="bicubic x4")
+        ylabel = "PSNR-Y vs ground truth (dB, higher is better)"
+    else:
+        ax.set_yscale("log")
+        ylabel = "max abs error vs reference (log, lower is better)"
+    ax.margins(x=0.15, y=0.15)
+    return _finish(plt, fig, ax, "time per frame (ms, 1 / median throughput)", ylabel,
+                   f"{result.arch}: latency vs quality", directory / PLOTS["latency_vs_psnr"])
+
+
+def _grid(n: int, cols_max: int = 4) -> tuple[int, int]:
+    cols = min(n, cols_max)
+    return (n + cols - 1) // cols, cols
+
+
+def _diff_heatmap(plt, result, directory) -> Path:
+    import numpy as np
+    w = result.worst
+    ref = w["reference"]
+    diffs = {label: np.abs(out - ref).max(axis=0) for label, out in w["targets"].items()}
+    vmax = max(max(float(d.max()) for d in diffs.values()), ERROR_FLOOR)
+    rows, cols = _grid(len(diffs))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.8, 3.0 * rows), squeeze=False)
+    image = None
+    for ax, (label, d) in zip(axes.flat, diffs.items()):
+        image = ax.imshow(d, cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(f"{label}\nmax {d.max():.2e}", fontsize=8)
+        ax.axis("off")
+    for ax in list(axes.flat)[len(diffs):]:
+        ax.axis("off")
+    fig.suptitle(f"|target - reference| (max over RGB), frame {w['frame']} (largest error); one colour scale",
+                 fontsize=9)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    path = directory / PLOTS["diff_heatmap"]
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _crop_box(w: dict, size: int) -> tuple[int, int, int]:
+    """A square of ``size`` HR pixels around where the targets differ most from the reference."""
+    import numpy as np
+    ref = w["reference"]
+    total = sum(np.abs(out - ref).max(axis=0) for out in w["targets"].values())
+    h, wd = ref.shape[1:]
+    size = min(size, h, wd)
+    y, x = np.unravel_index(int(np.argmax(total)), total.shape)
+    y0 = int(min(max(0, y - size // 2), h - size))
+    x0 = int(min(max(0, x - size // 2), wd - size))
+    return y0, x0, size
+
+
+def _crops(plt, result, directory) -> Path:
+    import numpy as np
+    w = result.worst
+    panels = [("bicubic x4", w["bicubic"])] + list(w["targets"].items()) + [("reference", w["reference"])]
+    if w.get("ground_truth") is not None:
+        panels.append(("ground truth", w["ground_truth"]))
+    h = w["reference"].shape[1]
+    y0, x0, size = _crop_box(w, max(32, h // 4))
+    rows, cols = _grid(len(panels), 5)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax, (label, img) in zip(axes.flat, panels):
+        crop = np.clip(img[:, y0:y0 + size, x0:x0 + size], 0, 1).transpose(1, 2, 0)
+        ax.imshow(crop, interpolation="nearest")
+        ax.set_title(label, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"frame {w['frame']}, {size}x{size} crop at x={x0}, y={y0} (where the targets differ most)",
+                 fontsize=8)
+    fig.tight_layout()
+    path = directory / PLOTS["crops"]
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _lookahead(plt, result, directory) -> Path:
+    gt = result.ground_truth is not None
+    key, label = ("psnr_y", "PSNR-Y vs ground truth (dB)") if gt else ("psnr_ref", "PSNR vs reference (dB, cap 100)")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [s["lookahead"] for s in result.sweep]
+    ax.plot(xs, [s.get(f"{key}_mean", math.nan) for s in result.sweep], marker="o", label=result.sweep[0]["target"])
+    if gt:
+        ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
+                   label=f"reference ({result.reference_description})")
+    title = "Streaming: quality vs lookahead"
+    if result.warnings:
+        title += "\n(clip not longer than window + lookahead: expect a flat line)"
+    return _finish(plt, fig, ax, f"lookahead (frames; window {result.window})", label, title,
+                   directory / PLOTS["psnr_vs_lookahead"])
