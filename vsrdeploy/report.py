@@ -80,7 +80,12 @@ def format_table(result: CompareResult, width: int | None = None) -> str:
     header, rows = table_rows(result)
     table = Table(box=box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
     for i, h in enumerate(header):
-        table.add_column(h, overflow="fold", min_width=8 if i else 14, ratio=3 if i == 1 else None)
+        words = h.split(" ")
+        title = " ".join(words[:(len(words) + 1) // 2]) + "\n" + " ".join(words[(len(words) + 1) // 2:])
+        if i == 1:  # the status column takes the rest of the width; long reasons wrap inside it
+            table.add_column(title.strip(), overflow="fold", ratio=1, min_width=12)
+        else:
+            table.add_column(title.strip(), no_wrap=True)
     from rich.text import Text
     for row in rows:
         table.add_row(*(Text(c) for c in row))  # Text: brackets in reasons are not markup
@@ -160,14 +165,14 @@ ERROR_FLOOR = 1e-9  # identical outputs: drawn at this floor on log axes (and sa
 
 
 def _style(i: int, n: int, frames: int) -> dict:
-    """Target ``i`` of ``n``: its own colour, marker and dash; markers staggered so they never sit on top of
-    each other's when lines coincide."""
+    """Target ``i`` of ``n``: its own colour, marker and dash. Markers are hollow and shrink with ``i``, so
+    where lines coincide (e.g. two runtimes at FP32) every target's marker stays visible around the next."""
     import matplotlib.pyplot as plt
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    every = max(1, n) if frames > 2 * n else 1
+    every = max(1, frames // 24)
     return {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)],
-            "linestyle": DASHES[(i // len(colours)) % len(DASHES)] if n <= len(colours) else DASHES[i % len(DASHES)],
-            "markevery": (i % every, every), "markersize": 5, "lw": 1.2, "alpha": 0.9}
+            "linestyle": DASHES[i % len(DASHES)], "markevery": every, "fillstyle": "none",
+            "markersize": 4 + 1.5 * (min(n, 6) - 1 - min(i, 5)), "markeredgewidth": 1.2, "lw": 1.1}
 
 
 def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend: bool = True) -> Path:
@@ -240,37 +245,80 @@ def _psnr_per_frame(plt, result, ran, directory) -> Path:
     return _finish(plt, fig, ax, "frame", label, title, directory / PLOTS["psnr_per_frame"])
 
 
+def _place_numbers(fig, ax, points: list[tuple[float, float, str, str]]) -> None:
+    """Write each point's number beside it where it overlaps no other number and no other point (greedy,
+    in screen pixels): the legend beside the plot names each number, so labels never collide."""
+    import numpy as np
+    fig.canvas.draw()
+    xy = ax.transData.transform(np.array([[p[0], p[1]] for p in points], dtype=float))
+    offsets = [(9, 7), (9, -15), (-17, 7), (-17, -15), (-4, 12), (-4, -22), (13, -4), (-24, -4)]
+    placed: list[np.ndarray] = []
+    for (x, y, text, colour), at in zip(points, xy):
+        if not np.isfinite(at).all():
+            continue
+        choice = None
+        for scale in (1, 2, 3, 4):
+            for dx, dy in offsets:
+                centre = at + scale * np.array([dx, dy]) + np.array([4, 4])
+                if all(np.abs(centre - q).max() > 13 for q in placed) and \
+                        all(np.abs(centre - q).max() > 9 for q in xy if np.isfinite(q).all()):
+                    choice = (scale * dx, scale * dy)
+                    break
+            if choice:
+                break
+        choice = choice or (9, 7)
+        placed.append(at + np.array(choice) + np.array([4, 4]))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(choice[0] * 72 / fig.dpi, choice[1] * 72 / fig.dpi),
+                    fontsize=8, color=colour, weight="bold",
+                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5} if max(map(abs, choice)) > 20 else None)
+
+
 def _latency_vs_quality(plt, result, ran, directory) -> Path:
-    """Points numbered on the plot; the legend (a table beside it) names each number: labels never collide."""
+    """Time per frame against quality: PSNR-Y vs ground truth (when there is one) and max error vs the
+    reference (which separates targets whose PSNR is the same). Points are numbered; the legend names them."""
+    import numpy as np
     gt = result.ground_truth is not None
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    for i, r in enumerate(ran):
-        ms = 1000.0 / r.fps if r.fps and math.isfinite(r.fps) else math.nan
-        if gt:
-            value = r.summary.get("psnr_y_mean", math.nan)
-            text = f"{_f(value, '.2f')} dB"
+    panels = (["gt"] if gt else []) + ["err"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 3.2, 4.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        points = []
+        for i, r in enumerate(ran):
+            ms = 1000.0 / r.fps if r.fps and math.isfinite(r.fps) else math.nan
+            psnr = r.summary.get("psnr_y_mean", math.nan)
+            err = r.summary.get("max_abs_error", math.nan)
+            value = psnr if panel == "gt" else max(err, ERROR_FLOOR)
+            st = _style(i, len(ran), 0)
+            label = f"{i + 1}. {r.label}: {_f(ms, '.1f')} ms" + (f", {_f(psnr, '.2f')} dB" if gt else "") + \
+                f", err {_f(err, '.1e')}"
+            ax.plot([ms], [value], ls="", marker=st["marker"], color=st["color"], fillstyle="none",
+                    markersize=st["markersize"] + 3, markeredgewidth=1.5, zorder=3, label=label)
+            points.append((ms, value, str(i + 1), st["color"]))
+        if panel == "gt":
+            ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
+                       label=f"reference ({result.reference_description})")
+            if result.bicubic:
+                ax.axhline(result.bicubic["psnr_y_mean"], ls=":", c="gray", lw=0.8, label="bicubic x4")
+            ax.set_ylabel("PSNR-Y vs ground truth (dB, higher is better)")
         else:
-            value = max(r.summary.get("max_abs_error", math.nan), ERROR_FLOOR)
-            text = f"err {_f(r.summary.get('max_abs_error'), '.1e')}"
-        st = _style(i, len(ran), 0)
-        ax.scatter([ms], [value], s=60, color=st["color"], marker=st["marker"], zorder=3,
-                   label=f"{i + 1}. {r.label}: {_f(ms, '.1f')} ms, {text}")
-        # the number beside the point, pushed a different way for each index so neighbours do not overlap
-        dx, dy = ((8, 6), (8, -12), (-16, 6), (-16, -12))[i % 4]
-        ax.annotate(str(i + 1), (ms, value), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                    color=st["color"], weight="bold")
+            ax.set_yscale("log")
+            ax.set_ylabel("max abs error vs reference (log, lower is better)")
+        ax.margins(x=0.2, y=0.2)
+        ax.set_xlabel("time per frame (ms, 1 / median throughput)")
+        ax.grid(alpha=0.3)
+        _place_numbers(fig, ax, points)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
     if gt:
-        ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
-                   label=f"reference ({result.reference_description})")
-        if result.bicubic:
-            ax.axhline(result.bicubic["psnr_y_mean"], ls=":", c="gray", lw=0.8, label="bicubic x4")
-        ylabel = "PSNR-Y vs ground truth (dB, higher is better)"
-    else:
-        ax.set_yscale("log")
-        ylabel = "max abs error vs reference (log, lower is better)"
-    ax.margins(x=0.15, y=0.15)
-    return _finish(plt, fig, ax, "time per frame (ms, 1 / median throughput)", ylabel,
-                   f"{result.arch}: latency vs quality", directory / PLOTS["latency_vs_psnr"])
+        h0, l0 = axes[0][0].get_legend_handles_labels()
+        handles, labels = h0, l0
+    fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.95),
+               borderaxespad=0)
+    fig.suptitle(f"{result.arch}: latency vs quality (reference: {result.reference_description})", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 3.2 / fig.get_figwidth(), 1))
+    path = directory / PLOTS["latency_vs_psnr"]
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    del np
+    return path
 
 
 def _grid(n: int, cols_max: int = 4) -> tuple[int, int]:
