@@ -227,22 +227,46 @@ def _error_per_frame(plt, result, ran, directory) -> Path:
 
 
 def _psnr_per_frame(plt, result, ran, directory) -> Path:
+    """With ground truth: PSNR-Y per frame (targets, reference, bicubic) and, below, each target's PSNR-Y
+    minus the reference's, where drops of hundredths of a dB show. Without: PSNR vs the reference."""
     gt = result.ground_truth is not None
     key, label = ("psnr_y", "PSNR-Y vs ground truth (dB)") if gt else ("psnr_ref", "PSNR vs reference (dB, cap 100)")
-    fig, ax = plt.subplots(figsize=(8, 4))
+    if gt:
+        fig, (ax, delta) = plt.subplots(2, 1, figsize=(8.5, 6), sharex=True, height_ratios=(3, 2))
+    else:
+        fig, ax = plt.subplots(figsize=(8.5, 4))
     runs = ([("reference", result.reference)] if gt else []) + [(r.label, r) for r in ran]
     for i, (name, r) in enumerate(runs):
         ys = [min(f.get(key, math.nan), 100.0) for f in r.frames]
         mean = r.summary.get(f"{key}_mean", math.nan)
-        ax.plot([f["frame"] for f in r.frames], ys, label=f"{name} (mean {_f(mean, '.2f')})",
+        ax.plot([f["frame"] for f in r.frames], ys, label=f"{name} (mean {_f(mean, '.3f')})",
                 **_style(i, len(runs), len(ys)))
     if gt and result.bicubic and result.bicubic.get("psnr_y_per_frame"):
         values = result.bicubic["psnr_y_per_frame"]
         ax.plot(range(len(values)), values, color="gray", ls=":", lw=1.5,
-                label=f"bicubic x4 (mean {result.bicubic['psnr_y_mean']:.2f})")
+                label=f"bicubic x4 (mean {result.bicubic['psnr_y_mean']:.3f})")
     title = "PSNR-Y vs ground truth per frame" if gt else \
         "PSNR vs reference per frame (no ground truth given: --gt or --degrade)"
-    return _finish(plt, fig, ax, "frame", label, title, directory / PLOTS["psnr_per_frame"])
+    ax.set_ylabel(label)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if gt:
+        ref = {f["frame"]: f.get("psnr_y", math.nan) for f in result.reference.frames}
+        for i, (name, r) in enumerate(runs[1:], start=1):
+            ys = [f.get("psnr_y", math.nan) - ref.get(f["frame"], math.nan) for f in r.frames]
+            delta.plot([f["frame"] for f in r.frames], ys, label=name, **_style(i, len(runs), len(ys)))
+        delta.axhline(0, color="gray", lw=0.8)
+        delta.set_ylabel("PSNR-Y minus reference's (dB)")
+        delta.grid(alpha=0.3)
+        delta.set_xlabel("frame")
+    else:
+        ax.set_xlabel("frame")
+    fig.tight_layout()
+    path = directory / PLOTS["psnr_per_frame"]
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _place_numbers(fig, ax, points: list[tuple[float, float, str, str]]) -> None:
@@ -276,10 +300,9 @@ def _place_numbers(fig, ax, points: list[tuple[float, float, str, str]]) -> None
 def _latency_vs_quality(plt, result, ran, directory) -> Path:
     """Time per frame against quality: PSNR-Y vs ground truth (when there is one) and max error vs the
     reference (which separates targets whose PSNR is the same). Points are numbered; the legend names them."""
-    import numpy as np
     gt = result.ground_truth is not None
     panels = (["gt"] if gt else []) + ["err"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 3.2, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         points = []
         for i, r in enumerate(ran):
@@ -306,18 +329,17 @@ def _latency_vs_quality(plt, result, ran, directory) -> Path:
         ax.set_xlabel("time per frame (ms, 1 / median throughput)")
         ax.grid(alpha=0.3)
         _place_numbers(fig, ax, points)
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if gt:
-        h0, l0 = axes[0][0].get_legend_handles_labels()
-        handles, labels = h0, l0
-    fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.95),
-               borderaxespad=0)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = (len(labels) + 1) // 2
+    legend_h = 0.2 * rows + 0.2  # inches: the legend is a two-column table under the plots
+    fig.set_figheight(fig.get_figheight() + legend_h)
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, markerscale=0.6, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{result.arch}: latency vs quality (reference: {result.reference_description})", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 3.2 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, legend_h / fig.get_figheight(), 1, 1))
     path = directory / PLOTS["latency_vs_psnr"]
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    del np
     return path
 
 
@@ -333,7 +355,9 @@ def _diff_heatmap(plt, result, directory) -> Path:
     diffs = {label: np.abs(out - ref).max(axis=0) for label, out in w["targets"].items()}
     vmax = max(max(float(d.max()) for d in diffs.values()), ERROR_FLOOR)
     rows, cols = _grid(len(diffs))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.8, 3.0 * rows), squeeze=False)
+    aspect = ref.shape[1] / ref.shape[2]
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols + 1.0, (2.8 * aspect + 0.45) * rows + 0.4),
+                             squeeze=False, layout="constrained")
     image = None
     for ax, (label, d) in zip(axes.flat, diffs.items()):
         image = ax.imshow(d, cmap="magma", vmin=0, vmax=vmax)
@@ -343,7 +367,7 @@ def _diff_heatmap(plt, result, directory) -> Path:
         ax.axis("off")
     fig.suptitle(f"|target - reference| (max over RGB), frame {w['frame']} (largest error); one colour scale",
                  fontsize=9)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, label="abs difference")
     path = directory / PLOTS["diff_heatmap"]
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -372,7 +396,7 @@ def _crops(plt, result, directory) -> Path:
     h = w["reference"].shape[1]
     y0, x0, size = _crop_box(w, max(32, h // 4))
     rows, cols = _grid(len(panels), 5)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.55 * rows + 0.3), squeeze=False, layout="constrained")
     for ax, (label, img) in zip(axes.flat, panels):
         crop = np.clip(img[:, y0:y0 + size, x0:x0 + size], 0, 1).transpose(1, 2, 0)
         ax.imshow(crop, interpolation="nearest")
@@ -383,7 +407,6 @@ def _crops(plt, result, directory) -> Path:
         ax.axis("off")
     fig.suptitle(f"frame {w['frame']}, {size}x{size} crop at x={x0}, y={y0} (where the targets differ most)",
                  fontsize=8)
-    fig.tight_layout()
     path = directory / PLOTS["crops"]
     fig.savefig(path, dpi=120)
     plt.close(fig)
