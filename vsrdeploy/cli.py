@@ -526,9 +526,11 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
-                        warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                        progress=echo)
+    from .progress import FrameProgress
+    with FrameProgress() as bars:
+        results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
+                            warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
+                            progress=bars.message, tick=bars.tick)
     if as_json:
         from .machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),

@@ -247,6 +247,7 @@ def _psnr_per_frame(plt, result, ran, directory) -> Path:
                 label=f"bicubic x4 (mean {result.bicubic['psnr_y_mean']:.3f})")
     title = "PSNR-Y vs ground truth per frame" if gt else \
         "PSNR vs reference per frame (no ground truth given: --gt or --degrade)"
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_ylabel(label)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -422,6 +423,8 @@ def _lookahead(plt, result, directory) -> Path:
     if gt:
         ax.axhline(result.reference.summary.get("psnr_y_mean", math.nan), ls="--", c="gray", lw=0.8,
                    label=f"reference ({result.reference_description})")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xticks(xs)
     title = "Streaming: quality vs lookahead"
     if result.warnings:
         title += "\n(clip not longer than window + lookahead: expect a flat line)"
