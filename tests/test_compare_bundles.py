@@ -166,7 +166,7 @@ def test_per_cell_cli_ok_between_runtimes_and_fails_on_planted(tiny_bundle, pert
                                     "--backends", "ort-cpu", "--window", "3", "--lookahead", "1", "--per-cell",
                                     "--frames", "4", "--report", str(tmp_path / "cells")])
     assert bad.exit_code == 1
-    assert f"FAIL tiny-bad:ort-cpu/fp32: first divergence in cell {PERTURBED_CELL} at frame 2" in bad.output
+    assert f"FAIL tiny-bad:ort-cpu/fp32: first divergence in cell {PERTURBED_CELL} at frame 3" in bad.output  # window 3 + lookahead 1
     saved = json.loads((tmp_path / "cells" / "per_cell.json").read_text())
     assert saved["first_divergence"]["cell"] == PERTURBED_CELL
     assert (tmp_path / "cells" / "per_cell_errors.png").stat().st_size > 10_000
