@@ -173,7 +173,7 @@ def diagnose_cells(bundle, lr: np.ndarray, targets: list, *, window: int | None 
                 diagnosis.errors.append(err)
                 if first is None and not err.error <= tol[t.label]:
                     first = err
-                tick(f"replay {t.label}", i + 1, len(records))
+                tick(f"replay {t.label} (cell calls)", i + 1, len(records))
             if first is not None:
                 diagnosis.divergences[t.label] = {**asdict(first), "tolerance": tol[t.label]}
                 if diagnosis.first_divergence is None:
@@ -250,10 +250,16 @@ def layer_diff(base_cell: Path, target_cell: Path, feed: dict[str, np.ndarray], 
             names = {i.name for i in model.graph.input}
             return {k: np.asarray(v) for k, v in runner.infer({k: v for k, v in feed.items() if k in names}).items()}
 
-    base_model, target_model = marked(base_cell), marked(target_cell)
-    want = run_ort(base_model)
-    on_openvino = target_backend.startswith("openvino")
-    got = _run_marked_openvino(target_model, feed) if on_openvino else run_ort(target_model)
+    from polygraphy.logger import G_LOGGER
+    severity = G_LOGGER.module_severity
+    G_LOGGER.module_severity = G_LOGGER.WARNING  # not a line per session it creates
+    try:
+        base_model, target_model = marked(base_cell), marked(target_cell)
+        want = run_ort(base_model)
+        on_openvino = target_backend.startswith("openvino")
+        got = _run_marked_openvino(target_model, feed) if on_openvino else run_ort(target_model)
+    finally:
+        G_LOGGER.module_severity = severity
     producers = {o: (n.name, n.op_type) for n in base_model.graph.node for o in n.output}
     rows = []
     for node in base_model.graph.node:
@@ -325,8 +331,11 @@ def write_diagnosis(d: CellDiagnosis, directory) -> dict[str, Path]:
     fig, axes = plt.subplots(len(d.targets), 1, figsize=(9, 3.2 * len(d.targets)), squeeze=False)
     for ax, label in zip(axes[:, 0], d.targets):
         mine = [e for e in d.errors if e.target == label]
-        for i, cell in enumerate(dict.fromkeys(e.cell for e in mine)):
-            points = [(e.frame, max(e.error, ERROR_FLOOR)) for e in mine if e.cell == cell and e.frame is not None]
+        cells = list(dict.fromkeys(e.cell for e in mine))
+        for i, cell in enumerate(cells):
+            shift = 0.5 * (i - (len(cells) - 1) / 2) / max(1, len(cells))  # side by side within a frame
+            points = [(e.frame + shift, max(e.error, ERROR_FLOOR)) for e in mine
+                      if e.cell == cell and e.frame is not None]
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], ls="", ms=5, alpha=0.8, label=cell)
@@ -338,7 +347,7 @@ def write_diagnosis(d: CellDiagnosis, directory) -> dict[str, Path]:
                         arrowprops={"arrowstyle": "->", "color": "red"})
         ax.set_yscale("log")
         ax.set_xlabel("frame")
-        ax.set_ylabel("scaled max error (log)")
+        ax.set_ylabel(f"scaled max error (log; 0 at {ERROR_FLOOR:g})")
         ax.set_title(f"{label} vs {d.baseline}: each cell on the same recorded inputs", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

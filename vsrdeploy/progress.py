@@ -19,7 +19,7 @@ class FrameProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
-                                      TextColumn("frames"), TimeElapsedColumn(), console=Console(stderr=True),
+                                      TimeElapsedColumn(), console=Console(stderr=True),
                                       transient=False)
             self._progress.start()
         return self
