@@ -172,3 +172,19 @@ def test_per_cell_cli_ok_between_runtimes_and_fails_on_planted(tiny_bundle, pert
     saved = json.loads((tmp_path / "cells" / "per_cell.json").read_text())
     assert saved["first_divergence"]["cell"] == PERTURBED_CELL
     assert (tmp_path / "cells" / "per_cell_errors.png").stat().st_size > 10_000
+
+
+def test_terminal_table_wraps_long_reasons_instead_of_cutting_them():
+    from vsrdeploy.compare import CompareResult, TargetResult
+    from vsrdeploy.report import format_table
+    reason = ("backend ort-cuda is unavailable: onnxruntime here has no CUDAExecutionProvider (has "
+              "[AzureExecutionProvider, CPUExecutionProvider]); install onnxruntime-gpu on a machine with an NVIDIA GPU")
+    ref = TargetResult("torch", "fp32", "ok")
+    result = CompareResult(model="m.vsr", arch="basicvsr", clip="c", num_frames=3, lr_size=(8, 8), out_size=(32, 32),
+                           window=2, lookahead=0, ground_truth=None, crop_border=0, reference=ref, bicubic=None,
+                           targets=[TargetResult("ort-cuda", "fp32", "skipped", reason)])
+    text = format_table(result, width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    flat = " ".join(text.split())
+    for word in reason.split():  # every word is there (wrapped, in brackets too), none cut
+        assert word in flat, word

@@ -68,30 +68,52 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
 
 
 def format_table(result: CompareResult, width: int | None = None) -> str:
-    """The table for a terminal ``width`` columns wide (default: this terminal's): long cells (skip and
-    failure reasons) wrap inside their column instead of being cut."""
+    """The table for a terminal ``width`` columns wide (default: this terminal's). Skip and failure reasons
+    are numbered notes under the table, wrapped to the width; cells fold rather than being cut."""
     import io
     import shutil
 
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     header, rows = table_rows(result)
-    table = Table(box=box.SIMPLE_HEAD, show_lines=False, pad_edge=False)
-    for i, h in enumerate(header):
-        words = h.split(" ")
-        title = " ".join(words[:(len(words) + 1) // 2]) + "\n" + " ".join(words[(len(words) + 1) // 2:])
-        if i == 1:  # the status column takes the rest of the width; long reasons wrap inside it
-            table.add_column(title.strip(), overflow="fold", ratio=1, min_width=12)
-        else:
-            table.add_column(title.strip(), no_wrap=True)
-    from rich.text import Text
+    notes = []
     for row in rows:
-        table.add_row(*(Text(c) for c in row))  # Text: brackets in reasons are not markup
+        status, sep, reason = row[1].partition(": ")
+        if sep:
+            notes.append(f"[{len(notes) + 1}] {row[0]} {status}: {reason}")
+            row[1] = f"{status} [{len(notes)}]"
+    def col_width(i: int) -> int:  # content never folds; headers wrap at words
+        return max(6, *(len(r[i]) for r in rows), *(len(w) for w in header[i].split(" ")))
+
+    def make_table(columns: list[int]) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for i in columns:
+            words = header[i].split(" ")
+            title = " ".join(words[:(len(words) + 1) // 2]) + "\n" + " ".join(words[(len(words) + 1) // 2:])
+            if i == 0:  # the labels take what is left and wrap
+                table.add_column(title.strip(), overflow="fold", min_width=min(16, max(len(r[0]) for r in rows)))
+            else:
+                table.add_column(title.strip(), overflow="fold", width=col_width(i))
+        for row in rows:
+            table.add_row(*(Text(row[i]) for i in columns))  # Text: brackets in labels are not markup
+        return table
+
+    width = width or max(80, shutil.get_terminal_size((160, 24)).columns)
     out = io.StringIO()
-    Console(file=out, width=width or max(100, shutil.get_terminal_size((160, 24)).columns), force_terminal=False,
-            color_system=None, highlight=False).print(table)
+    console = Console(file=out, width=width, force_terminal=False, color_system=None, highlight=False)
+    everything = list(range(len(header)))
+    need = min(16, max(len(r[0]) for r in rows)) + sum(col_width(i) + 2 for i in everything[1:]) + 2
+    if need <= width:
+        console.print(make_table(everything))
+    else:  # too narrow for one table: accuracy, then speed, each with the labels
+        split = next(i for i, h in enumerate(header) if h.startswith("frames/s"))
+        console.print(make_table(everything[:split]))
+        console.print(make_table([0, *everything[split:]]))
+    for note in notes:
+        console.print(Text(note))
     return out.getvalue().rstrip("\n")
 
 
