@@ -372,25 +372,27 @@ def _grid(n: int, cols_max: int = 4) -> tuple[int, int]:
 
 
 def _diff_heatmap(plt, result, directory) -> Path:
+    """|target - reference| on the worst frame, one panel per target, each with its own colour scale (so
+    where a small error sits shows as well as where a large one does; the magnitudes are in the titles and
+    colour bars)."""
     import numpy as np
     w = result.worst
     ref = w["reference"]
     diffs = {label: np.abs(out - ref).max(axis=0) for label, out in w["targets"].items()}
-    vmax = max(max(float(d.max()) for d in diffs.values()), ERROR_FLOOR)
-    rows, cols = _grid(len(diffs))
+    rows, cols = _grid(len(diffs), 3)
     aspect = ref.shape[1] / ref.shape[2]
-    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols + 1.0, (2.8 * aspect + 0.45) * rows + 0.4),
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (3.0 * aspect + 0.5) * rows + 0.4),
                              squeeze=False, layout="constrained")
-    image = None
     for ax, (label, d) in zip(axes.flat, diffs.items()):
-        image = ax.imshow(d, cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(f"{label}\nmax {d.max():.2e}", fontsize=8)
-        ax.axis("off")
+        image = ax.imshow(d, cmap="magma", vmin=0, vmax=max(float(d.max()), ERROR_FLOOR))
+        ax.set_title(f"{label}\nmax {d.max():.2e}, mean {d.mean():.1e}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8, format="%.0e")
     for ax in list(axes.flat)[len(diffs):]:
         ax.axis("off")
-    fig.suptitle(f"|target - reference| (max over RGB), frame {w['frame']} (largest error); one colour scale",
-                 fontsize=9)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, label="abs difference")
+    fig.suptitle(f"|target - reference| (max over RGB) on frame {w['frame']}, the frame with the largest error; "
+                 "each panel has its own scale", fontsize=9)
     path = directory / PLOTS["diff_heatmap"]
     fig.savefig(path, dpi=110)
     plt.close(fig)
