@@ -257,12 +257,15 @@ def _psnr_per_frame(plt, result, ran, directory) -> Path:
         fig, (ax, delta) = plt.subplots(2, 1, figsize=(8.5, 6), sharex=True, height_ratios=(3, 2))
     else:
         fig, ax = plt.subplots(figsize=(8.5, 4))
-    runs = ([("reference", result.reference)] if gt else []) + [(r.label, r) for r in ran]
-    for i, (name, r) in enumerate(runs):
+    if gt:  # the reference: a wide grey band under the targets (targets keep the colours of the other plots)
+        r = result.reference
+        ax.plot([f["frame"] for f in r.frames], [f.get(key, math.nan) for f in r.frames], color="black", lw=4,
+                alpha=0.25, label=f"reference (mean {_f(r.summary.get(f'{key}_mean', math.nan), '.3f')})")
+    for i, r in enumerate(ran):
         ys = [min(f.get(key, math.nan), 100.0) for f in r.frames]
         mean = r.summary.get(f"{key}_mean", math.nan)
-        ax.plot([f["frame"] for f in r.frames], ys, label=f"{name} (mean {_f(mean, '.3f')})",
-                **_style(i, len(runs), len(ys)))
+        ax.plot([f["frame"] for f in r.frames], ys, label=f"{r.label} (mean {_f(mean, '.3f')})",
+                **_style(i, len(ran), len(ys)))
     if gt and result.bicubic and result.bicubic.get("psnr_y_per_frame"):
         values = result.bicubic["psnr_y_per_frame"]
         ax.plot(range(len(values)), values, color="gray", ls=":", lw=1.5,
@@ -276,9 +279,9 @@ def _psnr_per_frame(plt, result, ran, directory) -> Path:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if gt:
         ref = {f["frame"]: f.get("psnr_y", math.nan) for f in result.reference.frames}
-        for i, (name, r) in enumerate(runs[1:], start=1):
+        for i, r in enumerate(ran):
             ys = [f.get("psnr_y", math.nan) - ref.get(f["frame"], math.nan) for f in r.frames]
-            delta.plot([f["frame"] for f in r.frames], ys, label=name, **_style(i, len(runs), len(ys)))
+            delta.plot([f["frame"] for f in r.frames], ys, label=r.label, **_style(i, len(ran), len(ys)))
         delta.axhline(0, color="gray", lw=0.8)
         delta.set_ylabel("PSNR-Y minus reference's (dB)")
         delta.grid(alpha=0.3)
