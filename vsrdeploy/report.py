@@ -387,15 +387,16 @@ def _diff_heatmap(plt, result, directory) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (3.0 * aspect + 0.5) * rows + 0.4),
                              squeeze=False, layout="constrained")
     for ax, (label, d) in zip(axes.flat, diffs.items()):
-        image = ax.imshow(d, cmap="magma", vmin=0, vmax=max(float(d.max()), ERROR_FLOOR))
+        top = float(np.percentile(d, 99.5)) or float(d.max())  # a few outlier pixels do not blacken the rest
+        image = ax.imshow(d, cmap="magma", vmin=0, vmax=max(top, ERROR_FLOOR))
         ax.set_title(f"{label}\nmax {d.max():.2e}, mean {d.mean():.1e}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(image, ax=ax, shrink=0.8, format="%.0e")
+        fig.colorbar(image, ax=ax, shrink=0.8, format="%.1e", extend="max" if top < d.max() else "neither")
     for ax in list(axes.flat)[len(diffs):]:
         ax.axis("off")
     fig.suptitle(f"|target - reference| (max over RGB) on frame {w['frame']}, the frame with the largest error; "
-                 "each panel has its own scale", fontsize=9)
+                 "each panel has its own scale, clipped at its 99.5th percentile", fontsize=9)
     path = directory / PLOTS["diff_heatmap"]
     fig.savefig(path, dpi=110)
     plt.close(fig)
