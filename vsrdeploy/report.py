@@ -370,8 +370,9 @@ def _latency_vs_quality(plt, result, ran, directory) -> Path:
 
 
 def _grid(n: int, cols_max: int = 4) -> tuple[int, int]:
-    cols = min(n, cols_max)
-    return (n + cols - 1) // cols, cols
+    """(rows, columns) for ``n`` panels, at most ``cols_max`` a row, rows filled evenly (6 -> 2 x 3, not 5 + 1)."""
+    rows = (n + cols_max - 1) // cols_max
+    return rows, (n + rows - 1) // rows
 
 
 def _diff_heatmap(plt, result, directory) -> Path:
