@@ -135,6 +135,13 @@ def test_streamed_and_bundle_references(forms):
     assert ("reference", 5, 5) in ticks and ("tiny-fp16:ort-cpu/fp16", 5, 5) in ticks
     with pytest.raises(ConfigError, match="--window"):
         run_compare(fp32, lr, targets, window=None, reference=ReferenceSpec("stream"))
+    big = random_clip(t=3, h=32, w=40)[0].numpy()  # tiles of 24 (default overlap 16): 2 x 2 per frame
+    tiled = run_compare(fp32, big, targets[:1], window=2, lookahead=1, reference=parse_reference("stream", tile=24))
+    assert "tiles 24" in tiled.reference_description
+    err = tiled.targets[0].summary["max_abs_error"]
+    assert 1e-4 < err < 1.0  # tiles approximate: the untiled target differs from the tiled reference, boundedly
+    with pytest.raises(ConfigError, match="--reference-tile needs a streamed reference"):
+        parse_reference("whole", tile=12)
 
 
 def test_per_cell_finds_planted_divergence(tiny_bundle, perturbed):

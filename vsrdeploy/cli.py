@@ -412,6 +412,8 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 @click.option("--reference", "reference_spec", default="whole", show_default=True, metavar="whole|stream|BUNDLE:BACKEND",
               help="What targets are measured against: the whole-clip PyTorch FP32 forward (memory grows with the "
                    "clip), PyTorch FP32 streamed with --window/--lookahead, or a bundle streamed on a backend.")
+@click.option("--reference-tile", metavar="N|HxW",
+              help="Cut the streamed reference's frames into tiles of this many LR pixels (memory bounded by the tile).")
 @click.option("--window", type=click.IntRange(min=0), default=16, show_default=True,
               help="Streaming window; 0 = whole clip.")
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
@@ -434,8 +436,9 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
 @friendly_errors
-def compare(models, source, gt, degrade, backends, precisions, reference_spec, window, lookahead, max_frames, skip,
-            report_dir, sweep_lookahead, warmup, repeat, max_error, min_psnr, per_cell, tolerance, dcn):
+def compare(models, source, gt, degrade, backends, precisions, reference_spec, reference_tile, window, lookahead,
+            max_frames, skip, report_dir, sweep_lookahead, warmup, repeat, max_error, min_psnr, per_cell, tolerance,
+            dcn):
     """Accuracy and latency of bundles x runtimes x precisions against one reference.
 
     MODELS: one or more bundles of one network (e.g. its FP32, FP16 and INT8 bundles) or a checkpoint."""
@@ -446,7 +449,7 @@ def compare(models, source, gt, degrade, backends, precisions, reference_spec, w
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     parse_targets(split_list(backends), split_list(precisions))  # names checked before anything is read
-    reference = parse_reference(reference_spec)
+    reference = parse_reference(reference_spec, parse_tile(reference_tile))
     bundles = [bundle_for(m, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
                for m in models]
     targets = parse_targets(split_list(backends), split_list(precisions), bundles)

@@ -48,27 +48,45 @@ class ReferenceSpec:
     kind: str = "whole"  # whole | stream | bundle
     bundle: object = None
     backend: str = "torch"
+    tile: object = None  # int or (h, w) LR pixels: the streamed reference also cuts frames into tiles
 
     @property
     def description(self) -> str:
         if self.kind == "whole":
             return "whole-clip PyTorch FP32"
+        tiles = f", tiles {self.tile} LR px" if self.tile is not None else ""
         if self.kind == "stream":
-            return "PyTorch FP32 streamed (same window/lookahead as the targets)"
-        return f"{Path(self.bundle.path).name} on {self.backend}, streamed (same window/lookahead as the targets)"
+            return f"PyTorch FP32 streamed (same window/lookahead as the targets{tiles})"
+        return (f"{Path(self.bundle.path).name} on {self.backend}, streamed (same window/lookahead as the "
+                f"targets{tiles})")
 
 
-def parse_reference(spec: str) -> ReferenceSpec:
-    """``whole`` | ``stream`` | ``BUNDLE:BACKEND`` -> ReferenceSpec (the bundle opened and verified)."""
+class _Tiled:
+    """An Upscaler whose ``stream`` cuts frames into ``tile``s (a tiled reference keeps memory bounded by
+    the tile, not the frame)."""
+
+    def __init__(self, upscaler, tile):
+        self._upscaler, self._tile = upscaler, tile
+        self.scale = upscaler.scale
+
+    def stream(self, frames, window=None, lookahead=0, **options):
+        return self._upscaler.stream(frames, window=window, lookahead=lookahead, tile=self._tile, **options)
+
+
+def parse_reference(spec: str, tile=None) -> ReferenceSpec:
+    """``whole`` | ``stream`` | ``BUNDLE:BACKEND`` -> ReferenceSpec (the bundle opened and verified);
+    ``tile``: tile size of a streamed reference."""
+    if spec == "whole" and tile is not None:
+        raise ConfigError("--reference-tile needs a streamed reference: --reference stream or BUNDLE:BACKEND")
     if spec in ("whole", "stream"):
-        return ReferenceSpec(spec)
+        return ReferenceSpec(spec, tile=tile)
     path, sep, backend = spec.rpartition(":")
     if not sep or not path or not backend:
         raise ConfigError(f"--reference {spec!r}: write whole, stream or BUNDLE:BACKEND (e.g. model.vsr:ort-cpu)")
     from .bundle import Bundle
     from .runtimes.base import check_backend_names
     check_backend_names([backend])
-    return ReferenceSpec("bundle", Bundle(path), backend)
+    return ReferenceSpec("bundle", Bundle(path), backend, tile=tile)
 
 
 def bundle_label(bundle) -> str:
@@ -292,7 +310,7 @@ def _no_tick(label: str, done: int, total: int) -> None:
 
 
 def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str, reference: bool = False,
-                warmup: int = 0, repeat: int = 1, tick=_no_tick, label: str | None = None):
+                warmup: int = 0, repeat: int = 1, tick=_no_tick, label: str | None = None, tile=None):
     """Create the backend, warm it up on ``warmup`` frames, then stream the clip ``repeat`` times (each run
     writing its frames to the scratch file, like a real sink); returns (TargetResult, scratch clip or None).
 
@@ -314,6 +332,8 @@ def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, na
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             upscaler = Upscaler.create(bundle, target.backend, **options)
+            if tile is not None:
+                upscaler = _Tiled(upscaler, tile)
             result.load_s = time.perf_counter() - t0
             s = upscaler.scale
             if warmup:
@@ -392,12 +412,12 @@ def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray
         if reference.kind == "bundle":
             ref_target = Target(reference.backend, reference.bundle.precision, reference.bundle)
             reference_result, ref_clip = _run_target(bundle, ref_target, lr, window, lookahead, scratch,
-                                                     "reference", tick=tick, label="reference")
+                                                     "reference", tick=tick, label="reference", tile=reference.tile)
         else:
             reference_result, ref_clip = _run_target(
                 bundle, Target("torch", "fp32"), lr, None if reference.kind == "whole" else window,
                 0 if reference.kind == "whole" else lookahead, scratch, "reference", reference=True, tick=tick,
-                label="reference")
+                label="reference", tile=reference.tile)
         if ref_clip is None:
             raise VSRDeployError(f"the reference ({reference.description}) cannot run: {reference_result.reason}")
         out_size = ref_clip.shape[1:]
