@@ -8,8 +8,19 @@ DATA=/usr/share/doc/opencv-doc/examples/data
 MODEL=vsrdeploy/weights/basicvsr_c16n4_opencv.pth
 HELDOUT=vsrdeploy/data/vtest_heldout_320x240.avi
 
-# Runtimes x precisions on real video (held-out vtest.avi frames, BI x4), with the lookahead sweep
-$VSR compare $MODEL -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-cpu --precisions fp32,fp16 \
+# Every shipped precision in one table (issue 17): the FP32 bundle, its FP16 bundle and both INT8 forms
+# (ONNX Runtime CPU's U8/S8 and TensorRT's symmetric S8/S8, calibrated on 8 training frames of vtest.avi),
+# on runtimes x real video (held-out vtest.avi frames, BI x4), with the lookahead sweep
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+$VSR export $MODEL --dcn decomposed -o $WORK/basicvsr.vsr
+$VSR convert $WORK/basicvsr.vsr -o $WORK/basicvsr-fp16.vsr
+$VSR calibrate $WORK/basicvsr.vsr --frames $DATA/vtest.avi --max-frames 8 --degrade bi --target cpu \
+    -o $WORK/basicvsr-int8-cpu.vsr
+$VSR calibrate $WORK/basicvsr.vsr --frames $DATA/vtest.avi --max-frames 8 --degrade bi --target tensorrt \
+    -o $WORK/basicvsr-int8-trt.vsr
+$VSR compare $WORK/basicvsr.vsr $WORK/basicvsr-fp16.vsr $WORK/basicvsr-int8-cpu.vsr $WORK/basicvsr-int8-trt.vsr \
+    -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-cpu --precisions fp32 \
     --window 10 --lookahead 5 --sweep-lookahead 0,2,5,10 --report docs/compare_vtest_heldout
 
 # Model card: whole-clip quality vs bicubic on held-out vtest frames and on an independent clip (accuracy only: one timed run)

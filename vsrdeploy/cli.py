@@ -401,13 +401,19 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 
 
 @main.command()
-@click.argument("model", type=click.Path())
+@click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("-i", "--input", "source", required=True, help="LR clip (or the HR clip with --degrade).")
 @click.option("--gt", "gt", help="Ground-truth HR clip matching --input.")
 @click.option("--degrade", type=click.Choice(["bi", "bd"]),
               help="Make the LR clip from --input (HR): bi = MATLAB bicubic x4, bd = Gaussian 1.6 + x4 subsampling.")
 @click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
-@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2", help="fp32, fp16, bf16, int8.")
+@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2",
+              help="fp32, fp16, bf16, int8 (for FP32 bundles; FP16/INT8 bundles run at their own precision).")
+@click.option("--reference", "reference_spec", default="whole", show_default=True, metavar="whole|stream|BUNDLE:BACKEND",
+              help="What targets are measured against: the whole-clip PyTorch FP32 forward (memory grows with the "
+                   "clip), PyTorch FP32 streamed with --window/--lookahead, or a bundle streamed on a backend.")
+@click.option("--reference-tile", metavar="N|HxW",
+              help="Cut the streamed reference's frames into tiles of this many LR pixels (memory bounded by the tile).")
 @click.option("--window", type=click.IntRange(min=0), default=16, show_default=True,
               help="Streaming window; 0 = whole clip.")
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
@@ -422,25 +428,43 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
               help="Timed runs of the clip per target (median and spread reported).")
 @click.option("--max-error", type=float, help="Fail when a target's max abs error vs the reference exceeds this.")
 @click.option("--min-psnr", type=float, help="Fail when a frame's PSNR vs the reference is below this (dB).")
+@click.option("--per-cell", is_flag=True,
+              help="Diagnose instead: record every cell's inputs streamed through the first target, replay them "
+                   "through the others, report each cell's error per frame and the first cell/frame over --tolerance.")
+@click.option("--tolerance", type=click.FloatRange(min=0), metavar="ERR",
+              help="--per-cell: scaled max error a cell may reach [default: by precision, 1e-4 for FP32].")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]),
               help="DCN mode when MODEL is a checkpoint [default: decomposed, which every runtime takes].")
 @friendly_errors
-def compare(model, source, gt, degrade, backends, precisions, window, lookahead, max_frames, skip, report_dir,
-            sweep_lookahead, warmup, repeat, max_error, min_psnr, dcn):
-    """Accuracy and latency of runtimes x precisions vs the whole-clip PyTorch FP32 forward."""
-    from .evaluate.compare import parse_targets, prepare_clips, run_compare
+def compare(models, source, gt, degrade, backends, precisions, reference_spec, reference_tile, window, lookahead,
+            max_frames, skip, report_dir, sweep_lookahead, warmup, repeat, max_error, min_psnr, per_cell, tolerance,
+            dcn):
+    """Accuracy and latency of bundles x runtimes x precisions against one reference.
+
+    MODELS: one or more bundles of one network (e.g. its FP32, FP16 and INT8 bundles) or a checkpoint."""
+    from .evaluate.compare import parse_reference, parse_targets, prepare_clips, run_compare
+    from .progress import FrameProgress
     from .evaluate.report import format_table, write_report
     from .runtimes.engine import bundle_for
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    targets = parse_targets(split_list(backends), split_list(precisions))
-    sweep = sweep_lookahead or None
+    parse_targets(split_list(backends), split_list(precisions))  # names checked before anything is read
+    reference = parse_reference(reference_spec, parse_tile(reference_tile))
+    bundles = [bundle_for(m, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
+               for m in models]
+    targets = parse_targets(split_list(backends), split_list(precisions), bundles)
     lr, gt_clip, gt_desc, clip_desc = prepare_clips(source, gt, degrade, max_frames, notice=echo, skip=skip)
-    bundle = bundle_for(model, "ort-cpu", dcn or "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    result = run_compare(bundle, lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
-                         lookahead=lookahead, max_error=max_error, min_psnr=min_psnr, sweep_lookahead=sweep,
-                         clip_name=clip_desc, warmup=warmup, repeat=repeat, progress=echo)
+    if per_cell:
+        _compare_per_cell(bundles[0], lr, targets, window or None, lookahead, tolerance, report_dir)
+        return
+    with FrameProgress() as bars:
+        result = run_compare(bundles[0], lr, targets, gt=gt_clip, ground_truth=gt_desc, window=window or None,
+                             lookahead=lookahead, max_error=max_error, min_psnr=min_psnr,
+                             sweep_lookahead=sweep_lookahead or None, clip_name=clip_desc, warmup=warmup,
+                             repeat=repeat, reference=reference, progress=bars.message, tick=bars.tick)
     click.echo(format_table(result))
+    for w in result.warnings:
+        echo(f"warning: {w}")
     if report_dir:
         files = write_report(result, report_dir, machine=machine_description())
         click.echo(f"report: {', '.join(str(p) for p in files.values())}")
@@ -451,6 +475,27 @@ def compare(model, source, gt, degrade, backends, precisions, window, lookahead,
         click.echo("FAIL no target was compared (every one was skipped; see the reasons above): "
                    "pick backends that run here (`vsrdeploy backends`)", err=True)
     if not result.passed:
+        sys.exit(1)
+
+
+def _compare_per_cell(bundle, lr, targets, window, lookahead, tolerance, report_dir) -> None:
+    from .evaluate.cell_diff import diagnose_cells, format_diagnosis, write_diagnosis
+    from .progress import FrameProgress
+
+    if len(targets) < 2:
+        raise ConfigError("--per-cell replays one target's recorded cell inputs through others: give two bundles "
+                          "or two backends (e.g. --backends ort-cpu,openvino-cpu)")
+    with FrameProgress() as bars:
+        diagnosis = diagnose_cells(bundle, lr, targets, window=window, lookahead=lookahead, tolerance=tolerance,
+                                   progress=bars.message, tick=bars.tick)
+    click.echo(format_diagnosis(diagnosis))
+    if report_dir:
+        files = write_diagnosis(diagnosis, report_dir)
+        click.echo(f"report: {', '.join(str(p) for p in files.values())}")
+    if diagnosis.first_divergence is not None:
+        d = diagnosis.first_divergence
+        click.echo(f"FAIL {d['target']}: first divergence in cell {d['cell']} at frame {d['frame']} "
+                   f"(call {d['call']}, output {d['output']}, error {d['error']:.3g} > {d['tolerance']:g})", err=True)
         sys.exit(1)
 
 
@@ -484,9 +529,11 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
-                        warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                        progress=echo)
+    from .progress import FrameProgress
+    with FrameProgress() as bars:
+        results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
+                            warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
+                            progress=bars.message, tick=bars.tick)
     if as_json:
         from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),

@@ -56,17 +56,19 @@ DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid", "concat-input", "cell-input
 
 
 def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,
-                       seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
+                       seed: int = 0, progress: bool = False) -> dict[str, list[dict[str, np.ndarray]]]:
     """Stream ``frames`` (T, 3, H, W) through the FP32 ``bundle`` on ort-cpu and return, per cell, up to
     ``max_samples`` of the input feeds it received (a uniform random subset when it was called more)."""
     from ..runtimes.engine import Upscaler
 
+    from tqdm import tqdm
+
+    from ..evaluate.cell_parity import split_rows, tap_cells
+
     upscaler = Upscaler.create(bundle, "ort-cpu")
-    backend = upscaler.backend
     rng = np.random.default_rng(seed)
     samples: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in bundle.cells}
     calls: dict[str, int] = {name: 0 for name in bundle.cells}
-    inner = backend.run
 
     def keep(cell, feed):
         calls[cell] += 1
@@ -77,16 +79,15 @@ def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64
             if j < max_samples:
                 samples[cell][j] = feed
 
-    def recording_run(cell, inputs):
-        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+    def record(cell, inputs, outputs):
         # stateless cells get frames batched on axis 0: one sample per frame, so every sample has one shape
-        for i in range(next(iter(feed.values())).shape[0]):
-            keep(cell, {k: v[i:i + 1].copy() for k, v in feed.items()})
-        return inner(cell, inputs)
+        for feed in split_rows(inputs):
+            keep(cell, feed)
 
-    backend.run = recording_run
-    for _ in upscaler.stream(frames, window=window, lookahead=0):
-        pass
+    with tap_cells(upscaler.backend, record):
+        for _ in tqdm(upscaler.stream(frames, window=window, lookahead=0), total=len(frames),
+                      desc="recording cell inputs", unit="frame", disable=not progress):
+            pass
     return samples
 
 
@@ -163,7 +164,7 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     check_output_dir(out_dir.absolute(), force)
     say = echo or (lambda m: None)
     say(f"recording cell inputs over {len(frames)} calibration frames")
-    samples = record_cell_inputs(src, frames, max_samples=max_samples, window=window)
+    samples = record_cell_inputs(src, frames, max_samples=max_samples, window=window, progress=progress)
     models, excluded = {}, {}
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-int8-") as tmp:
         for name in tqdm(src.cells, desc="quantizing cells", unit="cell", disable=not progress):

@@ -52,8 +52,23 @@ def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.nd
     return np.stack([base[:, i:i + height, i:i + width] for i in range(frames)])
 
 
+class _Ticks:
+    """Output sink of the child: counts frames and sends (name, done, total) to the parent's queue."""
+
+    def __init__(self, queue, name: str, total: int):
+        self.queue, self.name, self.total, self.done = queue, name, total, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.queue is not None:
+            self.queue.put((self.name, self.done, self.total))
+
+    def write(self, frame) -> None:
+        self.add(1)
+
+
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
-           lookahead: int, threads: int | None) -> dict:
+           lookahead: int, threads: int | None, queue=None) -> dict:
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -63,6 +78,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     clip = synthetic_clip(frames, *size)
     bundle = Bundle(bundle_path)
     from .timing import StreamRun, summarize_runs, timed_stream, warm_up
+    ticks = _Ticks(queue, name, min(warmup, frames) + repeat * frames)
     try:
         t0 = time.perf_counter()
         if name == BASELINE:
@@ -72,6 +88,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 t = time.perf_counter()
                 net(torch.from_numpy(c)[None])
                 total = time.perf_counter() - t
+                ticks.add(len(c))
                 return StreamRun(total, total, [total] * len(c))
         else:
             from ..runtimes.engine import Upscaler
@@ -80,11 +97,13 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
             up = Upscaler.create(bundle, name, **options)
 
             def run(c):
-                return timed_stream(up, c, window, lookahead)
+                return timed_stream(up, c, window, lookahead, ticks)
         load_s = time.perf_counter() - t0
         with torch.no_grad():
             if warmup:
                 run(clip[:warmup]) if name == BASELINE else warm_up(up, clip[:warmup], window, lookahead)
+                if name != BASELINE:
+                    ticks.add(min(warmup, frames))
             timing = summarize_runs([run(clip) for _ in range(repeat)])
     except (BackendUnavailable, ImportError) as e:
         return {"name": name, "status": "skipped", "reason": one_line(e)}
@@ -96,8 +115,12 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
 
 def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(64, 64), warmup: int = 3,
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
-              options: dict | None = None, baseline: bool = True, progress=lambda msg: None) -> list[BenchResult]:
-    """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's."""
+              options: dict | None = None, baseline: bool = True, progress=lambda msg: None,
+              tick=None) -> list[BenchResult]:
+    """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's.
+
+    ``progress(message)`` says which configuration starts; ``tick(name, frames done, frames in all)``
+    follows each one frame by frame (warm-up and timed runs) from its child process."""
     from ..errors import ConfigError
     from ..runtimes.base import check_backend_names
     if not backends:
@@ -107,16 +130,37 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
         raise ConfigError(f"bench needs frames >= 1, repeat >= 1 and warmup >= 0 (got {frames}, {repeat}, {warmup})")
     results = []
     ctx = multiprocessing.get_context("spawn")
-    for name in [BASELINE, *backends] if baseline else backends:
-        progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            record = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
-                                 window, lookahead, threads).result()
-        results.append(BenchResult(**record))
+    manager = ctx.Manager() if tick is not None else None
+    queue = manager.Queue() if manager is not None else None
+    try:
+        for name in [BASELINE, *backends] if baseline else backends:
+            progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                future = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
+                                     window, lookahead, threads, queue)
+                while queue is not None and not future.done():
+                    _drain(queue, tick, wait=0.2)
+                record = future.result()
+                if queue is not None:
+                    _drain(queue, tick, wait=0)
+            results.append(BenchResult(**record))
+    finally:
+        if manager is not None:
+            manager.shutdown()
     base = results[0].fps if baseline else float("nan")
     for r in results:
         r.ratio = r.fps / base if r.status == "ok" else float("nan")
     return results
+
+
+def _drain(queue, tick, wait: float) -> None:
+    import queue as queue_module
+    try:
+        while True:
+            tick(*queue.get(timeout=wait) if wait else queue.get_nowait())
+            wait = 0
+    except queue_module.Empty:
+        pass
 
 
 def format_bench(results: list[BenchResult]) -> str:

@@ -7,6 +7,7 @@ relative for large feature maps.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,3 +58,29 @@ def cell_parity(bundle, backend, h: int, w: int, n: int = 1, seed: int = 0, cell
         worst = max(errors, key=errors.get)
         out.append(CellParity(name, errors[worst], worst))
     return out
+
+
+def split_rows(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """A batched cell call as one feed per batch row (stateless cells get frames batched on axis 0)."""
+    n = next(iter(arrays.values())).shape[0]
+    return [{k: v[i:i + 1].copy() for k, v in arrays.items()} for i in range(n)]
+
+
+@contextlib.contextmanager
+def tap_cells(backend, on_call):
+    """Within the block, every ``backend.run(cell, inputs)`` also calls ``on_call(cell, inputs, outputs)``
+    with both as numpy arrays on the CPU (recording cell inputs, hidden states included, for calibration
+    and per-cell diagnosis)."""
+    inner = backend.run
+
+    def tapped(cell, inputs):
+        outputs = inner(cell, inputs)
+        on_call(cell, {k: v.detach().float().cpu().numpy() for k, v in inputs.items()},
+                {k: v.detach().float().cpu().numpy() for k, v in outputs.items()})
+        return outputs
+
+    backend.run = tapped
+    try:
+        yield backend
+    finally:
+        backend.run = inner

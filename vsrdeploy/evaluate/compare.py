@@ -1,5 +1,9 @@
-"""Accuracy and latency of a bundle across runtimes and precisions, against the whole-clip PyTorch FP32
-forward (the reference) and, when given, the ground-truth HR clip.
+"""Accuracy and latency of one or more bundles of one network (FP32, FP16, INT8, other DCN forms) across
+runtimes and precisions, against one reference and, when given, the ground-truth HR clip.
+
+The reference (``ReferenceSpec``) is the whole-clip PyTorch FP32 forward by default; ``stream`` streams
+PyTorch FP32 with the targets' window/lookahead and ``BUNDLE:BACKEND`` streams a bundle on a backend, so
+memory stays bounded by ``window + lookahead`` frames on long or large clips.
 
 Timed runs write output frames to a scratch file as they come (like a real sink); metrics are computed
 afterwards, so they do not inflate the timings.
@@ -28,10 +32,78 @@ CROP_BORDER = 0  # upstream VSR benchmarks (REDS4, Vimeo-90K-T, Vid4 in BasicVSR
 class Target:
     backend: str
     precision: str = "fp32"
+    bundle: object = None  # a Bundle; None: the bundle given to run_compare
+    name: str = ""  # the bundle's short name in labels (empty when only one bundle is compared)
 
     @property
     def label(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        return f"{self.name + ':' if self.name else ''}{self.backend}/{self.precision}"
+
+
+@dataclass
+class ReferenceSpec:
+    """What the targets are measured against: ``whole`` (PyTorch FP32 on the whole clip: exact, but memory
+    grows with the clip), ``stream`` (PyTorch FP32 streamed with the targets' window and lookahead) or
+    ``bundle`` on ``backend`` streamed the same way."""
+    kind: str = "whole"  # whole | stream | bundle
+    bundle: object = None
+    backend: str = "torch"
+    tile: object = None  # int or (h, w) LR pixels: the streamed reference also cuts frames into tiles
+
+    @property
+    def description(self) -> str:
+        if self.kind == "whole":
+            return "whole-clip PyTorch FP32"
+        tiles = f", tiles {self.tile} LR px" if self.tile is not None else ""
+        if self.kind == "stream":
+            return f"PyTorch FP32 streamed (same window/lookahead as the targets{tiles})"
+        return (f"{Path(self.bundle.path).name} on {self.backend}, streamed (same window/lookahead as the "
+                f"targets{tiles})")
+
+
+class _Tiled:
+    """An Upscaler whose ``stream`` cuts frames into ``tile``s (a tiled reference keeps memory bounded by
+    the tile, not the frame)."""
+
+    def __init__(self, upscaler, tile):
+        self._upscaler, self._tile = upscaler, tile
+        self.scale = upscaler.scale
+
+    def stream(self, frames, window=None, lookahead=0, **options):
+        return self._upscaler.stream(frames, window=window, lookahead=lookahead, tile=self._tile, **options)
+
+
+def parse_reference(spec: str, tile=None) -> ReferenceSpec:
+    """``whole`` | ``stream`` | ``BUNDLE:BACKEND`` -> ReferenceSpec (the bundle opened and verified);
+    ``tile``: tile size of a streamed reference."""
+    if spec == "whole" and tile is not None:
+        raise ConfigError("--reference-tile needs a streamed reference: --reference stream or BUNDLE:BACKEND")
+    if spec in ("whole", "stream"):
+        return ReferenceSpec(spec, tile=tile)
+    path, sep, backend = spec.rpartition(":")
+    if not sep or not path or not backend:
+        raise ConfigError(f"--reference {spec!r}: write whole, stream or BUNDLE:BACKEND (e.g. model.vsr:ort-cpu)")
+    from ..bundle import Bundle
+    from ..runtimes.base import check_backend_names
+    check_backend_names([backend])
+    return ReferenceSpec("bundle", Bundle(path), backend, tile=tile)
+
+
+def bundle_label(bundle) -> str:
+    return Path(bundle.path).name.removesuffix(".vsr")
+
+
+def check_same_network(bundles: list) -> None:
+    """Bundles compared in one run must be forms of one network: same architecture, config and weights."""
+    first = bundles[0]
+    weights = first.manifest["files"].get(first.manifest["weights"])
+    for b in bundles[1:]:
+        if (b.arch, b.config) != (first.arch, first.config):
+            raise ConfigError(f"{b.path} is {b.arch} {b.config} but {first.path} is {first.arch} {first.config}; "
+                              "compare bundles of one network (its FP32, FP16, INT8 and DCN forms)")
+        if b.manifest["files"].get(b.manifest["weights"]) != weights:
+            raise ConfigError(f"{b.path} and {first.path} hold different weights; compare bundles exported or "
+                              "derived from one checkpoint")
 
 
 @dataclass
@@ -40,6 +112,7 @@ class TargetResult:
     precision: str
     status: str  # ok | skipped | failed
     reason: str = ""
+    bundle: str = ""  # the bundle's short name when several bundles are compared
     window: int | None = None
     lookahead: int = 0
     load_s: float = math.nan
@@ -65,7 +138,7 @@ class TargetResult:
 
     @property
     def label(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        return f"{self.bundle + ':' if self.bundle else ''}{self.backend}/{self.precision}"
 
 
 @dataclass
@@ -85,6 +158,10 @@ class CompareResult:
     targets: list[TargetResult]
     sweep: list[dict] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
+    worst: dict = field(default_factory=dict, repr=False)  # arrays for the plots; not in report.json
+    reference_description: str = "whole-clip PyTorch FP32"
+    bundles: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def compared(self) -> list[TargetResult]:
@@ -97,12 +174,20 @@ class CompareResult:
         return bool(self.compared) and all(t.status != "failed" for t in self.targets)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        worst, self.worst = self.worst, {}
+        try:
+            d = asdict(self)
+        finally:
+            self.worst = worst
+        d.pop("worst")
+        d["worst_frame"] = worst.get("frame")
         d["passed"] = self.passed
         return d
 
 
-def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
+def parse_targets(backends: list[str], precisions: list[str], bundles: list | None = None) -> list[Target]:
+    """backends x precisions, per bundle when ``bundles`` has several: an FP32 bundle runs at each of
+    ``precisions``, a converted one (FP16, INT8) at its own precision."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
@@ -110,7 +195,19 @@ def parse_targets(backends: list[str], precisions: list[str]) -> list[Target]:
         raise ConfigError("give at least one backend, e.g. --backends torch,ort-cpu,openvino-cpu")
     from ..runtimes.base import check_backend_names
     check_backend_names(backends)
-    return [Target(b, p) for b in backends for p in precisions]
+    if not bundles or len(bundles) == 1:
+        return [Target(b, p, bundles[0] if bundles else None) for b in backends for p in precisions]
+    check_same_network(bundles)
+    names = [bundle_label(b) for b in bundles]
+    if len(set(names)) < len(names):  # same directory name in two places: fall back to the paths
+        names = [str(b.path) for b in bundles]
+    targets = []
+    for bundle, name in zip(bundles, names):
+        for backend in backends:
+            for p in (precisions if bundle.precision == "fp32" else [bundle.precision]):
+                if not any(t.bundle is bundle and t.backend == backend and t.precision == p for t in targets):
+                    targets.append(Target(backend, p, bundle, name))
+    return targets
 
 
 class _ScratchClip:
@@ -196,38 +293,63 @@ def _check_tolerances(result: TargetResult, max_error: float | None, min_psnr: f
         result.reason = "; ".join(result.failures)
 
 
+class _Ticking:
+    """A sink that passes frames on and reports each one (progress per target and per frame)."""
+
+    def __init__(self, sink, tick, label: str, done: int, total: int):
+        self.sink, self.tick, self.label, self.done, self.total = sink, tick, label, done, total
+
+    def write(self, frame) -> None:
+        self.sink.write(frame)
+        self.done += 1
+        self.tick(self.label, self.done, self.total)
+
+
+def _no_tick(label: str, done: int, total: int) -> None:
+    pass
+
+
 def _run_target(bundle, target: Target, lr, window, lookahead, scratch: Path, name: str, reference: bool = False,
-                warmup: int = 0, repeat: int = 1):
+                warmup: int = 0, repeat: int = 1, tick=_no_tick, label: str | None = None, tile=None):
     """Create the backend, warm it up on ``warmup`` frames, then stream the clip ``repeat`` times (each run
     writing its frames to the scratch file, like a real sink); returns (TargetResult, scratch clip or None).
 
-    ``reference``: PyTorch FP32 on the bundle's source weights, whatever the bundle's precision."""
+    ``reference``: PyTorch FP32 on the bundle's source weights, whatever the bundle's precision.
+    ``tick(label, frames done, frames in all)`` is called after every output frame."""
     from .timing import summarize_runs, timed_stream, warm_up
     from ..runtimes.base import precision_options
     from ..runtimes.engine import Upscaler
+    bundle = target.bundle or bundle
+    label = label or target.label
     result = TargetResult(target.backend, target.precision, "ok", window=window, lookahead=lookahead,
-                          warmup_frames=min(warmup, len(lr)))
+                          warmup_frames=min(warmup, len(lr)), bundle=target.name)
     clip = None
+    total = max(1, repeat) * len(lr)
+    tick(label, 0, total)
     try:
         options = {"fp32_weights": True} if reference else precision_options(target.backend, target.precision,
                                                                              bundle)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             upscaler = Upscaler.create(bundle, target.backend, **options)
+            if tile is not None:
+                upscaler = _Tiled(upscaler, tile)
             result.load_s = time.perf_counter() - t0
             s = upscaler.scale
             if warmup:
                 warm_up(upscaler, lr[:warmup], window, lookahead)
             runs = []
-            for _ in range(max(1, repeat)):  # every run rewrites the same scratch file: same cost each time
+            for run in range(max(1, repeat)):  # every run rewrites the same scratch file: same cost each time
                 clip = _ScratchClip(scratch, name, (3, lr.shape[2] * s, lr.shape[3] * s))
-                runs.append(timed_stream(upscaler, lr, window, lookahead, clip))
+                runs.append(timed_stream(upscaler, lr, window, lookahead,
+                                         _Ticking(clip, tick, label, run * len(lr), total)))
                 clip.close()
             for k, v in summarize_runs(runs).items():
                 setattr(result, k, v)
         result.peak_mem_mb = mem.increase_mb
         return result, clip
     except Exception as e:  # noqa: BLE001 -- one target's error is its row's outcome; the run goes on
+        tick(label, total, total)
         if clip is not None:
             clip.close()
         if isinstance(e, (BackendUnavailable, ImportError)):  # cannot run here: not a failure of the target
@@ -244,55 +366,116 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, (VSRDeployError, ImportError)) else f"{type(error).__name__}: {text}"
 
 
+def clip_warning(num_frames: int, window: int | None, lookahead: int, sweep: list[int] | None = None) -> str | None:
+    """Why streaming cannot show its cost on this clip (it sees the whole clip at once), or None."""
+    if window is None:
+        return None
+    longest = max([lookahead, *(sweep or [])])
+    if num_frames > window + longest:
+        return None
+    return (f"the clip has {num_frames} frames, not more than window {window} + lookahead {longest}: streaming "
+            "sees the whole clip, so streamed outputs equal the whole-clip output"
+            + (" and the lookahead sweep is a flat line" if sweep else "")
+            + f"; use a clip longer than {window + longest} frames (--frames) or a smaller --window")
+
+
 def run_compare(bundle, lr: np.ndarray, targets: list[Target], *, gt: np.ndarray | None = None,
                 ground_truth: str | None = None, window: int | None = 16, lookahead: int = 8,
                 max_error: float | None = None, min_psnr: float | None = None,
                 sweep_lookahead: list[int] | None = None, crop_border: int = CROP_BORDER, clip_name: str = "",
-                warmup: int = 0, repeat: int = 1,
-                progress: Callable[[str], None] = lambda msg: None) -> CompareResult:
+                warmup: int = 0, repeat: int = 1, reference: ReferenceSpec | None = None,
+                progress: Callable[[str], None] = lambda msg: None,
+                tick: Callable[[str, int, int], None] = _no_tick) -> CompareResult:
     """Compare ``targets`` on the LR clip ``lr`` (T, 3, h, w); ``gt`` (T, 3, H, W) is optional.
 
-    Each target is warmed up on ``warmup`` frames, then timed over ``repeat`` runs of the clip (the
-    whole-clip reference and the lookahead sweep run once)."""
+    ``bundle`` is the network (targets without their own bundle run it; the PyTorch references use its
+    weights). Each target is warmed up on ``warmup`` frames, then timed over ``repeat`` runs of the clip
+    (the reference and the lookahead sweep run once). ``progress(message)`` says what starts;
+    ``tick(label, done, total)`` follows each target frame by frame."""
     if repeat < 1 or warmup < 0:
         raise ConfigError(f"repeat must be >= 1 and warmup >= 0 (got {repeat}, {warmup})")
+    reference = reference or ReferenceSpec()
+    if reference.kind != "whole" and window is None:
+        raise ConfigError(f"--reference {reference.kind} streams with the targets' window; give --window > 0 "
+                          "or use --reference whole")
+    warnings = [w for w in [clip_warning(len(lr), window, lookahead, sweep_lookahead)] if w]
+    for w in warnings:
+        progress(f"warning: {w}")
+    bundles = []
+    for t in targets:
+        b = t.bundle or bundle
+        if all(b is not x for x in bundles):
+            bundles.append(b)
     with tempfile.TemporaryDirectory(prefix="vsrdeploy-compare-") as tmp:
         scratch = Path(tmp)
-        progress("reference: whole-clip PyTorch FP32 forward")
-        reference, ref_clip = _run_target(bundle, Target("torch", "fp32"), lr, None, 0, scratch, "reference",
-                                          reference=True)
+        progress(f"reference: {reference.description}")
+        if reference.kind == "bundle":
+            ref_target = Target(reference.backend, reference.bundle.precision, reference.bundle)
+            reference_result, ref_clip = _run_target(bundle, ref_target, lr, window, lookahead, scratch,
+                                                     "reference", tick=tick, label="reference", tile=reference.tile)
+        else:
+            reference_result, ref_clip = _run_target(
+                bundle, Target("torch", "fp32"), lr, None if reference.kind == "whole" else window,
+                0 if reference.kind == "whole" else lookahead, scratch, "reference", reference=True, tick=tick,
+                label="reference", tile=reference.tile)
         if ref_clip is None:
-            raise VSRDeployError(f"the PyTorch reference cannot run: {reference.reason}")
+            raise VSRDeployError(f"the reference ({reference.description}) cannot run: {reference_result.reason}")
         out_size = ref_clip.shape[1:]
         if gt is not None:
             gt = _match_gt(gt, out_size)
-        _evaluate(reference, ref_clip, None, gt, crop_border)
+        _evaluate(reference_result, ref_clip, None, gt, crop_border)
         results, clips = [], []
         for i, target in enumerate(targets):
-            progress(f"{target.label}: streaming {len(lr)} frames")
+            progress(f"{target.label}: {warmup} warm-up frames, then {repeat} x {len(lr)} frames")
             result, clip = _run_target(bundle, target, lr, window, lookahead, scratch, f"t{i}", warmup=warmup,
-                                       repeat=repeat)
+                                       repeat=repeat, tick=tick)
             results.append(result)
             clips.append(clip)
-        # PyTorch FP32 streamed with the same window/lookahead: separates runtime error from streaming's
-        stream_ref = next((c for t, c in zip(targets, clips) if t == Target("torch", "fp32") and c), None)
-        if stream_ref is None and window is not None:
-            progress("torch/fp32 streaming (to separate runtime error from streaming error)")
-            stream_ref = _run_target(bundle, Target("torch", "fp32"), lr, window, lookahead, scratch, "stream",
-                                     reference=True)[1]
+        stream_ref = None
+        if reference.kind == "whole" and window is not None:
+            # PyTorch FP32 streamed with the same window/lookahead: separates runtime error from streaming's
+            stream_ref = next((c for t, c in zip(targets, clips)
+                               if (t.backend, t.precision) == ("torch", "fp32") and (t.bundle or bundle) is bundle
+                               and c), None)
+            if stream_ref is None:
+                progress("torch/fp32 streaming (to separate runtime error from streaming error)")
+                stream_ref = _run_target(bundle, Target("torch", "fp32"), lr, window, lookahead, scratch, "stream",
+                                         reference=True, tick=tick, label="torch/fp32 stream")[1]
         for result, clip in zip(results, clips):
             if clip is not None:
-                _evaluate(result, clip, ref_clip, gt, crop_border, stream_ref if window is not None else None)
+                _evaluate(result, clip, ref_clip, gt, crop_border, stream_ref)
                 _check_tolerances(result, max_error, min_psnr)
         sweep = []
         if sweep_lookahead:
             sweep = _sweep(bundle, lr, targets, clips, window, sweep_lookahead, ref_clip, gt, crop_border,
-                           scratch, progress)
+                           scratch, progress, tick)
+        worst = _worst_frames(results, clips, ref_clip, gt, lr, crop_border)
     return CompareResult(
-        model=str(bundle.path), arch=bundle.arch, clip=clip_name, num_frames=len(lr),
+        model=", ".join(str(b.path) for b in bundles), arch=bundle.arch, clip=clip_name, num_frames=len(lr),
         lr_size=tuple(lr.shape[2:]), out_size=tuple(out_size), window=window, lookahead=lookahead,
-        ground_truth=ground_truth, crop_border=crop_border, reference=reference, machine=machine_info(),
-        bicubic=_bicubic_baseline(lr, gt, crop_border) if gt is not None else None, targets=results, sweep=sweep)
+        ground_truth=ground_truth, crop_border=crop_border, reference=reference_result, machine=machine_info(),
+        bicubic=_bicubic_baseline(lr, gt, crop_border) if gt is not None else None, targets=results, sweep=sweep,
+        reference_description=reference.description, bundles=[str(b.path) for b in bundles], warnings=warnings,
+        worst=worst)
+
+
+def _worst_frames(results, clips, ref_clip, gt, lr, crop) -> dict:
+    """For the plots: the frame where targets differ most from the reference, with each target's output, the
+    reference, the bicubic upscale and the ground truth on that frame (small: one frame per target)."""
+    from .degrade import bicubic_resize
+    ran = [(r, c) for r, c in zip(results, clips) if c is not None and r.frames]
+    if not ran:
+        return {}
+    by_frame: dict[int, float] = {}
+    for r, _ in ran:
+        for f in r.frames:
+            by_frame[f["frame"]] = max(by_frame.get(f["frame"], 0.0), f.get("max_abs_error", 0.0))
+    frame = max(by_frame, key=by_frame.get)
+    ref = ref_clip[frame]
+    bicubic = bicubic_resize(lr[frame], ref.shape[1] / lr.shape[2])[:, :ref.shape[1], :ref.shape[2]]
+    return {"frame": frame, "reference": ref, "bicubic": np.clip(bicubic, 0, 1),
+            "ground_truth": gt[frame] if gt is not None else None,
+            "targets": {r.label: c[frame] for r, c in ran}}
 
 
 def _match_gt(gt: np.ndarray, out_size) -> np.ndarray:
@@ -307,10 +490,11 @@ def _bicubic_baseline(lr: np.ndarray, gt: np.ndarray, crop: int) -> dict:
     from .degrade import bicubic_resize
     frames = [_frame_metrics(bicubic_resize(lr[i], 4.0)[:, :gt.shape[2], :gt.shape[3]], None, gt[i], crop)
               for i in range(len(lr))]
-    return _summarise(frames)
+    return {**_summarise(frames), "psnr_y_per_frame": [f["psnr_y"] for f in frames]}
 
 
-def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, scratch, progress) -> list[dict]:
+def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, scratch, progress,
+           tick=_no_tick) -> list[dict]:
     """PSNR vs lookahead on the first target that ran: the latency/quality trade-off of streaming."""
     ran = [t for t, c in zip(targets, clips) if c is not None]
     if not ran:
@@ -319,7 +503,8 @@ def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, s
     rows = []
     for n, la in enumerate(lookaheads):
         progress(f"sweep: {target.label} lookahead {la}")
-        result, clip = _run_target(bundle, target, lr, window, la, scratch, f"sweep{n}")
+        result, clip = _run_target(bundle, target, lr, window, la, scratch, f"sweep{n}", tick=tick,
+                                   label=f"sweep {target.label} lookahead {la}")
         if clip is None:
             break
         _evaluate(result, clip, ref_clip, gt, crop)
