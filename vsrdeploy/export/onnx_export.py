@@ -119,7 +119,8 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
         raise ConfigError(f"dcn={dcn} needs opset >= {MIN_OPSET[dcn]} (got {opset})")
     source = None
     if isinstance(model_or_path, (str, os.PathLike)):
-        source = os.fspath(model_or_path)
+        from ..shipped import resolve_model
+        source = os.fspath(resolve_model(model_or_path))
         net = load_checkpoint(source, arch=arch, **overrides)
     else:
         net = model_or_path

@@ -104,7 +104,8 @@ class RecurrentVSR(nn.Module):
 
     def stream_cells(self, run, frames: Iterable[torch.Tensor], window: int | None, lookahead: int, *,
                      stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
-                     tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[torch.Tensor]:
+                     tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
+                     first_window: int | None = None) -> Iterator[torch.Tensor]:
         """This network's schedule over ``frames`` with cells run by ``run`` (any backend).
 
         - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
@@ -129,7 +130,8 @@ class RecurrentVSR(nn.Module):
 
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,
-                              tiles=plan if (tile is not None or budget is not None) else None)
+                              tiles=plan if (tile is not None or budget is not None) else None,
+                              first_window=first_window)
 
     def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0) -> torch.Tensor:
         """``lrs`` (N, T, 3, H, W) RGB in [0, 1] -> (N, T, 3, 4H, 4W), not clamped.
