@@ -128,8 +128,9 @@ def test_frame_kind_rule():
 
 def test_close_and_context_manager(tiny_bundle, clip):
     with vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu") as u:
-        assert u.upscale(clip[:2]).shape[0] == 2
-    assert u.closed and not hasattr(u, "sessions") and "closed" in repr(u)
+        backend = u.backend
+        assert backend.sessions and u.upscale(clip[:2]).shape[0] == 2
+    assert u.closed and not hasattr(backend, "sessions") and "closed" in repr(u)
     with pytest.raises(BackendUnavailable, match="this Upscaler is closed; open another"):
         u.upscale(clip[:2])
     u.close()  # idempotent
@@ -168,3 +169,14 @@ def test_shipped_model_name_opens(monkeypatch, tmp_path):
     with pytest.raises(InputError, match=r"not found: nope \(expected a checkpoint file, a .vsr bundle directory, "
                                          r"or a shipped model \(basicvsr, basicvsr_pp\)\)"):
         bundle_for("nope", "ort-cpu")
+
+
+def test_torch_frames_are_not_moved_off_the_backend_device():
+    # no GPU here: the meta device stands in for cuda; the conversions never copy torch frames to the CPU
+    from vsrdeploy.runtimes.frame_types import from_network, to_network
+    meta = torch.device("meta")
+    for frame in (torch.zeros(3, 2, 2), torch.zeros(3, 2, 2, dtype=torch.uint8)):
+        kind = frame_kind(frame)
+        assert to_network(frame, kind, meta).device == meta
+        out = from_network(torch.empty(3, 8, 8, device=meta), kind)
+        assert out.device == meta and out.dtype == frame.dtype
