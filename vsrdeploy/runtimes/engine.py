@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
