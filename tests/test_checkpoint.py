@@ -153,7 +153,7 @@ def test_frames_smaller_than_the_network_accepts_are_padded():
     assert streamed.shape == out.shape
     hr = build_model("basicvsr_pp", mid_channels=8, num_blocks=1, is_low_res_input=False).eval()
     assert hr(torch.rand(1, 2, 3, 128, 128)).shape == (1, 2, 3, 128, 128)
-    with pytest.raises(InputError, match="at least 64x64 pixels.*got 32x80"):
+    with pytest.raises(InputError, match=r"at least 64x64 pixels, got 80x32 \(WxH\)"):
         model.check_frame_size(32, 80)  # fixed shapes (--static-shape) are still checked
 
 

@@ -1,8 +1,38 @@
-"""vsrdeploy: recurrent video super-resolution networks from PyTorch checkpoints to deployable runtimes."""
-from .checkpoint import load_checkpoint
+"""vsrdeploy: recurrent video super-resolution networks from PyTorch checkpoints to deployable runtimes.
+
+Importing the package is cheap: torch and the runtimes are imported on first use of a name that needs them
+(``vsrdeploy.load_checkpoint``, ``vsrdeploy.open_bundle``, ...), so ``vsrdeploy --help`` starts at once.
+"""
+from __future__ import annotations
+
+import importlib
+
 from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, InputError, OutputError,
                      VSRDeployError)
-from .models import build_model, list_models
+
+__version__ = "0.1.0"
+
+#: public name -> module it lives in (imported on first access, PEP 562)
+_LAZY = {
+    "load_checkpoint": ".checkpoint",
+    "build_model": ".models",
+    "list_models": ".models",
+    "Upscaler": ".runtimes.engine",
+    "SHIPPED_MODELS": ".shipped",
+    "shipped_model": ".shipped",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def export_onnx(*args, **kwargs):
@@ -16,7 +46,7 @@ def open_bundle(*args, **kwargs):
     from .runtimes import open_bundle as _open
     return _open(*args, **kwargs)
 
-__version__ = "0.1.0"
 
-__all__ = ["load_checkpoint", "build_model", "list_models", "export_onnx", "open_bundle", "VSRDeployError", "CheckpointError", "BundleError", "BackendUnavailable", "OutputError",
-           "ConfigError", "InputError", "__version__"]
+__all__ = ["load_checkpoint", "build_model", "list_models", "export_onnx", "open_bundle", "Upscaler",
+           "SHIPPED_MODELS", "shipped_model", "VSRDeployError", "CheckpointError", "BundleError",
+           "BackendUnavailable", "OutputError", "ConfigError", "InputError", "__version__"]

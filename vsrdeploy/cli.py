@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -39,6 +40,87 @@ def parse_overrides(items: tuple[str, ...]) -> dict:
     return out
 
 
+#: environment variable that reads the size options the old way (HxW) for one more release (deprecated)
+SIZE_ORDER_ENV = "VSRDEPLOY_SIZE_ORDER"
+#: options whose sizes were HxW before sizes became WxH everywhere (a non-square value gets a notice)
+FORMERLY_HXW = ("--size", "--static-shape", "--min-shape", "--opt-shape", "--max-shape", "--tile")
+_noticed: set[str] = set()
+
+
+def notice_once(key: str, message: str) -> None:
+    """A deprecation or migration notice on stderr, once per process."""
+    if key not in _noticed:
+        _noticed.add(key)
+        click.echo(f"vsrdeploy: {message}", err=True)
+
+
+def parse_size(value: str | None, option: str = "--size"):
+    """'320x180' (width x height, as ffmpeg writes sizes) -> (180, 320) = (height, width) for the library.
+
+    Every size option is WxH. ``VSRDEPLOY_SIZE_ORDER=hxw`` reads the options that were HxW before
+    (``FORMERLY_HXW``) the old way, with a deprecation notice, for one release."""
+    if value is None:
+        return None
+    try:
+        a, b = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WxH (width x height) like 320x180, got {value!r}",
+                                 param_hint=option) from None
+    if a <= 0 or b <= 0:
+        raise click.BadParameter(f"sizes must be positive, got {value!r}", param_hint=option)
+    order = os.environ.get(SIZE_ORDER_ENV, "wxh").strip().lower()
+    if order not in ("wxh", "hxw"):
+        raise ConfigError(f"{SIZE_ORDER_ENV}={order!r} is not an order; unset it (sizes are WxH) or set it to hxw")
+    if order == "hxw" and option in FORMERLY_HXW:
+        notice_once("hxw", f"{SIZE_ORDER_ENV}=hxw is deprecated and goes away in the next release: sizes are "
+                           f"WxH (width x height, as ffmpeg); write {option} {b}x{a} and unset it")
+        return a, b
+    if a != b and option in FORMERLY_HXW:
+        notice_once(option, f"{option} {value} is read as WxH ({a} wide, {b} high), as ffmpeg writes sizes; it "
+                            f"was HxW before. Set {SIZE_ORDER_ENV}=hxw to read the old order (deprecated)")
+    return b, a
+
+
+def wxh(value: str | None, option: str):
+    """A WxH option as (width, height), for the endpoints that take sizes that way (raw pipes)."""
+    hw = parse_size(value, option)
+    return None if hw is None else (hw[1], hw[0])
+
+
+def join_lists(ctx, param, values) -> str:
+    """A list option given comma-separated, repeated, or both (``-b torch,ort-cpu -b openvino-cpu``) ->
+    one comma-separated string."""
+    if isinstance(values, str):
+        values = (values,)
+    return ",".join(item for value in values or () for item in split_list(value))
+
+
+def one_backend(ctx, param, values) -> str:
+    """``-b/--backend/--backends`` of the commands that run one backend."""
+    names = split_list(join_lists(ctx, param, values))
+    if len(names) != 1:
+        raise click.BadParameter(f"this command runs one backend, got {', '.join(names) or 'none'}; to measure "
+                                 "several, use `vsrdeploy compare -b A,B` or `vsrdeploy bench -b A,B`",
+                                 param_hint="-b/--backend")
+    return names[0]
+
+
+def backend_option(default: str | None, one: bool = False, help_text: str | None = None):
+    """The same backend option everywhere: ``-b``, ``--backend`` and ``--backends``; lists comma-separated
+    and/or repeated."""
+    return click.option("-b", "--backend", "--backends", "backends", multiple=True,
+                        default=(default,) if default is not None else (), show_default=default is not None,
+                        metavar="NAME" if one else "B1,B2", callback=one_backend if one else join_lists,
+                        help=help_text or ("See `vsrdeploy backends`." if one else
+                                           "Backends, comma-separated or repeated (see `vsrdeploy backends`)."))
+
+
+def model_path(spec: str) -> str:
+    """A checkpoint / bundle path, or a shipped model's name resolved to its checkpoint."""
+    from .shipped import resolve_model
+    return str(resolve_model(spec))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vsrdeploy")
 def main():
@@ -70,7 +152,7 @@ def inspect(checkpoint, arch, overrides, as_json):
     """Show a checkpoint's format, architecture, configuration and parameter count."""
     from .checkpoint import load_checkpoint_with_info
 
-    _, info = load_checkpoint_with_info(checkpoint, arch, **parse_overrides(overrides))
+    _, info = load_checkpoint_with_info(model_path(checkpoint), arch, **parse_overrides(overrides))
     record = {"path": info.path, "format": info.format, "weights": info.source, "key_naming": info.naming,
               "arch": info.arch, "config": info.config, "parameters": info.num_params,
               "ignored_keys": info.ignored_keys}
@@ -90,8 +172,8 @@ def inspect(checkpoint, arch, overrides, as_json):
 @main.command()
 @click.argument("vectors", type=click.Path(file_okay=False, exists=True))
 @click.option("--tolerance", default=1e-4, show_default=True, help="Max abs error allowed.")
-@click.option("--backends", default="", metavar="B1,B2",
-              help="Also export each case to a bundle and check it on these runtimes (e.g. ort-cpu,openvino-cpu).")
+@backend_option(None, help_text="Also export each case to a bundle and check it on these runtimes "
+                                 "(e.g. ort-cpu,openvino-cpu; comma-separated or repeated).")
 @friendly_errors
 def parity(vectors, tolerance, backends):
     """Check the networks against upstream reference vectors (a directory with index.json)."""
@@ -109,19 +191,6 @@ def parity(vectors, tolerance, backends):
         sys.exit(1)
 
 
-def parse_size(value: str | None, order: str = "HxW"):
-    """'64x72' -> (64, 72) in the order the option documents."""
-    if value is None:
-        return None
-    try:
-        a, b = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected {order} like 64x72, got {value!r}") from None
-    if a <= 0 or b <= 0:
-        raise click.BadParameter(f"sizes must be positive, got {value!r}")
-    return a, b
-
-
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--arch", help="Architecture, when detection from the keys is not wanted.")
@@ -129,18 +198,20 @@ def parse_size(value: str | None, order: str = "HxW"):
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]), default="native", show_default=True,
               help="Deformable conv as ONNX DeformConv, as GridSample+MatMul (OpenVINO), or the TensorRT plugin node.")
 @click.option("--opset", type=int, help="ONNX opset [default: 19].")
-@click.option("--static-shape", metavar="HxW", help="Fix the LR frame size (default: any size).")
+@click.option("--static-shape", metavar="WxH", help="Fix the LR frame size, width x height (default: any size).")
 @click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values that cannot be read from the weights (e.g. keyframe_stride=5).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
 def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrides, force):
-    """Export a checkpoint step-wise to an ONNX bundle (one graph per cell)."""
+    """Export a checkpoint step-wise to an ONNX bundle (one graph per cell).
+
+    CHECKPOINT: a checkpoint file or a shipped model (basicvsr, basicvsr_pp)."""
     from .export import export_onnx
 
     path = export_onnx(checkpoint, output, arch=arch, dcn=dcn, opset=opset,
-                       static_shape=parse_size(static_shape), simplify=simplify, force=force,
+                       static_shape=parse_size(static_shape, "--static-shape"), simplify=simplify, force=force,
                        progress=lambda name: click.echo(f"  exporting cell {name}", err=True),
                        **parse_overrides(overrides))
     from .bundle import Bundle
@@ -173,14 +244,16 @@ def convert(bundle, precision, keep, output, force):
 
 @main.command()
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True))
-@click.option("--frames", "frames_spec", required=True,
+@click.option("-i", "--calib-frames", "frames_spec",
               help="Calibration frames: a video, an image directory or any `run` source (real input frames).")
+@click.option("--frames", "frames_legacy", hidden=True,
+              help="Deprecated: a path here means -i/--calib-frames; a number means --max-frames.")
 @click.option("--max-frames", type=click.IntRange(min=2), default=16, show_default=True,
-              help="Frames read from --frames (at least 2).")
+              help="Frames read from --calib-frames (at least 2).")
 @click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Frames skipped at the start of --frames.")
+              help="Frames skipped at the start of --calib-frames.")
 @click.option("--degrade", type=click.Choice(["bi", "bd"]),
-              help="--frames are high-resolution: make the LR input with this degradation first.")
+              help="--calib-frames are high-resolution: make the LR input with this degradation first.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="cpu", show_default=True,
               help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU).")
@@ -192,8 +265,22 @@ def convert(bundle, precision, keep, output, force):
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
 @friendly_errors
-def calibrate(bundle, frames_spec, max_frames, skip, degrade, method, target, exclude, samples, output, force):
+def calibrate(bundle, frames_spec, frames_legacy, max_frames, skip, degrade, method, target, exclude, samples, output,
+              force):
     """Quantize a bundle to INT8 (Q/DQ), calibrated on real frames streamed through it."""
+    if frames_legacy is not None:
+        if frames_legacy.isdigit() and not os.path.exists(frames_legacy):
+            max_frames = int(frames_legacy)  # --frames N is a count everywhere
+            if max_frames < 2:
+                raise click.BadParameter(f"{max_frames} is not in the range x>=2", param_hint="--frames")
+        elif frames_spec is not None:
+            raise click.UsageError("give the calibration frames once: -i/--calib-frames PATH")
+        else:
+            notice_once("calibrate --frames", "calibrate --frames PATH is deprecated (--frames is a count "
+                                              "everywhere else): write -i/--calib-frames PATH")
+            frames_spec = frames_legacy
+    if frames_spec is None:
+        raise click.UsageError("Missing option '-i' / '--calib-frames' (a video or image directory of real frames)")
     from .calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
     from .evaluate.compare import read_clip
 
@@ -230,9 +317,10 @@ def check(bundle, target, as_json):
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True))
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
               help="Default: the bundle's precision (int8 needs a bundle from `calibrate --target tensorrt`).")
-@click.option("--min-shape", help="Smallest LR frame HxW the engines accept (default: the network's minimum).")
-@click.option("--opt-shape", help="LR frame HxW TensorRT tunes for (default 180x320).")
-@click.option("--max-shape", help="Largest LR frame HxW (default: --opt-shape).")
+@click.option("--min-shape", metavar="WxH", help="Smallest LR frame the engines accept (default: the network's "
+                                                   "minimum).")
+@click.option("--opt-shape", metavar="WxH", help="LR frame TensorRT tunes for (default 320x180).")
+@click.option("--max-shape", metavar="WxH", help="Largest LR frame (default: --opt-shape).")
 @click.option("--max-batch", default=8, show_default=True, help="Frames per call of the stateless cells.")
 @click.option("--workspace", default=1024, show_default=True, help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read and updated).")
@@ -249,7 +337,8 @@ def build(bundle, precision, min_shape, opt_shape, max_shape, max_batch, workspa
     from .export.tensorrt import build_engines, make_profile
 
     b = Bundle(bundle)
-    profile = make_profile(b, parse_size(min_shape), parse_size(opt_shape), parse_size(max_shape), max_batch)
+    profile = make_profile(b, parse_size(min_shape, "--min-shape"), parse_size(opt_shape, "--opt-shape"),
+                           parse_size(max_shape, "--max-shape"), max_batch)
     records = build_engines(b, precision or b.precision, profile, workspace_mb=workspace, timing_cache=timing_cache,
                             plugin=plugin, keep_fp32=list(keep) or None, rebuild=rebuild, verbose=verbose,
                             progress=lambda name: click.echo(f"  engine for cell {name}", err=True))
@@ -303,7 +392,7 @@ def selftest(gpu, report_dir):
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
+@backend_option("ort-cpu", one=True)
 @click.option("-i", "--input", "source", required=True,
               help="Video file, image directory, capture device (0, device:0), stream URL, or - (raw RGB on stdin).")
 @click.option("-o", "--output", "sink", required=True,
@@ -337,16 +426,18 @@ def selftest(gpu, report_dir):
 @click.option("--threads", type=int, help="CPU threads for the runtime.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values for a checkpoint that the weights cannot tell.")
-@click.option("--tile", metavar="N|HxW", help="Cut frames into tiles of N (or HxW) LR pixels, each with its own "
+@click.option("--tile", metavar="N|WxH", help="Cut frames into tiles of N (or WxH) LR pixels, each with its own "
               "recurrent state, stitched after the last cell (for frames too large for memory).")
 @click.option("--tile-overlap", type=int, default=16, show_default=True, help="LR pixels shared by neighbouring tiles.")
 @click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
               "process stays within SIZE, and bound every cell call by it.")
 @friendly_errors
-def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
+def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
         memory_budget):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
+
+    MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
 
     \b
     Examples (ffmpeg's vocabulary):
@@ -359,10 +450,10 @@ def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset
     from .runtimes.stream_job import Terminated, run_job
 
     try:
-        run_job(model, backend=backend, source=source, sink=sink, window=window or None, lookahead=lookahead,
+        run_job(model, backend=backends, source=source, sink=sink, window=window or None, lookahead=lookahead,
                 dcn=dcn, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio, fps=fps,
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
-                bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"), raw_bit_depth=int(raw_bit_depth),
+                bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
                 echo=lambda msg: click.echo(msg, err=True),
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
@@ -372,14 +463,17 @@ def run(model, backend, source, sink, window, lookahead, dcn, codec, crf, preset
 
 
 def parse_tile(value: str | None):
-    """``--tile 256`` -> 256, ``--tile 192x256`` -> (192, 256) (height x width, LR pixels)."""
+    """``--tile 256`` -> 256, ``--tile 256x192`` -> (192, 256) (width x height given, (h, w) returned)."""
     if value is None:
         return None
     parts = value.lower().split("x")
     if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
-        raise ConfigError(f"--tile {value!r} is not a size; write --tile 256 or --tile 192x256 (HxW, LR pixels)")
-    sizes = [int(p) for p in parts]
-    return sizes[0] if len(sizes) == 1 else tuple(sizes)
+        raise ConfigError(f"--tile {value!r} is not a size; write --tile 256 or --tile 256x192 (WxH, LR pixels)")
+    if len(parts) == 1:
+        return int(parts[0])
+    if min(int(p) for p in parts) <= 0:
+        raise ConfigError(f"--tile {value!r}: tiles must be positive; write --tile 256 or --tile 256x192 (WxH)")
+    return parse_size(value, "--tile")
 
 
 def split_list(value: str) -> list[str]:
@@ -406,9 +500,9 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
 @click.option("--gt", "gt", help="Ground-truth HR clip matching --input.")
 @click.option("--degrade", type=click.Choice(["bi", "bd"]),
               help="Make the LR clip from --input (HR): bi = MATLAB bicubic x4, bd = Gaussian 1.6 + x4 subsampling.")
-@click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
-@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2",
-              help="fp32, fp16, bf16, int8 (for FP32 bundles; FP16/INT8 bundles run at their own precision).")
+@backend_option("torch,ort-cpu,openvino-cpu")
+@click.option("--precisions", "--precision", "precisions", multiple=True, default=("fp32",), show_default=True,
+              metavar="P1,P2", callback=join_lists, help="fp32, fp16, bf16, int8 (comma-separated or repeated).")
 @click.option("--reference", "reference_spec", default="whole", show_default=True, metavar="whole|stream|BUNDLE:BACKEND",
               help="What targets are measured against: the whole-clip PyTorch FP32 forward (memory grows with the "
                    "clip), PyTorch FP32 streamed with --window/--lookahead, or a bundle streamed on a backend.")
@@ -441,7 +535,8 @@ def compare(models, source, gt, degrade, backends, precisions, reference_spec, r
             dcn):
     """Accuracy and latency of bundles x runtimes x precisions against one reference.
 
-    MODELS: one or more bundles of one network (e.g. its FP32, FP16 and INT8 bundles) or a checkpoint."""
+    MODELS: one or more bundles of one network (e.g. its FP32, FP16 and INT8 bundles), a checkpoint, or a
+    shipped model (basicvsr, basicvsr_pp)."""
     from .evaluate.compare import parse_reference, parse_targets, prepare_clips, run_compare
     from .progress import FrameProgress
     from .evaluate.report import format_table, write_report
@@ -506,8 +601,8 @@ def machine_description() -> str:
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
-@click.option("--size", default="64x64", show_default=True, metavar="HxW", help="LR frame size.")
+@backend_option("torch,ort-cpu,openvino-cpu")
+@click.option("--size", default="64x64", show_default=True, metavar="WxH", help="LR frame size, width x height.")
 @click.option("--frames", type=click.IntRange(min=1), default=20, show_default=True, help="Clip length.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed runs per configuration (median reported).")
@@ -519,7 +614,9 @@ def machine_description() -> str:
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
-    """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward."""
+    """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward.
+
+    MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
     from .evaluate.bench import format_bench, run_bench
     from .runtimes.engine import bundle_for
 
@@ -528,21 +625,22 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
+    hw = parse_size(size, "--size")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     from .progress import FrameProgress
     with FrameProgress() as bars:
-        results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
+        results = run_bench(str(bundle.path), names, frames=frames, size=hw,
                             warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
                             progress=bars.message, tick=bars.tick)
     if as_json:
         from .evaluate.machine import machine_info
-        settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": list(parse_size(size)),
+        settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": [hw[1], hw[0]],
                     "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
                     "threads": threads}
         click.echo(json.dumps({"machine": machine_info(), "settings": settings,
                                "results": [r.to_dict() for r in results]}, indent=1))
     else:
-        click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {size}, window {window}, "
+        click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {hw[1]}x{hw[0]}, window {window}, "
                    f"lookahead {lookahead}; {machine_description()}")
         click.echo(format_bench(results))
     for r in results:
@@ -591,7 +689,7 @@ def train(arch, overrides, data, val_fraction, steps, crop, frames, batch, lr, f
 
 
 @main.command()
-@click.option("-b", "--backend", "backends", multiple=True, help="Runtime(s) to use [default: every one available].")
+@backend_option(None, help_text="Runtime(s) to use, comma-separated or repeated [default: every one available].")
 @click.option("-i", "--input", "input_clip", help="Your own LR clip [default: the bundled clip, degraded x4].")
 @click.option("-m", "--model", help="Checkpoint, bundle, or a shipped model: basicvsr (default), basicvsr_pp.")
 @click.option("--out", "out_dir", default="vsrdeploy-demo", show_default=True, type=click.Path(file_okay=False))
@@ -605,7 +703,7 @@ def demo(backends, input_clip, model, out_dir, frames, window, lookahead):
     from .demo import run_demo
 
     t0 = time.perf_counter()
-    s = run_demo(out_dir, model=model, input_clip=input_clip, backends=backends or None, frames=frames,
+    s = run_demo(out_dir, model=model, input_clip=input_clip, backends=split_list(backends) or None, frames=frames,
                  window=window, lookahead=lookahead, echo=lambda m: click.echo(m, err=True))
     click.echo(f"upscaled video : {s['video']} (streamed on {s['backend_for_video']})")
     click.echo(f"side by side   : {s['side_by_side']}")
@@ -622,7 +720,7 @@ def demo(backends, input_clip, model, out_dir, frames, window, lookahead):
               help="Checkpoint, bundle, or a shipped model: basicvsr, basicvsr_pp.")
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
               help="Output directory: one output per input, named after it (video -> video, image dir -> PNG dir).")
-@click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
+@backend_option("ort-cpu", one=True)
 @click.option("--ray-address", help="Join this Ray cluster (e.g. 10.0.0.1:6379 or auto) [default: start a local one].")
 @click.option("--workers", type=int, help="Worker actors [default: cluster CPUs / --threads, or its GPUs].")
 @click.option("--threads", default=1, show_default=True, help="CPU threads per worker (its Ray num_cpus).")
@@ -636,14 +734,13 @@ def demo(backends, input_clip, model, out_dir, frames, window, lookahead):
 @click.option("--codec", default="mp4v", show_default=True, help="FourCC of video outputs.")
 @click.option("--force", is_flag=True, help="Redo outputs that exist and job directories made with other settings.")
 @friendly_errors
-def batch(inputs, model, outdir, backend, ray_address, workers, threads, segment, warmup, window, lookahead, dcn,
+def batch(inputs, model, outdir, backends, ray_address, workers, threads, segment, warmup, window, lookahead, dcn,
           codec, force):
     """Upscale many videos / image directories on a Ray cluster, long ones cut into segments; rerun to resume."""
-    from .demo import SHIPPED_MODELS, shipped_model
     from .scale import DEFAULT_WARMUP, run_batch
 
-    result = run_batch(list(inputs), shipped_model(model) if model in SHIPPED_MODELS else model, outdir,
-                       backend=backend, ray_address=ray_address, workers=workers, threads=threads, segment=segment,
+    result = run_batch(list(inputs), model_path(model), outdir, backend=backends, ray_address=ray_address,
+                       workers=workers, threads=threads, segment=segment,
                        warmup=DEFAULT_WARMUP if warmup is None else warmup, window=window, lookahead=lookahead,
                        dcn=dcn, codec=codec, force=force, echo=lambda m: click.echo(m, err=True))
     for path in result.outputs:

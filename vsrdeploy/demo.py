@@ -7,7 +7,6 @@ every runtime available here, and the upscaled video, a side-by-side PNG and a c
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -17,26 +16,10 @@ from .evaluate.compare import Target, prepare_clips, run_compare
 from .evaluate.degrade import bicubic_resize
 from .evaluate.report import format_table, write_report
 
-SHIPPED_MODELS = {"basicvsr": "basicvsr_c16n4_opencv.pth", "basicvsr_pp": "basicvsrpp_c16n2_opencv.pth"}
+from .shipped import BUNDLED_CLIP, SHIPPED_MODELS, bundled_clip, package_file, shipped_model  # noqa: F401
+
 SHIPPED_MODEL = SHIPPED_MODELS["basicvsr"]
-BUNDLED_CLIP = "vtest_heldout_320x240.avi"
 DEMO_BACKENDS = ("torch", "ort-cpu", "openvino-cpu", "ort-cuda", "openvino-gpu", "torch-cuda")
-
-
-def package_file(*parts: str) -> Path:
-    return Path(str(resources.files("vsrdeploy").joinpath(*parts)))
-
-
-def shipped_model(name: str = "basicvsr") -> Path:
-    """A model shipped in the package (``SHIPPED_MODELS``; model cards beside them)."""
-    if name not in SHIPPED_MODELS:
-        from .errors import ConfigError
-        raise ConfigError(f"no shipped model {name!r}; shipped: {', '.join(SHIPPED_MODELS)}")
-    return package_file("weights", SHIPPED_MODELS[name])
-
-
-def bundled_clip() -> Path:
-    return package_file("data", BUNDLED_CLIP)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:

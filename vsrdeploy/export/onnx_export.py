@@ -119,7 +119,8 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
         raise ConfigError(f"dcn={dcn} needs opset >= {MIN_OPSET[dcn]} (got {opset})")
     source = None
     if isinstance(model_or_path, (str, os.PathLike)):
-        source = os.fspath(model_or_path)
+        from ..shipped import resolve_model
+        source = os.fspath(resolve_model(model_or_path))
         net = load_checkpoint(source, arch=arch, **overrides)
     else:
         net = model_or_path
@@ -130,7 +131,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
         m = net.pad_multiple
         if static_shape[0] % m or static_shape[1] % m:
             raise ConfigError(f"{net.arch} pads frames to a multiple of {m}; --static-shape must be one "
-                              f"(got {static_shape[0]}x{static_shape[1]})")
+                              f"(got {static_shape[1]}x{static_shape[0]}, WxH)")
     if out_dir is None:
         stem = Path(source).stem if source else net.arch
         out_dir = Path(f"{stem}.vsr")

@@ -70,7 +70,7 @@ class Profile:
 
 
 def make_profile(bundle: Bundle, min_hw=None, opt_hw=None, max_hw=None, max_batch: int = 8) -> Profile:
-    """A profile from user sizes (LR HxW), rounded up to the network's padding multiple and minimum size."""
+    """A profile from user sizes ((height, width) of LR frames), rounded up to the network's padding multiple and minimum size."""
     m = int(bundle.manifest.get("pad_multiple", 1)) or 1
     floor = int(bundle.manifest.get("min_size", 1))
     static = bundle.manifest.get("static_shape")
@@ -84,14 +84,14 @@ def make_profile(bundle: Bundle, min_hw=None, opt_hw=None, max_hw=None, max_batc
     if static:
         hw = tuple(static)
         if any(v is not None and tuple(v) != hw for v in (min_hw, opt_hw, max_hw)):
-            raise ConfigError(f"the bundle was exported for {hw[0]}x{hw[1]} frames only (--static-shape)")
+            raise ConfigError(f"the bundle was exported for {hw[1]}x{hw[0]} (WxH) frames only (--static-shape)")
         return Profile(hw, hw, hw, max_batch)
     lo = fit(min_hw, (floor, floor))
     opt = fit(opt_hw, (180, 320))
     hi = fit(max_hw, opt)
     if not (lo[0] <= opt[0] <= hi[0] and lo[1] <= opt[1] <= hi[1]):
-        raise ConfigError(f"profile sizes must satisfy min <= opt <= max per axis; got min {lo}, opt {opt}, max {hi} "
-                          "(after rounding up to the padding multiple)")
+        raise ConfigError(f"profile sizes must satisfy min <= opt <= max per axis; got min {lo[1]}x{lo[0]}, "
+                          f"opt {opt[1]}x{opt[0]}, max {hi[1]}x{hi[0]} (WxH, after rounding up to the padding multiple)")
     if max_batch < 1:
         raise ConfigError("--max-batch must be at least 1")
     return Profile(lo, opt, hi, max_batch)

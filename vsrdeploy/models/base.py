@@ -84,7 +84,7 @@ class RecurrentVSR(nn.Module):
         ``min_input_size`` and crop the output back, in the Python API and the CLI alike."""
         m = self.min_input_size
         if h < m or w < m:
-            raise InputError(f"{self.arch} needs frames of at least {m}x{m} pixels (HxW), got {h}x{w}")
+            raise InputError(f"{self.arch} needs frames of at least {m}x{m} pixels, got {w}x{h} (WxH)")
 
     def stream(self, frames: Iterable[torch.Tensor], window: int | None = None, lookahead: int = 0,
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,

@@ -299,8 +299,8 @@ class BasicVSRPlusPlusNet(RecurrentVSR):
         minimum = self.min_input_size
         if h < minimum or w < minimum:
             kind = "" if self.is_low_res_input else " with is_low_res_input=False (flow runs at 1/4 size)"
-            raise InputError(f"{self.arch}{kind} needs frames of at least {minimum}x{minimum} pixels (HxW), "
-                             f"got {h}x{w}")
+            raise InputError(f"{self.arch}{kind} needs frames of at least {minimum}x{minimum} pixels, "
+                             f"got {w}x{h} (WxH)")
 
     def config(self) -> dict:
         return {"mid_channels": self.mid_channels, "num_blocks": self.num_blocks,

@@ -44,10 +44,10 @@ def check_tile_args(tile, overlap: int, min_size: int) -> tuple[int, int]:
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
         raise ConfigError(f"tile overlap must be an int >= 0 (LR pixels), got {overlap!r}; e.g. --tile-overlap 16")
     if min(th, tw) < min_size:
-        raise ConfigError(f"tile {th}x{tw} is smaller than this network's minimum input of {min_size}x{min_size} "
+        raise ConfigError(f"tile {tw}x{th} (WxH) is smaller than this network's minimum input of {min_size}x{min_size} "
                           f"LR pixels; use --tile {min_size} or larger")
     if overlap >= min(th, tw):
-        raise ConfigError(f"tile overlap {overlap} must be smaller than the tile {th}x{tw}; lower --tile-overlap "
+        raise ConfigError(f"tile overlap {overlap} must be smaller than the tile {tw}x{th} (WxH); lower --tile-overlap "
                           f"(e.g. {min(th, tw) // 4}) or raise --tile")
     return th, tw
 

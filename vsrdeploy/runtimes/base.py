@@ -6,6 +6,7 @@ Backends import their runtime (onnxruntime, openvino, tensorrt) only when constr
 """
 from __future__ import annotations
 
+import inspect
 from typing import Mapping
 
 import torch
@@ -32,6 +33,10 @@ class Backend:
     preferred_dcn: str = "native"
     #: precision name -> constructor options; precisions missing here are reported as unsupported
     precisions: dict[str, dict] = {"fp32": {}}
+    #: options read from ``self.options`` rather than named in ``__init__`` (the others come from signatures)
+    extra_options: frozenset[str] = frozenset()
+    #: attributes holding the runtime's sessions / compiled models, dropped by :meth:`close`
+    resources: tuple[str, ...] = ()
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle
@@ -51,8 +56,31 @@ class Backend:
                 f"{self.name} cannot run this bundle: it cannot import {', '.join(bad)} "
                 f"(bundle dcn={bundle.dcn}); export with --dcn decomposed")
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Every constructor option this backend takes (``threads`` is taken by all; backends without a CPU
+        thread pool of their own ignore it)."""
+        names = {"threads"}
+        for klass in cls.__mro__:
+            if not issubclass(klass, Backend):
+                continue
+            names |= set(klass.__dict__.get("extra_options", ()))
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {p.name for p in inspect.signature(init).parameters.values()
+                          if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "bundle")}
+        return sorted(names)
+
     def run(self, cell: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Drop the runtime's sessions / compiled models so their memory goes back. Idempotent."""
+        for name in self.resources:
+            if hasattr(self, name):
+                delattr(self, name)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     __call__ = run
 
@@ -100,8 +128,17 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     return dict(cls.precisions[precision])
 
 
+def check_options(name: str, options: Mapping) -> None:
+    """TypeError naming the options backend ``name`` takes when ``options`` holds another."""
+    valid = get_backend_class(name).option_names()
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"backend {name} got unknown option(s) {', '.join(unknown)}; it takes: {', '.join(valid)}")
+
+
 def create_backend(name: str, bundle: Bundle, **options) -> Backend:
     cls = get_backend_class(name)
+    check_options(name, options)
     reason = cls.unavailable_reason()
     if reason:
         raise BackendUnavailable(f"backend {name} is unavailable: {reason}")

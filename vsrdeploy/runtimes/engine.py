@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -10,72 +11,172 @@ import numpy as np
 import torch
 
 from ..bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
-from ..errors import InputError
+from ..errors import BackendUnavailable, InputError
 from ..models.budget import DEFAULT_BATCH_BYTES
 from ..models.tiles import DEFAULT_TILE_OVERLAP
-from .base import Backend, create_backend, get_backend_class
+from .base import Backend, check_options, create_backend, get_backend_class
+from .frame_types import frame_kind, from_network, to_network
 
 DEFAULT_WINDOW = 16
 DEFAULT_LOOKAHEAD = 8
 
 
 class Upscaler:
-    """A bundle running on one backend."""
+    """A bundle running on one backend: ``upscale`` a whole clip or ``stream`` frames through it.
+
+    Frames may be numpy arrays or torch tensors (float CHW in [0, 1], numpy uint8/uint16 HWC, torch uint8
+    CHW: see :mod:`vsrdeploy.runtimes.frame_types`), a whole clip as one 4-D array / tensor, an iterable
+    or generator of frames, or a path (video file or image directory, read with
+    :func:`vsrdeploy.io.open_source`). Each output comes back as its input frame came: torch in, torch out
+    on the backend's device (no copy to the CPU on GPU backends); numpy in, numpy out; uint8 HWC in, uint8
+    HWC out. Frames read from a path come back as numpy float32 (3, sH, sW).
+    Outputs are clamped to [0, 1] unless ``clamp=False`` (integer outputs are always clamped).
+
+    Use it as a context manager, or call :meth:`close`, to release the runtime's sessions and memory.
+    """
 
     def __init__(self, bundle: Bundle, backend: Backend):
         self.bundle = bundle
         self.backend = backend
         self.net = bundle.skeleton()
         self.scale = self.net.scale
+        static = bundle.manifest.get("static_shape")
+        self.static_shape = tuple(static) if static else None
 
     @classmethod
     def create(cls, bundle: Bundle, backend: str, **options) -> "Upscaler":
-        """``bundle`` on the backend named ``backend`` (``options`` go to the backend)."""
+        """``bundle`` on the backend named ``backend`` (``options`` go to the backend; an option it does not
+        take raises TypeError naming the ones it does)."""
         return cls(bundle, create_backend(backend, bundle, **options))
 
-    def _frames(self, frames: Iterable) -> Iterator[torch.Tensor]:
-        for i, f in enumerate(frames):
-            t = torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f
-            if not isinstance(t, torch.Tensor) or t.dim() != 3 or t.shape[0] != 3:
-                shape = tuple(getattr(f, "shape", ()))
-                raise InputError(f"frame {i}: expected a (3, H, W) RGB array in [0, 1], got shape {shape}")
-            yield t.to(self.backend.device, torch.float32).unsqueeze(0)
+    def close(self) -> None:
+        """Release the backend (sessions, compiled models, device memory). Idempotent."""
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
 
-    def stream(self, frames: Iterable, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
+    @property
+    def closed(self) -> bool:
+        return self.backend is None
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> Backend:
+        if self.backend is None:
+            raise BackendUnavailable("this Upscaler is closed; open another with vsrdeploy.open_bundle(...)")
+        return self.backend
+
+    def check_frame_size(self, h: int, w: int, index: int = 0) -> None:
+        """InputError (one line) when the bundle has a static shape and an (h, w) frame does not fit it."""
+        if self.static_shape and (h, w) != self.static_shape:
+            sh, sw = self.static_shape
+            raise InputError(f"frame {index} is {w}x{h} (WxH) but the bundle {self.bundle.path} was exported for "
+                             f"{sw}x{sh} frames only (--static-shape); export it again without --static-shape, "
+                             f"or with --static-shape {w}x{h}")
+
+    def _frames(self, frames: Iterable, kinds: deque) -> Iterator[torch.Tensor]:
+        device = self._check_open().device
+        for i, f in enumerate(frames):
+            kind = frame_kind(f, i)
+            t = to_network(f, kind, device)
+            if i == 0:
+                self.check_frame_size(*t.shape[-2:], index=i)
+            kinds.append(kind)
+            yield t
+
+    def stream(self, frames, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
-               first_window: int | None = None) -> Iterator[np.ndarray]:
-        """Yield upscaled frames (3, sH, sW) float32 in order, each as soon as it is final.
+               first_window: int | None = None, clamp: bool = True) -> Iterator:
+        """Yield the upscaled frames in order, each as soon as it is final, each of its input's kind.
 
-        Holds at most ``window + lookahead`` frames' state (plus the schedule's short history).
+        ``frames``: an iterable / generator of frames, a 4-D array or tensor (a clip, frames on axis 0) or a
+        path (video file or image directory). Holds at most ``window + lookahead`` frames' state (plus the
+        schedule's short history).
         ``batch_bytes`` bounds each cell call (frames per call of stateless cells; it does not change
         the result); ``tile`` (int or (h, w) LR pixels) / ``tile_overlap`` cut large frames into
         overlapping tiles, ``memory_budget`` (e.g. ``"2GB"``) picks the tile when a frame would not fit.
         ``first_window``: length of the first window (segments use it to align windows with a full run).
+        ``clamp=False`` keeps float outputs outside [0, 1] as the network made them.
         Bad arguments raise at once (ConfigError), not at the first frame.
         """
-        outs = self.net.stream_cells(self.backend.run, self._frames(frames), window, lookahead, stats=stats,
-                                     batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
-                                     memory_budget=memory_budget, first_window=first_window)
-        return (out[0].float().cpu().numpy() for out in outs)
+        backend = self._check_open()
+        source, owned = _open_frames(frames)
+        kinds: deque = deque()
+        try:
+            outs = self.net.stream_cells(backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
+                                         batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
+                                         memory_budget=memory_budget, first_window=first_window)
+        except BaseException:
+            if owned:
+                source.close()
+            raise
+        return _converted(outs, kinds, clamp, source if owned else None)
 
-    def upscale(self, frames, **options) -> np.ndarray:
-        """Whole clip at once (upstream semantics): (T, 3, H, W) -> (T, 3, sH, sW).
+    def upscale(self, frames, clamp: bool = True, **options):
+        """Whole clip at once (upstream semantics): T frames in, T upscaled frames out, as one array of
+        the input's kind: (T, 3, H, W) float -> (T, 3, sH, sW); numpy (T, H, W, 3) uint8 -> (T, sH, sW, 3)
+        uint8; a list or generator of frames -> its frames' kind stacked; a path -> numpy float32.
 
         ``options`` as for :meth:`stream` (``tile``, ``batch_bytes``, ...). The result is filled frame by
-        frame, so no second copy of the clip's outputs exists.
+        frame, so no second copy of the clip's outputs exists when the clip's length is known.
         """
-        if len(frames) == 0:
+        if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 3:
+            raise InputError("upscale takes a clip of frames, got one 3-D frame; pass frame[None] for a "
+                             "one-frame clip")
+        count = len(frames) if hasattr(frames, "__len__") and not isinstance(frames, (str, os.PathLike)) else None
+        if count == 0:
             raise InputError("empty clip: no frames to upscale")
         result = None
-        for i, out in enumerate(self.stream(frames, window=None, lookahead=0, **options)):
+        collected = []
+        for i, out in enumerate(self.stream(frames, window=None, lookahead=0, clamp=clamp, **options)):
+            if count is None:
+                collected.append(out)
+                continue
             if result is None:
-                result = np.empty((len(frames), *out.shape), np.float32)
+                result = (torch.empty((count, *out.shape), dtype=out.dtype, device=out.device)
+                          if isinstance(out, torch.Tensor) else np.empty((count, *out.shape), out.dtype))
             result[i] = out
+        if count is None:
+            if not collected:
+                raise InputError("empty clip: no frames to upscale")
+            stack = torch.stack if isinstance(collected[0], torch.Tensor) else np.stack
+            result = stack(collected)
         return result
 
     def __repr__(self) -> str:
-        return f"Upscaler({self.bundle!r}, backend={self.backend.describe()})"
+        where = "closed" if self.backend is None else self.backend.describe()
+        return f"Upscaler({self.bundle!r}, backend={where})"
+
+
+def _open_frames(frames):
+    """(iterable of frames, whether we opened it and must close it) from what the API accepts; a path is
+    opened with ``vsrdeploy.io.open_source``; the caller's own iterables are never closed here."""
+    if isinstance(frames, (str, os.PathLike)):
+        from ..io import open_source
+        return open_source(os.fspath(frames)), True
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        if frames.ndim != 4:
+            raise InputError(f"frames must be a clip (4-D, frames on axis 0) or an iterable of frames, got an "
+                             f"array of shape {tuple(frames.shape)}; pass frame[None] for a single frame")
+        return iter(frames), False
+    if not hasattr(frames, "__iter__"):
+        raise InputError(f"frames must be an iterable of frames, a 4-D array or tensor, or a video / image-directory "
+                         f"path; got {type(frames).__name__}")
+    return frames, False
+
+
+def _converted(outs, kinds: deque, clamp: bool, owned_source):
+    try:
+        for out in outs:
+            yield from_network(out[0], kinds.popleft(), clamp)
+    finally:
+        if owned_source is not None:
+            owned_source.close()
 
 
 def cache_dir() -> Path:
@@ -83,12 +184,14 @@ def cache_dir() -> Path:
 
 
 def bundle_for(path, backend: str = "ort-cpu", dcn: str | None = None, progress=None, **overrides) -> Bundle:
-    """A bundle directory as is; a checkpoint exported once into the cache (keyed by its sha256)."""
-    path = Path(path)
+    """A bundle directory as is; a checkpoint exported once into the cache (keyed by its sha256); a shipped
+    model's name (``basicvsr``, ``basicvsr_pp``) as its checkpoint."""
+    from ..shipped import not_found_hint, resolve_model
+    path = resolve_model(path)
     if path.is_dir():
         return Bundle(path)
     if not path.exists():
-        raise InputError(f"not found: {path} (expected a checkpoint file or a .vsr bundle directory)")
+        raise InputError(f"not found: {path} (expected {not_found_hint()})")
     from .. import __version__
     from ..export import export_onnx
     dcn = dcn or get_backend_class(backend).preferred_dcn
@@ -101,9 +204,12 @@ def bundle_for(path, backend: str = "ort-cpu", dcn: str | None = None, progress=
 
 
 def open_bundle(path, backend: str = "ort-cpu", dcn: str | None = None, **options) -> Upscaler:
-    """Open a bundle (or a checkpoint, exported to a cached bundle on first use) on ``backend``.
+    """Open a bundle (or a checkpoint, exported to a cached bundle on first use, or a shipped model's name)
+    on ``backend``. The result is a context manager (``with open_bundle(...) as up:``).
 
     ``options`` go to the backend (e.g. ``threads=2``; OpenVINO ``precision='fp32'``; ort-trt ``fp16=True``).
     """
+    get_backend_class(backend)  # an unknown backend or option fails before any export
+    check_options(backend, options)
     bundle = bundle_for(path, backend, dcn)
     return Upscaler.create(bundle, backend, **options)

@@ -34,6 +34,7 @@ def _missing_provider(provider: str) -> str | None:
 
 class _OrtBackend(Backend):
     provider = "CPUExecutionProvider"
+    resources = ("sessions",)
     unsupported_ops = frozenset({PLUGIN_NODE})  # the TensorRT plugin node
 
     @classmethod
@@ -71,6 +72,7 @@ class _OrtBackend(Backend):
 @register_backend("ort-cpu")
 class OrtCpuBackend(_OrtBackend):
     provider = "CPUExecutionProvider"
+    extra_options = frozenset({"arena"})  # arena=True: keep ONNX Runtime's CPU memory arena
 
 
 class _OrtGpuBackend(_OrtBackend):
@@ -111,6 +113,7 @@ class OrtTensorRTBackend(_OrtGpuBackend):
 
     provider = "TensorrtExecutionProvider"
     precisions = {"fp32": {}, "fp16": {"fp16": True}}
+    extra_options = frozenset({"fp16", "engine_cache"})
 
     def provider_options(self) -> dict:
         cache = self.options.get("engine_cache") or os.path.join(self.bundle.path, "engines", "ort-trt")

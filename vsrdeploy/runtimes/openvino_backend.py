@@ -19,6 +19,7 @@ class _OpenVINOBackend(Backend):
     unsupported_ops = frozenset({"DeformConv", PLUGIN_NODE})
     preferred_dcn = "decomposed"
     precisions = {name: {"precision": name} for name in PRECISION_HINTS}
+    resources = ("requests", "compiled")
 
     @classmethod
     def unavailable_reason(cls):

@@ -115,6 +115,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                                         **(overrides or {}))
                     options = {"threads": threads} if threads else {}
                     upscaler = Upscaler.create(bundle, backend, **options)
+                    upscaler.check_frame_size(info.height, info.width)  # a static-shape bundle: before any frame
                     out.check_settings({
                         "model_sha256": _bundle_hash(bundle), "backend": backend, "precision": bundle.precision,
                         "window": window, "lookahead": lookahead, "input": _input_identity(source, info),
@@ -154,7 +155,9 @@ def _stream(upscaler, src, out, window, lookahead, skip: int, bar, overlap: bool
     writer = BackgroundWriter(out.write, QUEUE_DEPTH) if overlap else None
     written = kept = 0
     try:
-        outputs = upscaler.stream(reader if overlap else src, window=window, lookahead=lookahead, **(tiling or {}))
+        # unclamped, so that _check_finite sees +/-Inf (the sinks clip to their range when they quantize)
+        outputs = upscaler.stream(reader if overlap else src, window=window, lookahead=lookahead, clamp=False,
+                                  **(tiling or {}))
         for index, frame in enumerate(outputs):
             stamp = stamps.popleft()
             if stamp.role != KEEP:

@@ -125,6 +125,7 @@ class TensorRTBackend(Backend):
     unsupported_ops = frozenset()  # checked by the ONNX parser at build time (`vsrdeploy check` beforehand)
     preferred_dcn = "native"
     precisions = {"fp32": {"precision": "fp32"}, "fp16": {"precision": "fp16"}}
+    resources = ("cells", "runtime")
 
     @classmethod
     def unavailable_reason(cls):

@@ -12,11 +12,15 @@ from .base import Backend, register_backend
 @register_backend("torch")
 class TorchBackend(Backend):
     device_name = "cpu"
+    resources = ("runner", "net")
 
     def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", fp32_weights: bool = False,
-                 **options):
-        """``fp32_weights=True``: run an FP16/INT8 bundle's FP32 source weights (compare's reference)."""
+                 threads: int | None = None, **options):
+        """``fp32_weights=True``: run an FP16/INT8 bundle's FP32 source weights (compare's reference).
+        ``threads``: PyTorch's intra-op threads (``torch.set_num_threads``, process-wide)."""
         super().__init__(bundle, **options)
+        if threads:
+            torch.set_num_threads(int(threads))
         if bundle.precision != "fp32" and not fp32_weights:
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"{self.name} runs the bundle's FP32 PyTorch weights, not its {bundle.precision} "
