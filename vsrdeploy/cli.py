@@ -259,7 +259,8 @@ def backends():
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("-b", "--backend", default="ort-cpu", show_default=True, help="See `vsrdeploy backends`.")
+@click.option("-b", "--backend", default="ort-cpu", show_default=True,
+              help="See `vsrdeploy backends`; auto: the tuned profile (`vsrdeploy tune`).")
 @click.option("-i", "--input", "source", required=True,
               help="Video file, image directory, capture device (0, device:0), stream URL, or - (raw RGB on stdin).")
 @click.option("-o", "--output", "sink", required=True,
@@ -278,16 +279,34 @@ def backends():
 @click.option("--threads", type=int, help="CPU threads for the runtime.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values for a checkpoint that the weights cannot tell.")
+@click.option("--profile", metavar="auto|PATH",
+              help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
+                   "one beside the bundle; same as -b auto). Options given on the command line win.")
 @friendly_errors
 def run(model, backend, source, sink, window, lookahead, dcn, codec, bit_depth, raw_size, raw_bit_depth, resume,
-        threads, overrides):
+        threads, overrides, profile):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached)."""
     from .runtimes.stream_job import run_job
 
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    options = None
+    if backend == "auto" or profile:
+        from .tune import load_profile
+        given = lambda name: click.get_current_context().get_parameter_source(name).name != "DEFAULT"  # noqa: E731
+        settings = load_profile(model, profile or "auto", dcn)
+        if settings.note:
+            echo(settings.note)
+        echo(f"profile {settings.profile}: {settings.backend} {settings.options or ''}, threads {settings.threads}, "
+             f"window {settings.window}, lookahead {settings.lookahead}")
+        model, options = settings.bundle, settings.options
+        backend = backend if given("backend") and backend != "auto" else settings.backend
+        threads = threads or settings.threads
+        window = window if given("window") else (settings.window or 0)
+        lookahead = lookahead if given("lookahead") else settings.lookahead
     run_job(model, backend=backend, source=source, sink=sink, window=window or None, lookahead=lookahead,
             dcn=dcn, codec=codec, bit_depth=int(bit_depth), raw_size=parse_size(raw_size, "WxH"),
             raw_bit_depth=int(raw_bit_depth), resume=resume, threads=threads, overrides=parse_overrides(overrides),
-            echo=lambda msg: click.echo(msg, err=True))
+            echo=echo, **({"backend_options": options} if options else {}))
 
 
 def split_list(value: str) -> list[str]:
@@ -410,6 +429,70 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         click.echo("FAIL no backend ran (see the reasons above): pick backends that run here (`vsrdeploy backends`)",
                    err=True)
     if any(r.status == "failed" for r in results) or not any(r.status == "ok" for r in results[1:]):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--frames", "frames_spec", required=True,
+              help="A real clip (video, image directory, any `run` source). Taken as high-resolution and degraded "
+                   "(--degrade, default bi) to measure PSNR-Y against it, unless --gt gives the ground truth.")
+@click.option("--gt", help="Ground-truth HR clip: --frames is then the LR input itself.")
+@click.option("--degrade", type=click.Choice(["bi", "bd"]), default="bi", show_default=True,
+              help="How the LR input is made from --frames when there is no --gt.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Largest PSNR-Y drop vs FP32 (dB) a configuration may have to be chosen.")
+@click.option("--backends", default="torch,ort-cpu,openvino-cpu", show_default=True, metavar="B1,B2")
+@click.option("--precisions", default=",".join(("fp32", "bf16", "fp16", "int8")), show_default=True, metavar="P1,P2")
+@click.option("--size", metavar="WxH", help="LR frame size to time [default: the size of the --frames frames].")
+@click.option("--max-frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Frames of --frames whose PSNR-Y is measured.")
+@click.option("--calib-frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Frames after those calibrate INT8 (the measured frames when the clip is too short).")
+@click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Leading frames to skip.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: all cores].")
+@click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
+@click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--timing-frames", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Frames per timed run (synthetic, at --size).")
+@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed runs (median).")
+@click.option("--dcn", type=click.Choice(["native", "decomposed"]), default="decomposed", show_default=True,
+              help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the table.")
+@friendly_errors
+def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, max_frames, calib_frames, skip,
+         threads, window, lookahead, timing_frames, repeat, dcn, as_json):
+    """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
+    --max-drop as a profile beside the bundle (used by `run --profile auto` / `run -b auto`)."""
+    from dataclasses import asdict
+
+    from .compare import prepare_clips
+    from .runtimes.base import check_backend_names
+    from .runtimes.engine import bundle_for
+    from .tune import format_tune, tune as run_tune, write_profile
+
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    names = split_list(backends)
+    check_backend_names(names)
+    wh = parse_size(size, "WxH")
+    lr, gt_clip, _, clip_desc = prepare_clips(frames_spec, gt, None if gt else degrade, max_frames + calib_frames,
+                                              notice=echo, skip=skip)
+    timed = (wh[1], wh[0]) if wh else (tuple(gt_clip.shape[2:]) if not gt else tuple(lr.shape[2:]))
+    calib = lr[max_frames:] if len(lr) >= max_frames + 2 else lr[:max_frames]
+    bundle = bundle_for(model, "ort-cpu", dcn, progress=lambda c: echo(f"exporting cell {c}"))
+    result = run_tune(bundle, lr[:max_frames], gt_clip[:max_frames], backends=names,
+                      precisions=split_list(precisions), max_drop=max_drop, size=timed, threads=threads,
+                      window=window or None, lookahead=lookahead, timing_frames=timing_frames, repeat=repeat,
+                      calib_lr=calib, clip=clip_desc, progress=echo)
+    path = write_profile(result) if result.chosen else None
+    if as_json:
+        click.echo(json.dumps({**asdict(result), "profile": str(path) if path else None}, indent=1, default=str))
+    else:
+        click.echo(f"{bundle.arch} bundle {bundle.path}; {machine_description()}")
+        click.echo(format_tune(result))
+        if path:
+            click.echo(f"profile: {path} (use it: vsrdeploy run {model} -b auto -i IN -o OUT)")
+    if path is None:
         sys.exit(1)
 
 

@@ -14,12 +14,13 @@ from .frames import open_sink, open_source
 def run_job(model: str, *, backend: str, source: str, sink: str, window: int | None, lookahead: int,
             dcn: str | None = None, codec: str = "mp4v", bit_depth: int = 8, raw_size=None, raw_bit_depth: int = 8,
             resume: bool = False, threads: int | None = None, overrides: dict | None = None,
-            echo: Callable[[str], None] = print, progress: bool = True) -> dict:
+            backend_options: dict | None = None, echo: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. With ``resume`` a PNG
     directory continues where it stopped: the preceding frames are streamed again to re-warm the
     recurrent state (their outputs are not rewritten), so the resumed frames equal a full run's.
+    ``backend_options`` go to the backend as well (e.g. ``precision='bf16'`` from a tune profile).
     Returns a summary dict.
     """
     with open_source(source, raw_size=raw_size, raw_bit_depth=raw_bit_depth, notice=echo) as src:
@@ -28,7 +29,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             t0 = time.perf_counter()
             bundle = bundle_for(model, backend, dcn, progress=lambda c: echo(f"exporting cell {c}"),
                                 **(overrides or {}))
-            options = {"threads": threads} if threads else {}
+            options = {**({"threads": threads} if threads else {}), **(backend_options or {})}
             upscaler = Upscaler.create(bundle, backend, **options)
             skip = out.start_index
             if skip:
