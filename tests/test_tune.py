@@ -183,3 +183,23 @@ def test_tune_cli_end_to_end(bundle, video):
     assert ran.exit_code == 0, ran.output
     assert "tuned at LR 40x36" in ran.output and "chosen (*)" in ran.output
     assert profile_path(bundle.path).exists()
+
+
+def test_bench_rows_per_precision_and_derived_bundle(tiny_bundle, tmp_path):
+    """bench's rows: the whole-clip baseline (ratio 1), each backend x precision, each derived bundle."""
+    from vsrdeploy.bench import BASELINE, BenchConfig, run_configs
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    int8 = calibrate_bundle(tiny_bundle, _clip(t=3, seed=1), tmp_path / "i8.vsr", target="cpu", progress=False)
+    configs = [BenchConfig(BASELINE), BenchConfig("openvino-cpu"), BenchConfig("openvino-cpu", "bf16"),
+               BenchConfig("ort-cpu", "int8", bundle=str(int8)), BenchConfig("ort-cpu", "bf16")]
+    rows = run_configs(str(tiny_bundle), configs, frames=3, size=(32, 32), warmup=1, repeat=1, window=2,
+                       lookahead=1, threads=1, isolate=False)
+    names = [r.name for r in rows]
+    assert names == ["whole-clip torch", "openvino-cpu", "openvino-cpu/bf16", "ort-cpu/int8", "ort-cpu/bf16"]
+    assert rows[0].ratio == 1.0 and rows[1].status == "ok" and rows[1].ratio > 0
+    assert rows[3].status == "ok" and rows[3].peak_rss_mb > 0
+    assert rows[4].status == "skipped" and "bf16 needs a converted bundle" in rows[4].reason
+    if "BF16" in CAPS:
+        assert rows[2].status == "ok", rows[2].reason
+    else:
+        assert rows[2].status == "skipped" and "no native bf16" in rows[2].reason

@@ -126,7 +126,7 @@ class BenchConfig:
 
     def __post_init__(self):
         if not self.label:
-            self.label = self.backend if self.backend == BASELINE else f"{self.backend}/{self.precision}"
+            self.label = self.backend if self.precision == "fp32" else f"{self.backend}/{self.precision}"
 
 
 def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 20, size=(64, 64), warmup: int = 3,

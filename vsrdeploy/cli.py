@@ -400,11 +400,15 @@ def machine_description() -> str:
 @click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for every configuration.")
+@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2",
+              help="Precisions each backend runs from the FP32 bundle (openvino-cpu: fp32, bf16, fp16).")
+@click.option("--extra-bundle", "extra", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A derived bundle (INT8 from `calibrate`, FP16 from `convert`) also run on each backend (repeat).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
+def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, as_json):
     """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward."""
-    from .bench import format_bench, run_bench
+    from .bench import format_bench
     from .runtimes.engine import bundle_for
 
     from .runtimes.base import check_backend_names
@@ -413,9 +417,17 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    results = run_bench(str(bundle.path), names, frames=frames, size=parse_size(size),
-                        warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                        progress=echo)
+    from .bench import BASELINE, BenchConfig, run_configs
+    from .bundle import Bundle
+    from .compare import parse_targets
+    targets = parse_targets(names, split_list(precisions))  # checks the precision names
+    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets]
+    for derived in map(Bundle, extra):
+        configs += [BenchConfig(b, derived.precision, bundle=str(derived.path),
+                                label=f"{b}/{derived.precision} ({derived.path.name})") for b in names]
+    results = run_configs(str(bundle.path), configs, frames=frames, size=parse_size(size),
+                          warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
+                          progress=echo)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=1))
     else:
