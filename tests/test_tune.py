@@ -203,3 +203,11 @@ def test_bench_rows_per_precision_and_derived_bundle(tiny_bundle, tmp_path):
         assert rows[2].status == "ok", rows[2].reason
     else:
         assert rows[2].status == "skipped" and "no native bf16" in rows[2].reason
+
+
+def test_run_profile_conflicting_backend_is_one_line_error(bundle, video, tmp_path):
+    write_profile(_forced(bundle, "openvino-cpu", "fp32"))
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "--profile", str(profile_path(bundle.path)), "-b",
+                                    "ort-cpu", "-i", str(video), "-o", str(tmp_path / "o")])
+    assert ran.exit_code == 1 and "the profile runs openvino-cpu, not -b ort-cpu" in ran.output
+    assert "Traceback" not in ran.output

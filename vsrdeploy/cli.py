@@ -298,8 +298,10 @@ def run(model, backend, source, sink, window, lookahead, dcn, codec, bit_depth, 
             echo(settings.note)
         echo(f"profile {settings.profile}: {settings.backend} {settings.options or ''}, threads {settings.threads}, "
              f"window {settings.window}, lookahead {settings.lookahead}")
-        model, options = settings.bundle, settings.options
-        backend = backend if given("backend") and backend != "auto" else settings.backend
+        if given("backend") and backend not in ("auto", settings.backend):
+            from .errors import ConfigError
+            raise ConfigError(f"the profile runs {settings.backend}, not -b {backend}: drop --profile, or -b")
+        model, options, backend = settings.bundle, settings.options, settings.backend
         threads = threads or settings.threads
         window = window if given("window") else (settings.window or 0)
         lookahead = lookahead if given("lookahead") else settings.lookahead
