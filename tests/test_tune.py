@@ -82,7 +82,7 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
 
     path = write_profile(result)
     assert path == profile_path(bundle.path) == bundle.path.with_name("tiny.profile.json")
-    record = json.loads(path.read_text())
+    record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert record["kind"] == PROFILE_KIND and record["backend"] == chosen.backend
     assert record["precision"] == chosen.precision and record["threads"] == 1
     assert (record["window"], record["lookahead"]) == (2, 1) and len(record["table"]) == 12

@@ -483,7 +483,7 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     from .compare import prepare_clips
     from .runtimes.base import check_backend_names
     from .runtimes.engine import bundle_for
-    from .tune import format_tune, tune as run_tune, write_profile
+    from .tune import format_tune, json_safe, tune as run_tune, write_profile
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
@@ -500,7 +500,8 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
                       calib_lr=calib, clip=clip_desc, progress=echo)
     path = write_profile(result) if result.chosen else None
     if as_json:
-        click.echo(json.dumps({**asdict(result), "profile": str(path) if path else None}, indent=1, default=str))
+        click.echo(json.dumps(json_safe({**asdict(result), "profile": str(path) if path else None}), indent=1,
+                              default=str))
     else:
         click.echo(f"{bundle.arch} bundle {bundle.path}; {machine_description()}")
         click.echo(format_tune(result))

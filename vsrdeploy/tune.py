@@ -282,7 +282,7 @@ def write_profile(result: TuneResult, path=None) -> Path:
         "machine": {"cpu": cpu_description(), "openvino_cpu_capabilities": openvino_capabilities()},
         "table": [asdict(r) for r in result.rows],
     }
-    text = json.dumps(record, indent=1, allow_nan=True)
+    text = json.dumps(json_safe(record), indent=1, allow_nan=False)  # strict JSON: unmeasured values are null
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -293,6 +293,16 @@ def write_profile(result: TuneResult, path=None) -> Path:
         raise
     result.profile_path = str(path)
     return path
+
+
+def json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 @dataclass
