@@ -477,7 +477,10 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, max_frames, calib_frames, skip,
          threads, window, lookahead, timing_frames, repeat, dcn, as_json):
     """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
-    --max-drop as a profile beside the bundle (used by `run --profile auto` / `run -b auto`)."""
+    --max-drop as NAME.profile.json beside the bundle (used by `run --profile auto` / `run -b auto`).
+
+    INT8 is the `calibrate --target cpu` form, calibrated on the clip's frames after --max-frames and kept
+    beside the bundle as NAME-int8-cpu.vsr (reused while the bundle is unchanged)."""
     from dataclasses import asdict
 
     from .compare import prepare_clips
