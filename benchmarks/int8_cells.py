@@ -55,12 +55,13 @@ def main(argv=None) -> int:
                                                                exclude=list(DEFAULT_EXCLUDE) + args.extra.split(","),
                                                                progress=False))}
     clip = synthetic_clip(args.frames, h, w)
-    ups = {(v, be): Upscaler.create(b, be, threads=args.threads) for v, b in variants.items()
-           for be in ("ort-cpu", "openvino-cpu")}
-    times = {k: collections.defaultdict(list) for k in ups}
+    keys = [(v, be) for v in variants for be in ("ort-cpu", "openvino-cpu")]
+    times = {k: collections.defaultdict(list) for k in keys}
     load_before = os.getloadavg()
-    for rnd in range(args.rounds + 1):
-        for key, up in ups.items():
+    for rnd in range(args.rounds):
+        for key in keys:  # one runtime in memory at a time (at 180x320 six of them hold over 13 GB)
+            up = Upscaler.create(variants[key[0]], key[1], threads=args.threads)
+            up.upscale(clip[:1])  # warm-up
             inner = up.backend.run
             spent = collections.defaultdict(float)
 
@@ -71,13 +72,12 @@ def main(argv=None) -> int:
                 return out
             up.backend.run = timed
             up.upscale(clip)
-            up.backend.run = inner
-            if rnd:  # round 0 warms up
-                for g, s in spent.items():
-                    times[key][g].append(s)
+            del up, inner, timed
+            for g, s in spent.items():
+                times[key][g].append(s)
     cpu = cpu_description()
     print(f"### {args.arch} {args.config}, LR {w}x{h}, {args.frames} frames, {args.threads} thread(s), "
-          f"median of {args.rounds} interleaved rounds\n")
+          f"median of {args.rounds} interleaved rounds (each runtime created fresh per round, warmed up on one frame)\n")
     print(f"CPU: {cpu['model']}; flags {', '.join(cpu['flags'])}. Load average before "
           f"{', '.join(f'{x:.1f}' for x in load_before)}, after {', '.join(f'{x:.1f}' for x in os.getloadavg())}.\n")
     groups = sorted({g for d in times.values() for g in d})
