@@ -467,8 +467,8 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: all cores].")
 @click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
-@click.option("--timing-frames", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Frames per timed run (synthetic, at --size).")
+@click.option("--timing-frames", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Frames per timed run (synthetic, at --size); memory grows with it (batched upsampling).")
 @click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed runs (median).")
 @click.option("--dcn", type=click.Choice(["native", "decomposed"]), default="decomposed", show_default=True,
               help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included).")

@@ -193,7 +193,7 @@ def choose(rows: list[TuneRow], max_drop: float) -> TuneRow | None:
 
 def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
          precisions: list[str] = list(TUNE_PRECISIONS), max_drop: float = 0.05, size=None, threads: int | None = None,
-         window: int | None = 16, lookahead: int = 8, timing_frames: int = 8, repeat: int = 2, warmup: int = 2,
+         window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
          calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
          progress: Callable[[str], None] = lambda m: None) -> TuneResult:
     """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
