@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -30,6 +32,26 @@ from vsrdeploy.tune import cpu_description
 
 def group(cell: str) -> str:
     return cell.rsplit("_", 1)[-1] if cell.endswith(("align", "backbone", "trunk")) else cell
+
+
+def time_cells(bundle: str, backend: str, frames: int, h: int, w: int, threads: int) -> tuple[dict, float]:
+    """Seconds per cell group of one whole-clip run after a one-frame warm-up; and the peak RSS."""
+    from vsrdeploy.memory import peak_rss_mb
+    torch.set_num_threads(threads)
+    clip = synthetic_clip(frames, h, w)
+    up = Upscaler.create(Bundle(bundle), backend, threads=threads)
+    up.upscale(clip[:1])
+    inner = up.backend.run
+    spent = collections.defaultdict(float)
+
+    def timed(cell, inputs):
+        t = time.perf_counter()
+        out = inner(cell, inputs)
+        spent[group(cell)] += time.perf_counter() - t
+        return out
+    up.backend.run = timed
+    up.upscale(clip)
+    return dict(spent), peak_rss_mb()
 
 
 def main(argv=None) -> int:
@@ -54,30 +76,21 @@ def main(argv=None) -> int:
                 f"int8 +{args.extra}": Bundle(calibrate_bundle(fp32, calib, work / "x.vsr", target="cpu",
                                                                exclude=list(DEFAULT_EXCLUDE) + args.extra.split(","),
                                                                progress=False))}
-    clip = synthetic_clip(args.frames, h, w)
     keys = [(v, be) for v in variants for be in ("ort-cpu", "openvino-cpu")]
     times = {k: collections.defaultdict(list) for k in keys}
     load_before = os.getloadavg()
+    ctx = multiprocessing.get_context("spawn")
     for rnd in range(args.rounds):
-        for key in keys:  # one runtime in memory at a time (at 180x320 six of them hold over 13 GB)
-            up = Upscaler.create(variants[key[0]], key[1], threads=args.threads)
-            up.upscale(clip[:1])  # warm-up
-            inner = up.backend.run
-            spent = collections.defaultdict(float)
-
-            def timed(cell, inputs, inner=inner, spent=spent):
-                t = time.perf_counter()
-                out = inner(cell, inputs)
-                spent[group(cell)] += time.perf_counter() - t
-                return out
-            up.backend.run = timed
-            up.upscale(clip)
-            del up, inner, timed
+        for key in keys:  # each run in its own process: one runtime in memory at a time
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                spent, peak = pool.submit(time_cells, str(variants[key[0]].path), key[1], args.frames, h, w,
+                                          args.threads).result()
+            print(f"round {rnd} {key}: peak RSS {peak:.0f} MB", file=sys.stderr, flush=True)
             for g, s in spent.items():
                 times[key][g].append(s)
     cpu = cpu_description()
     print(f"### {args.arch} {args.config}, LR {w}x{h}, {args.frames} frames, {args.threads} thread(s), "
-          f"median of {args.rounds} interleaved rounds (each runtime created fresh per round, warmed up on one frame)\n")
+          f"median of {args.rounds} interleaved rounds (each run in its own process, warmed up on one frame)\n")
     print(f"CPU: {cpu['model']}; flags {', '.join(cpu['flags'])}. Load average before "
           f"{', '.join(f'{x:.1f}' for x in load_before)}, after {', '.join(f'{x:.1f}' for x in os.getloadavg())}.\n")
     groups = sorted({g for d in times.values() for g in d})
