@@ -392,7 +392,7 @@ def selftest(gpu, report_dir):
 
 @main.command()
 @click.argument("model", type=click.Path())
-@backend_option("ort-cpu", one=True)
+@backend_option("ort-cpu", one=True, help_text="See `vsrdeploy backends`; auto: the tuned profile (`vsrdeploy tune`).")
 @click.option("-i", "--input", "source", required=True,
               help="Video file, image directory, capture device (0, device:0), stream URL, or - (raw RGB on stdin).")
 @click.option("-o", "--output", "sink", required=True,
@@ -431,10 +431,13 @@ def selftest(gpu, report_dir):
 @click.option("--tile-overlap", type=int, default=16, show_default=True, help="LR pixels shared by neighbouring tiles.")
 @click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
               "process stays within SIZE, and bound every cell call by it.")
+@click.option("--profile", metavar="auto|PATH",
+              help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
+                   "one beside the bundle; same as -b auto). Options given on the command line win.")
 @friendly_errors
 def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
-        memory_budget):
+        memory_budget, profile):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
@@ -449,13 +452,29 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
     """
     from .runtimes.stream_job import Terminated, run_job
 
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    options = None
+    if backends == "auto" or profile:
+        from .evaluate.tune import load_profile
+        given = lambda name: click.get_current_context().get_parameter_source(name).name != "DEFAULT"  # noqa: E731
+        settings = load_profile(model, profile or "auto", dcn)
+        if settings.note:
+            echo(settings.note)
+        echo(f"profile {settings.profile}: {settings.backend} {settings.options or ''}, threads {settings.threads}, "
+             f"window {settings.window}, lookahead {settings.lookahead}")
+        if given("backends") and backends not in ("auto", settings.backend):
+            raise ConfigError(f"the profile runs {settings.backend}, not -b {backends}: drop --profile, or -b")
+        model, options, backends = settings.bundle, settings.options, settings.backend
+        threads = threads or settings.threads
+        window = window if given("window") else (settings.window or 0)
+        lookahead = lookahead if given("lookahead") else settings.lookahead
     try:
         run_job(model, backend=backends, source=source, sink=sink, window=window or None, lookahead=lookahead,
                 dcn=dcn, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio, fps=fps,
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=lambda msg: click.echo(msg, err=True),
+                echo=echo, backend_options=options,
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)
@@ -611,13 +630,17 @@ def machine_description() -> str:
 @click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for every configuration.")
+@click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2",
+              help="Precisions each backend runs from the FP32 bundle (openvino-cpu: fp32, bf16, fp16).")
+@click.option("--extra-bundle", "extra", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="A derived bundle (INT8 from `calibrate`, FP16 from `convert`) also run on each backend (repeat).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, as_json):
-    """Throughput and peak memory per backend, as ratios to the whole-clip PyTorch forward.
+def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, as_json):
+    """Throughput and peak memory per backend x precision, as ratios to the whole-clip PyTorch forward.
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
-    from .evaluate.bench import format_bench, run_bench
+    from .evaluate.bench import format_bench
     from .runtimes.engine import bundle_for
 
     from .runtimes.base import check_backend_names
@@ -627,11 +650,19 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     check_backend_names(names)  # before exporting anything
     hw = parse_size(size, "--size")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
+    from .bundle import Bundle
+    from .evaluate.bench import BASELINE, BenchConfig, run_configs
+    from .evaluate.compare import parse_targets
     from .progress import FrameProgress
+    targets = parse_targets(names, split_list(precisions))  # checks the precision names
+    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets]
+    for derived in map(Bundle, extra):
+        configs += [BenchConfig(b, derived.precision, bundle=str(derived.path),
+                                label=f"{b}/{derived.precision} ({derived.path.name})") for b in names]
     with FrameProgress() as bars:
-        results = run_bench(str(bundle.path), names, frames=frames, size=hw,
-                            warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                            progress=bars.message, tick=bars.tick)
+        results = run_configs(str(bundle.path), configs, frames=frames, size=hw,
+                              warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
+                              progress=bars.message)
     if as_json:
         from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": [hw[1], hw[0]],
@@ -650,6 +681,76 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         click.echo("FAIL no backend ran (see the reasons above): pick backends that run here (`vsrdeploy backends`)",
                    err=True)
     if any(r.status == "failed" for r in results) or not any(r.status == "ok" for r in results[1:]):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--frames", "frames_spec", required=True,
+              help="A real clip (video, image directory, any `run` source). Taken as high-resolution and degraded "
+                   "(--degrade, default bi) to measure PSNR-Y against it, unless --gt gives the ground truth.")
+@click.option("--gt", help="Ground-truth HR clip: --frames is then the LR input itself.")
+@click.option("--degrade", type=click.Choice(["bi", "bd"]), default="bi", show_default=True,
+              help="How the LR input is made from --frames when there is no --gt.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Largest PSNR-Y drop vs FP32 (dB) a configuration may have to be chosen.")
+@backend_option("torch,ort-cpu,openvino-cpu")
+@click.option("--precisions", "--precision", "precisions", multiple=True, default=("fp32,bf16,fp16,int8",),
+              show_default=True, metavar="P1,P2", callback=join_lists,
+              help="Precisions to try (comma-separated or repeated).")
+@click.option("--size", metavar="WxH", help="LR frame size to time [default: the size of the --frames frames].")
+@click.option("--max-frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Frames of --frames whose PSNR-Y is measured.")
+@click.option("--calib-frames", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Frames after those calibrate INT8 (the measured frames when the clip is too short).")
+@click.option("--skip", type=click.IntRange(min=0), default=0, show_default=True, help="Leading frames to skip.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads [default: all cores].")
+@click.option("--window", type=click.IntRange(min=0), default=16, show_default=True, help="0 = whole clip.")
+@click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option("--timing-frames", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Frames per timed run (synthetic, at --size); memory grows with it (batched upsampling).")
+@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed runs (median).")
+@click.option("--dcn", type=click.Choice(["native", "decomposed"]), default="decomposed", show_default=True,
+              help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the table.")
+@friendly_errors
+def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, max_frames, calib_frames, skip,
+         threads, window, lookahead, timing_frames, repeat, dcn, as_json):
+    """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
+    --max-drop as NAME.profile.json beside the bundle (used by `run --profile auto` / `run -b auto`).
+
+    INT8 is the `calibrate --target cpu` form, calibrated on the clip's frames after --max-frames and kept
+    beside the bundle as NAME-int8-cpu.vsr (reused while the bundle is unchanged)."""
+    from dataclasses import asdict
+
+    from .evaluate.compare import prepare_clips
+    from .runtimes.base import check_backend_names
+    from .runtimes.engine import bundle_for
+    from .evaluate.tune import format_tune, json_safe, tune as run_tune, write_profile
+
+    echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    names = split_list(backends)
+    check_backend_names(names)
+    hw = parse_size(size, "--size")
+    lr, gt_clip, _, clip_desc = prepare_clips(frames_spec, gt, None if gt else degrade, max_frames + calib_frames,
+                                              notice=echo, skip=skip)
+    timed = hw if hw else (tuple(gt_clip.shape[2:]) if not gt else tuple(lr.shape[2:]))
+    calib = lr[max_frames:] if len(lr) >= max_frames + 2 else lr[:max_frames]
+    bundle = bundle_for(model, "ort-cpu", dcn, progress=lambda c: echo(f"exporting cell {c}"))
+    result = run_tune(bundle, lr[:max_frames], gt_clip[:max_frames], backends=names,
+                      precisions=split_list(precisions), max_drop=max_drop, size=timed, threads=threads,
+                      window=window or None, lookahead=lookahead, timing_frames=timing_frames, repeat=repeat,
+                      calib_lr=calib, clip=clip_desc, progress=echo)
+    path = write_profile(result) if result.chosen else None
+    if as_json:
+        click.echo(json.dumps(json_safe({**asdict(result), "profile": str(path) if path else None}), indent=1,
+                              default=str))
+    else:
+        click.echo(f"{bundle.arch} bundle {bundle.path}; {machine_description()}")
+        click.echo(format_tune(result))
+        if path:
+            click.echo(f"profile: {path} (use it: vsrdeploy run {model} -b auto -i IN -o OUT)")
+    if path is None:
         sys.exit(1)
 
 

@@ -175,3 +175,54 @@ def format_bench(results: list[BenchResult]) -> str:
         lines.append(f"{r.name:18} {r.fps:15.2f} {spread:>13} {r.ratio:10.2f} {latency:>21} "
                      f"{1000 * r.first_frame_s:14.0f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
     return "\n".join(lines)
+
+
+@dataclass
+class BenchConfig:
+    """One row of a benchmark: ``backend`` (or ``BASELINE``, the whole-clip PyTorch forward, which computes
+    what upstream's does) at ``precision``; ``bundle``: a derived (INT8 / FP16) bundle to run instead of the
+    main one."""
+    backend: str
+    precision: str = "fp32"
+    bundle: str | None = None
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            self.label = self.backend if self.precision == "fp32" else f"{self.backend}/{self.precision}"
+
+
+def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 20, size=(64, 64), warmup: int = 3,
+                repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
+                isolate: bool = True, progress=lambda msg: None) -> list[BenchResult]:
+    """Time each configuration (in its own process unless ``isolate`` is False, so peak RSS is its own);
+    ``ratio`` = frames/s over the ``BASELINE`` row's when there is one."""
+    from ..bundle import Bundle
+    from .compare import one_line
+    from ..errors import BackendUnavailable, ConfigError
+    from ..runtimes.base import precision_options
+    if frames < 1 or repeat < 1 or warmup < 0:
+        raise ConfigError(f"bench needs frames >= 1, repeat >= 1 and warmup >= 0 (got {frames}, {repeat}, {warmup})")
+    results = []
+    ctx = multiprocessing.get_context("spawn")
+    for cfg in configs:
+        path = str(cfg.bundle or bundle_path)
+        try:
+            options = {} if cfg.backend == BASELINE else precision_options(cfg.backend, cfg.precision,
+                                                                          Bundle(path, verify=False))
+        except BackendUnavailable as e:
+            results.append(BenchResult(cfg.label, "skipped", one_line(e)))
+            continue
+        progress(f"{cfg.label}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
+        args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads)
+        if isolate:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                record = pool.submit(_child, *args).result()
+        else:
+            record = _child(*args)
+        record["name"] = cfg.label
+        results.append(BenchResult(**record))
+    base = next((r.fps for r, c in zip(results, configs) if c.backend == BASELINE and r.status == "ok"), float("nan"))
+    for r in results:
+        r.ratio = r.fps / base if r.status == "ok" else float("nan")
+    return results

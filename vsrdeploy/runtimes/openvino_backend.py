@@ -13,6 +13,27 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: and the sum over cells, not the largest one, becomes the process's floor
 RELEASE_ABOVE_BYTES = 16 * 2**20
 
+#: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
+NATIVE_CAPABILITY = {"bf16": ("BF16", "AVX512_BF16 or AMX on x86"), "fp16": ("FP16", "AVX512_FP16 or AMX-FP16 on x86")}
+
+
+def device_capabilities(device: str) -> list[str]:
+    """OpenVINO's OPTIMIZATION_CAPABILITIES of ``device`` (e.g. ['BF16', 'FP32', 'INT8', ...])."""
+    import openvino as ov
+    return list(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+
+
+def precision_unavailable_reason(device: str, precision: str) -> str | None:
+    """Why OpenVINO ``device`` cannot run ``precision`` natively here (one line), or None."""
+    if precision not in NATIVE_CAPABILITY:
+        return None
+    capability, needs = NATIVE_CAPABILITY[precision]
+    caps = device_capabilities(device)
+    if capability in caps:
+        return None
+    return (f"OpenVINO {device} here has no native {precision} (OPTIMIZATION_CAPABILITIES: {', '.join(caps)}; "
+            f"{precision} needs {needs})")
+
 
 class _OpenVINOBackend(Backend):
     device_name = "CPU"
@@ -39,6 +60,10 @@ class _OpenVINOBackend(Backend):
         if precision not in PRECISION_HINTS:
             from ..errors import ConfigError
             raise ConfigError(f"openvino precision must be one of {', '.join(PRECISION_HINTS)}, got {precision!r}")
+        reason = precision_unavailable_reason(self.device_name, precision)
+        if reason:  # checked before compiling every cell only to find it out
+            from ..errors import BackendUnavailable
+            raise BackendUnavailable(reason)
         core = ov.Core()
         # explicit: OpenVINO would otherwise pick bf16 on CPUs that have it
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}

@@ -79,7 +79,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             preset: str | None = None, pix_fmt: str | None = None, fps: float | None = None, audio: bool = True,
             start: float | None = None, max_frames: int | None = None, duration: float | None = None,
             warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None,
-            tiling: dict | None = None) -> dict:
+            tiling: dict | None = None, backend_options: dict | None = None) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. ``start`` (seconds),
@@ -89,7 +89,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     are streamed again to re-warm the recurrent state (their outputs are not rewritten), so the resumed
     frames equal a full run's; the run's settings are recorded beside the frames and a resume under other
     settings is refused. ``tiling`` (``tile``, ``tile_overlap``, ``memory_budget``) goes to
-    :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries. Returns a summary dict.
+    :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries; ``backend_options`` go
+    to the backend (e.g. ``precision='bf16'`` from a tune profile). Returns a summary dict.
     """
     limited = max_frames is not None or duration is not None
     selection = Selection(start=start, frames=max_frames, duration=duration, warmup=warmup if start else 0,
@@ -113,11 +114,11 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                     t0 = time.perf_counter()
                     bundle = bundle_for(model, backend, dcn, progress=lambda c: say(f"exporting cell {c}"),
                                         **(overrides or {}))
-                    options = {"threads": threads} if threads else {}
+                    options = {**({"threads": threads} if threads else {}), **(backend_options or {})}
                     upscaler = Upscaler.create(bundle, backend, **options)
                     upscaler.check_frame_size(info.height, info.width)  # a static-shape bundle: before any frame
                     out.check_settings({
-                        "model_sha256": _bundle_hash(bundle), "backend": backend, "precision": bundle.precision,
+                        "model_sha256": _bundle_hash(bundle), "backend": backend, "precision": (backend_options or {}).get("precision", bundle.precision),
                         "window": window, "lookahead": lookahead, "input": _input_identity(source, info),
                         "start": start, "frames": max_frames, "duration": duration,
                         "warmup": selection.warmup, **{k: v for k, v in (tiling or {}).items() if v is not None},

@@ -1,0 +1,95 @@
+"""Speed at the size users run (default 180x320 LR) with the released channel widths: every backend x
+precision against the whole-clip PyTorch forward (vsrdeploy's ``model(lrs)``, which computes what
+upstream's forward does; parity in tests/test_reference.py), each row in its own process
+(``vsrdeploy.evaluate.bench.run_configs``), with peak RSS. Random weights (speed does not depend on their values);
+the INT8 bundle is the ``calibrate --target cpu`` form, calibrated on a few synthetic frames (its scales do
+not change its speed).
+
+    python benchmarks/realsize_speed.py --arch basicvsr --size 180x320 --frames 4 --threads 2
+
+Prints a Markdown table with the CPU's model and flags and the load average before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import vsrdeploy
+from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthetic_clip
+from vsrdeploy.bundle import Bundle
+from vsrdeploy.calib.int8 import calibrate_bundle
+from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
+
+RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
+            "iconvsr": {"mid_channels": 64, "num_blocks": 30}, "realbasicvsr": {"mid_channels": 64, "num_blocks": 20}}
+ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp32", None),
+        ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
+        ("openvino-cpu", "int8", "int8")]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="basicvsr", choices=sorted(RELEASED))
+    ap.add_argument("--config", help="JSON config instead of the released one")
+    ap.add_argument("--size", default="180x320", help="LR HxW")
+    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--lookahead", type=int, default=8)
+    ap.add_argument("--rows", help="comma-separated backend/precision rows (default: all)")
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split("x"))
+    config = json.loads(args.config) if args.config else RELEASED[args.arch]
+    rows = ROWS if not args.rows else [r for r in ROWS if f"{r[0]}/{r[1]}" in args.rows.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="realsize-"))
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(args.arch, **config).eval()
+    fp32 = Bundle(vsrdeploy.export_onnx(net, work / "fp32.vsr", dcn="decomposed"))
+    del net
+    int8 = None
+    if any(r[2] == "int8" for r in rows):
+        int8 = calibrate_bundle(fp32, synthetic_clip(3, 64, 64, seed=1), work / "int8.vsr", target="cpu",
+                                progress=False)
+    configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
+    configs += [BenchConfig(b, p, bundle=str(int8) if d == "int8" else None, label=f"{b} {p}") for b, p, d in rows]
+    load_before = os.getloadavg()
+    t0 = time.time()
+    results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,
+                          repeat=args.repeat, window=args.window, lookahead=args.lookahead, threads=args.threads,
+                          progress=lambda m: print(m, file=sys.stderr))
+    load_after = os.getloadavg()
+    cpu = cpu_description()
+    print(f"### {args.arch} {json.dumps(config)}, LR {size[1]}x{size[0]} (HxW {size[0]}x{size[1]}), "
+          f"{args.frames} frames, {args.threads} threads, random weights\n")
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores; flags: {', '.join(cpu['flags'])}; OpenVINO CPU "
+          f"OPTIMIZATION_CAPABILITIES: {openvino_capabilities()}. torch {torch.__version__}. Streaming window "
+          f"{args.window}, lookahead {args.lookahead} (the whole clip in one window). Load average (1/5/15 min) "
+          f"before {', '.join(f'{x:.1f}' for x in load_before)}, after {', '.join(f'{x:.1f}' for x in load_after)}; "
+          f"{(time.time() - t0) / 60:.1f} min.\n")
+    print("| configuration | s/frame | x upstream-equivalent | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for r in results:
+        if r.status != "ok":
+            print(f"| {r.name} | {r.status}: {r.reason} | | |")
+            continue
+        print(f"| {r.name} | {1 / r.fps:.2f} | {r.ratio:.2f} | {r.peak_rss_mb:.0f} |")
+    print(f"\nCommand: `python benchmarks/realsize_speed.py --arch {args.arch} --size {args.size} --frames "
+          f"{args.frames} --threads {args.threads}" + (f" --rows {args.rows}" if args.rows else "")
+          + (f" --config '{args.config}'" if args.config else "") + "`")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""`vsrdeploy tune`: measure backend x precision, choose within the dB budget, write a profile that
+`run --profile auto` / `run -b auto` uses; OpenVINO BF16 and INT8 run where the CPU has them."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+cv2 = pytest.importorskip("cv2")
+
+from vsrdeploy.bundle import Bundle  # noqa: E402
+from vsrdeploy.cli import main  # noqa: E402
+from vsrdeploy.errors import BackendUnavailable, ConfigError  # noqa: E402
+from vsrdeploy.runtimes.engine import Upscaler  # noqa: E402
+from vsrdeploy.runtimes.openvino_backend import device_capabilities  # noqa: E402
+from vsrdeploy.evaluate.tune import (PROFILE_KIND, TuneResult, TuneRow, choose, load_profile, profile_path,  # noqa: E402
+                            tune, write_profile)
+
+from tests.conftest import random_clip  # noqa: E402
+
+CAPS = device_capabilities("CPU")
+
+
+def _clip(t=4, h=32, w=32, seed=0):
+    return random_clip(t=t, h=h, w=w, seed=seed)[0].numpy()
+
+
+@pytest.fixture
+def bundle(tiny_bundle, tmp_path):
+    """A private copy: tune writes the INT8 bundle and the profile beside it."""
+    return Bundle(shutil.copytree(tiny_bundle, tmp_path / "m" / "tiny.vsr"))
+
+
+@pytest.fixture
+def video(tmp_path):
+    path = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 36))
+    base = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    for i in range(6):
+        writer.write(np.ascontiguousarray(base[i:i + 36, 2 * i:2 * i + 40]))
+    writer.release()
+    return path
+
+
+def _tune(bundle, **kw):
+    lr = _clip()
+    gt = np.clip(np.kron(lr, np.ones((1, 1, 4, 4), np.float32)), 0, 1)  # any HR clip will do for the mechanics
+    args = dict(backends=["torch", "ort-cpu", "openvino-cpu"], timing_frames=3, repeat=1, warmup=1, threads=1,
+                window=2, lookahead=1, isolate=False, calib_lr=_clip(t=3, seed=1), clip="random")
+    args.update(kw)
+    return tune(bundle, lr, gt, **args)
+
+
+def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
+    result = _tune(bundle)
+    rows = {r.label: r for r in result.rows}
+    assert len(rows) == 12  # 3 backends x fp32, bf16, fp16, int8
+    for label in ("torch/fp32", "ort-cpu/fp32", "openvino-cpu/fp32", "ort-cpu/int8", "openvino-cpu/int8"):
+        r = rows[label]
+        assert r.status == "ok", (label, r.reason)
+        assert r.fps > 0 and r.peak_rss_mb > 0 and np.isfinite(r.psnr_y_drop_db)
+    assert abs(rows["ort-cpu/fp32"].psnr_y_drop_db) < 1e-3  # same math as the reference
+    assert rows["ort-cpu/int8"].bundle.endswith("tiny-int8-cpu.vsr")
+    assert rows["torch/int8"].status == "skipped" and "INT8" in rows["torch/int8"].reason
+    assert rows["ort-cpu/bf16"].status == "skipped" and "openvino-cpu" in rows["ort-cpu/bf16"].reason
+    ov_bf16 = rows["openvino-cpu/bf16"]
+    if "BF16" in CAPS:
+        assert ov_bf16.status == "ok" and ov_bf16.fps > 0, ov_bf16.reason
+    else:
+        assert ov_bf16.status == "skipped" and "OPTIMIZATION_CAPABILITIES" in ov_bf16.reason
+    if "FP16" not in CAPS:
+        assert rows["openvino-cpu/fp16"].status == "skipped" and "no native fp16" in rows["openvino-cpu/fp16"].reason
+
+    chosen = result.chosen
+    assert chosen is not None and chosen.chosen and chosen.within_budget
+    eligible = [r for r in result.rows if r.within_budget]
+    assert chosen.fps == max(r.fps for r in eligible)
+    assert all(r.psnr_y_drop_db <= 0.05 or r.precision == "fp32" for r in eligible)
+
+    path = write_profile(result)
+    assert path == profile_path(bundle.path) == bundle.path.with_name("tiny.profile.json")
+    record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert record["kind"] == PROFILE_KIND and record["backend"] == chosen.backend
+    assert record["precision"] == chosen.precision and record["threads"] == 1
+    assert (record["window"], record["lookahead"]) == (2, 1) and len(record["table"]) == 12
+    assert not list(path.parent.glob(".tiny.profile.json.*"))  # written atomically, nothing left over
+
+    out = tmp_path / "up.mp4"
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "-b", "auto", "-i", str(video), "-o", str(out)],
+                             catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    shown = chosen.precision if chosen.precision != "fp32" else "fp32"
+    assert f"on {chosen.backend} (cpu, {shown})" in ran.output
+    assert "window 2, lookahead 1" in ran.output and "wrote 6 frames" in ran.output
+
+
+def _forced(bundle, backend, precision, run_bundle=None):
+    row = TuneRow(backend, precision, str(run_bundle or bundle.path), fps=10.0, s_per_frame=0.1,
+                  psnr_y_drop_db=0.01)
+    result = TuneResult(bundle=str(bundle.path), rows=[row], max_drop_db=0.05, size=(32, 32), threads=1, window=4,
+                        lookahead=2, clip="x", fp32_psnr_y_db=30.0)
+    assert choose(result.rows, 0.05) is row
+    result.chosen = row
+    return result
+
+
+@pytest.mark.skipif("BF16" not in CAPS, reason=f"this CPU's OpenVINO has no BF16 (capabilities {CAPS})")
+def test_run_profile_sets_openvino_bf16(bundle, video, tmp_path):
+    write_profile(_forced(bundle, "openvino-cpu", "bf16"))
+    settings = load_profile(bundle.path)
+    assert settings.backend == "openvino-cpu" and settings.options == {"precision": "bf16"}
+    out = tmp_path / "up"
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "--profile", "auto", "-i", str(video), "-o", str(out),
+                                    "--lookahead", "0"], catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    assert "on openvino-cpu (cpu, bf16)" in ran.output and "lookahead 2" in ran.output  # profile's, then overridden
+    assert len(list(out.glob("*.png"))) == 6
+
+
+def test_openvino_bf16_executes_where_the_cpu_has_it(tiny_bundle):
+    """Real BF16 execution (not emulation): small error, not zero. Where OpenVINO reports no BF16 the
+    backend refuses with the reason before compiling anything."""
+    b = Bundle(tiny_bundle)
+    lr = _clip()
+    if "BF16" not in CAPS:
+        with pytest.raises(BackendUnavailable, match="no native bf16"):
+            Upscaler.create(b, "openvino-cpu", precision="bf16")
+        pytest.skip(f"this CPU's OpenVINO has no BF16 (capabilities {CAPS})")
+    ref = Upscaler.create(b, "openvino-cpu").upscale(lr)
+    out = Upscaler.create(b, "openvino-cpu", precision="bf16").upscale(lr)
+    err = float(np.abs(out - ref).max())
+    assert 1e-5 < err < 5e-2, err  # BF16 keeps 8 mantissa bits: visible, bounded
+
+
+def test_profile_never_replaces_a_foreign_file(bundle):
+    path = profile_path(bundle.path)
+    path.write_text("my notes")
+    with pytest.raises(ConfigError, match="not a vsrdeploy tune profile; move it away"):
+        write_profile(_forced(bundle, "ort-cpu", "fp32"))
+    assert path.read_text() == "my notes"
+    path.unlink()
+    write_profile(_forced(bundle, "ort-cpu", "fp32"))
+    write_profile(_forced(bundle, "openvino-cpu", "fp32"))  # a previous profile is replaced
+    assert json.loads(path.read_text())["backend"] == "openvino-cpu"
+
+
+def test_int8_path_taken_by_something_else_is_left_alone(bundle):
+    other = bundle.path.with_name("tiny-int8-cpu.vsr")
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(ConfigError, match="tiny-int8-cpu.vsr exists and is not a readable bundle"):
+        _tune(bundle, backends=["ort-cpu"], precisions=["int8"])
+    assert (other / "keep.txt").read_text() == "x"
+
+
+def test_run_auto_without_or_with_stale_profile_says_what_to_do(bundle, video, tmp_path):
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "-b", "auto", "-i", str(video), "-o", str(tmp_path / "o")])
+    assert ran.exit_code != 0 and "no tuned profile beside" in ran.output and "vsrdeploy tune" in ran.output
+    write_profile(_forced(bundle, "ort-cpu", "fp32"))
+    manifest = bundle.path / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"opset"', '"opset" ', 1))  # the bundle changed
+    with pytest.raises(ConfigError, match="changed or is gone"):
+        load_profile(bundle.path)
+
+
+def test_tune_rejects_bad_input(bundle):
+    with pytest.raises(ConfigError, match="unknown precision"):
+        _tune(bundle, precisions=["fp8"])
+    with pytest.raises(ConfigError, match="unknown backend"):
+        _tune(bundle, backends=["nope"])
+
+
+@pytest.mark.slow
+def test_tune_cli_end_to_end(bundle, video):
+    """The command as users run it: each timed configuration in its own process."""
+    ran = CliRunner().invoke(main, ["tune", str(bundle.path), "--frames", str(video), "--backends",
+                                    "ort-cpu,openvino-cpu", "--precisions", "fp32,int8", "--max-frames", "2",
+                                    "--calib-frames", "2", "--timing-frames", "2", "--repeat", "1", "--threads", "1"],
+                             catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    assert "tuned at LR 40x36" in ran.output and "chosen (*)" in ran.output
+    assert profile_path(bundle.path).exists()
+
+
+def test_bench_rows_per_precision_and_derived_bundle(tiny_bundle, tmp_path):
+    """bench's rows: the whole-clip baseline (ratio 1), each backend x precision, each derived bundle."""
+    from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    int8 = calibrate_bundle(tiny_bundle, _clip(t=3, seed=1), tmp_path / "i8.vsr", target="cpu", progress=False)
+    configs = [BenchConfig(BASELINE), BenchConfig("openvino-cpu"), BenchConfig("openvino-cpu", "bf16"),
+               BenchConfig("ort-cpu", "int8", bundle=str(int8)), BenchConfig("ort-cpu", "bf16")]
+    rows = run_configs(str(tiny_bundle), configs, frames=3, size=(32, 32), warmup=1, repeat=1, window=2,
+                       lookahead=1, threads=1, isolate=False)
+    names = [r.name for r in rows]
+    assert names == ["whole-clip torch", "openvino-cpu", "openvino-cpu/bf16", "ort-cpu/int8", "ort-cpu/bf16"]
+    assert rows[0].ratio == 1.0 and rows[1].status == "ok" and rows[1].ratio > 0
+    assert rows[3].status == "ok" and rows[3].peak_rss_mb > 0
+    assert rows[4].status == "skipped" and "bf16 needs a converted bundle" in rows[4].reason
+    if "BF16" in CAPS:
+        assert rows[2].status == "ok", rows[2].reason
+    else:
+        assert rows[2].status == "skipped" and "no native bf16" in rows[2].reason
+
+
+def test_run_profile_conflicting_backend_is_one_line_error(bundle, video, tmp_path):
+    write_profile(_forced(bundle, "openvino-cpu", "fp32"))
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "--profile", str(profile_path(bundle.path)), "-b",
+                                    "ort-cpu", "-i", str(video), "-o", str(tmp_path / "o")])
+    assert ran.exit_code == 1 and "the profile runs openvino-cpu, not -b ort-cpu" in ran.output
+    assert "Traceback" not in ran.output

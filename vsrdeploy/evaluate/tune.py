@@ -1,0 +1,395 @@
+"""``vsrdeploy tune``: on this machine, time every backend x precision at the user's frame size, measure each
+one's PSNR-Y drop against FP32 on a real clip, pick the fastest within the dB budget and write it as a
+profile beside the bundle, which ``vsrdeploy run --profile auto`` (or ``-b auto``) then uses.
+
+Accuracy reuses ``compare.run_compare`` (whole clip, so the drop is the precision's alone, not
+streaming's); speed reuses ``bench.run_configs`` (each configuration in its own process, synthetic
+frames at the timing size). INT8 is the ``calibrate --target cpu`` form (U8 activations / S8 weights),
+calibrated on the tuning clip and kept beside the bundle as ``NAME-int8-cpu.vsr``, reused while the
+bundle it was derived from is unchanged.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..bundle import MANIFEST, Bundle, sha256_file
+from ..errors import BackendUnavailable, ConfigError, InputError
+
+PROFILE_KIND = "vsrdeploy-tune-profile"
+PROFILE_VERSION = 1
+TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: backends that run an INT8 (Q/DQ, ``--target cpu``) bundle on the CPU
+INT8_CPU_BACKENDS = ("ort-cpu", "openvino-cpu")
+#: why a backend x precision is not a candidate, for pairs no backend option can give
+NOT_NATIVE = {
+    ("ort-cpu", "fp16"): "ONNX Runtime's CPU provider has no FP16 kernels for most ops (it would run them in "
+                         "FP32 between casts)",
+    ("ort-cpu", "bf16"): "ONNX Runtime's CPU provider has no BF16 execution; use openvino-cpu for BF16",
+}
+
+
+@dataclass
+class TuneRow:
+    backend: str
+    precision: str
+    bundle: str  # the bundle this row runs (the FP32 one, or the INT8 one)
+    status: str = "ok"  # ok | skipped | failed
+    reason: str = ""
+    psnr_y_drop_db: float = math.nan  # PSNR-Y(FP32 vs GT) - PSNR-Y(this vs GT)
+    psnr_y_vs_fp32_db: float = math.nan  # this row's output against the FP32 output
+    fps: float = math.nan
+    s_per_frame: float = math.nan
+    peak_rss_mb: float = math.nan
+    within_budget: bool = False
+    chosen: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+@dataclass
+class TuneResult:
+    bundle: str
+    rows: list[TuneRow]
+    max_drop_db: float
+    size: tuple[int, int]  # timed LR frame size (H, W)
+    threads: int
+    window: int | None
+    lookahead: int
+    clip: str
+    fp32_psnr_y_db: float
+    chosen: TuneRow | None = None
+    notes: list[str] = field(default_factory=list)
+    profile_path: str | None = None
+
+
+# -- machine --------------------------------------------------------------------------------------------
+
+def cpu_description() -> dict:
+    """The CPU's model name and the flags that decide reduced-precision speed."""
+    model, flags = "?", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "?":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
+              "amx_int8", "amx_fp16")
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+
+
+def openvino_capabilities() -> list[str] | None:
+    try:
+        from ..runtimes.openvino_backend import device_capabilities
+        return device_capabilities("CPU")
+    except Exception:  # noqa: BLE001 -- no OpenVINO here: nothing to report
+        return None
+
+
+# -- candidates -----------------------------------------------------------------------------------------
+
+def candidate_reason(backend: str, precision: str) -> str | None:
+    """Why ``backend`` cannot be a ``precision`` candidate here (one line), or None."""
+    from ..runtimes.base import get_backend_class
+    cls = get_backend_class(backend)
+    reason = cls.unavailable_reason()
+    if reason:
+        return f"backend {backend} is unavailable: {reason}"
+    if (backend, precision) in NOT_NATIVE:
+        return NOT_NATIVE[(backend, precision)]
+    if precision == "int8":
+        return None if backend in INT8_CPU_BACKENDS else f"{backend} does not run the CPU INT8 (Q/DQ) form"
+    if precision not in cls.precisions:
+        return f"{backend} runs {', '.join(cls.precisions)} from an FP32 bundle, not {precision}"
+    if backend.startswith("openvino"):
+        from ..runtimes.openvino_backend import precision_unavailable_reason
+        return precision_unavailable_reason(cls.device_name, precision)
+    return None
+
+
+def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None) -> Bundle:
+    """The ``calibrate --target cpu`` bundle beside ``bundle``: reused when it was derived from this very
+    bundle, calibrated (written atomically) when absent; anything else at that path is left alone."""
+    from ..calib.int8 import calibrate_bundle
+    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + "-int8-cpu.vsr")
+    if path.exists():
+        try:
+            existing = Bundle(path)
+        except Exception as e:  # noqa: BLE001 -- anything unreadable there is the user's: do not touch it
+            raise ConfigError(f"{path} exists and is not a readable bundle ({e}); move it away and tune again")
+        source_sha = existing.manifest.get("derived_from", {}).get("manifest_sha256")
+        target = existing.manifest.get("precision_details", {}).get("target")
+        if existing.precision == "int8" and target == "cpu" and source_sha == sha256_file(bundle.path / MANIFEST):
+            echo(f"int8: reusing {path}")
+            return existing
+        raise ConfigError(f"{path} exists but is not the CPU INT8 form of {bundle.path.name}; move it away "
+                          "and tune again (tune never overwrites it)")
+    echo(f"int8: calibrating {path.name} (--target cpu) on {len(calib_lr)} frames")
+    return Bundle(calibrate_bundle(bundle, calib_lr, path, target="cpu", source=source, progress=False))
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+
+def measure_accuracy(rows: list[TuneRow], bundles: dict[str, Bundle], lr: np.ndarray, gt: np.ndarray,
+                     clip: str, progress) -> float:
+    """Fill each runnable row's PSNR-Y drop against the whole-clip FP32 reference; returns its PSNR-Y."""
+    from .compare import Target, run_compare
+    fp32_psnr = math.nan
+    for key, bundle in bundles.items():
+        todo = [r for r in rows if r.status == "ok" and r.bundle == key]
+        if not todo:
+            continue
+        result = run_compare(bundle, lr, [Target(r.backend, r.precision) for r in todo], gt=gt, window=None,
+                             lookahead=0, clip_name=clip, progress=progress)
+        fp32_psnr = result.reference.summary["psnr_y_mean"]
+        for row, t in zip(todo, result.targets):
+            if t.status != "ok":
+                row.status, row.reason = t.status, t.reason
+                continue
+            row.psnr_y_drop_db = fp32_psnr - t.summary["psnr_y_mean"]
+            row.psnr_y_vs_fp32_db = t.summary["psnr_ref_mean"]
+    return fp32_psnr
+
+
+def measure_speed(rows: list[TuneRow], *, size, frames: int, repeat: int, warmup: int, threads: int,
+                  window, lookahead: int, isolate: bool, progress) -> None:
+    from .bench import BenchConfig, run_configs
+    todo = [r for r in rows if r.status == "ok"]
+    configs = [BenchConfig(r.backend, r.precision, bundle=r.bundle) for r in todo]
+    results = run_configs(todo[0].bundle, configs, frames=frames, size=size, warmup=warmup, repeat=repeat,
+                          window=window, lookahead=lookahead, threads=threads, isolate=isolate, progress=progress)
+    for row, res in zip(todo, results):
+        if res.status != "ok":
+            row.status, row.reason = res.status, res.reason
+            continue
+        row.fps, row.s_per_frame, row.peak_rss_mb = res.fps, 1.0 / res.fps, res.peak_rss_mb
+
+
+def choose(rows: list[TuneRow], max_drop: float) -> TuneRow | None:
+    """The fastest measured row whose PSNR-Y drop is within ``max_drop`` dB (FP32 rows always are)."""
+    for r in rows:
+        r.within_budget = r.status == "ok" and (r.precision == "fp32" or r.psnr_y_drop_db <= max_drop)
+    ok = [r for r in rows if r.within_budget and not math.isnan(r.fps)]
+    best = max(ok, key=lambda r: r.fps, default=None)
+    if best is not None:
+        best.chosen = True
+    return best
+
+
+def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
+         precisions: list[str] = list(TUNE_PRECISIONS), max_drop: float = 0.05, size=None, threads: int | None = None,
+         window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
+         calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
+         progress: Callable[[str], None] = lambda m: None) -> TuneResult:
+    """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
+    ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s)."""
+    from ..runtimes.base import check_backend_names
+    if not backends:
+        raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
+    check_backend_names(backends)
+    bad = [p for p in precisions if p not in TUNE_PRECISIONS]
+    if bad or not precisions:
+        raise ConfigError(f"unknown precision(s) {', '.join(bad) or '(none given)'}; choose from "
+                          f"{', '.join(TUNE_PRECISIONS)}")
+    if bundle.precision != "fp32":
+        raise ConfigError(f"{bundle.path} is {bundle.precision}; tune the FP32 bundle (tune derives INT8 itself)")
+    if max_drop < 0:
+        raise ConfigError(f"--max-drop must be >= 0 dB, got {max_drop}")
+    threads = threads or os.cpu_count() or 1
+    size = tuple(size or lr.shape[2:])
+    key = str(bundle.path)
+    rows = []
+    for b in backends:
+        for p in precisions:
+            reason = candidate_reason(b, p)
+            rows.append(TuneRow(b, p, key, "skipped" if reason else "ok", reason or ""))
+    bundles = {key: bundle}
+    if any(r.precision == "int8" and r.status == "ok" for r in rows):
+        calib = calib_lr if calib_lr is not None else lr
+        try:
+            int8 = int8_bundle_for(bundle, calib, clip or "the tuning clip", echo=progress)
+        except (ImportError, BackendUnavailable) as e:  # e.g. no onnxruntime.quantization here
+            for r in rows:
+                if r.precision == "int8" and r.status == "ok":
+                    r.status, r.reason = "skipped", f"cannot calibrate INT8 here: {e}"
+        else:
+            bundles[str(int8.path)] = int8
+            for r in rows:
+                if r.precision == "int8":
+                    r.bundle = str(int8.path)
+    fp32_psnr = measure_accuracy(rows, bundles, lr, gt, clip, progress)
+    if any(r.status == "ok" for r in rows):
+        measure_speed(rows, size=size, frames=timing_frames, repeat=repeat, warmup=warmup, threads=threads,
+                      window=window, lookahead=lookahead, isolate=isolate, progress=progress)
+    result = TuneResult(bundle=key, rows=rows, max_drop_db=max_drop, size=size, threads=threads, window=window,
+                        lookahead=lookahead, clip=clip, fp32_psnr_y_db=fp32_psnr)
+    result.chosen = choose(rows, max_drop)
+    return result
+
+
+# -- profile --------------------------------------------------------------------------------------------
+
+def profile_path(bundle_path) -> Path:
+    """``NAME.vsr`` -> ``NAME.profile.json`` in the same directory."""
+    p = Path(bundle_path)
+    return p.with_name(p.name.removesuffix(".vsr") + ".profile.json")
+
+
+def _is_profile(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("kind") == PROFILE_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_profile(result: TuneResult, path=None) -> Path:
+    """Write the chosen configuration atomically; replaces only a previous tune profile."""
+    if result.chosen is None:
+        raise ConfigError("no configuration ran here (see the table's reasons); nothing to write")
+    bundle_dir = Path(result.bundle)
+    path = Path(path) if path else profile_path(bundle_dir)
+    if path.exists() and not _is_profile(path):
+        raise ConfigError(f"{path} exists and is not a vsrdeploy tune profile; move it away (tune replaces only "
+                          "its own previous profile)")
+    c = result.chosen
+    run_bundle = Path(c.bundle)
+    record = {
+        "kind": PROFILE_KIND, "version": PROFILE_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bundle": os.path.relpath(bundle_dir, path.parent),
+        "bundle_manifest_sha256": sha256_file(bundle_dir / MANIFEST),
+        "run_bundle": os.path.relpath(run_bundle, path.parent),
+        "run_bundle_manifest_sha256": sha256_file(run_bundle / MANIFEST),
+        "backend": c.backend, "precision": c.precision, "threads": result.threads,
+        "window": result.window, "lookahead": result.lookahead,
+        "max_drop_db": result.max_drop_db, "psnr_y_drop_db": c.psnr_y_drop_db, "fps": c.fps,
+        "timed_lr_size": list(result.size), "clip": result.clip,
+        "machine": {"cpu": cpu_description(), "openvino_cpu_capabilities": openvino_capabilities()},
+        "table": [asdict(r) for r in result.rows],
+    }
+    text = json.dumps(json_safe(record), indent=1, allow_nan=False)  # strict JSON: unmeasured values are null
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result.profile_path = str(path)
+    return path
+
+
+def json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class RunSettings:
+    """What ``run`` takes from a profile."""
+    bundle: str
+    backend: str
+    options: dict
+    threads: int | None
+    window: int | None
+    lookahead: int
+    profile: str
+    note: str = ""
+
+
+def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSettings:
+    """Settings from ``profile`` (a path, or ``auto``: the profile beside ``model``'s bundle; a checkpoint
+    resolves to its cached decomposed-DCN bundle, the one ``tune`` measures)."""
+    from ..runtimes.base import precision_options
+    from ..runtimes.engine import bundle_for
+    if profile == "auto":
+        model_path = Path(model)
+        if not model_path.exists():
+            raise InputError(f"not found: {model} (expected a checkpoint file or a .vsr bundle directory)")
+        bundle_dir = model_path if model_path.is_dir() else bundle_for(model_path, "ort-cpu", dcn or "decomposed").path
+        path = profile_path(bundle_dir)
+        if not path.exists():
+            raise ConfigError(f"no tuned profile beside {bundle_dir} ({path.name}); run `vsrdeploy tune {model} "
+                              "--frames CLIP` first, or pick a backend with -b")
+    else:
+        path = Path(profile)
+        if not path.is_file():
+            raise InputError(f"profile not found: {path}")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); run `vsrdeploy tune` again") from None
+    if not isinstance(record, dict) or record.get("kind") != PROFILE_KIND:
+        raise ConfigError(f"{path} is not a vsrdeploy tune profile; run `vsrdeploy tune` to write one")
+    if record.get("version") != PROFILE_VERSION:
+        raise ConfigError(f"{path} has profile version {record.get('version')!r}; this vsrdeploy reads "
+                          f"{PROFILE_VERSION}. Run `vsrdeploy tune` again")
+    base = path.parent
+    for key in ("bundle", "run_bundle"):
+        manifest = base / record[key] / MANIFEST
+        if not manifest.exists() or sha256_file(manifest) != record[f"{key}_manifest_sha256"]:
+            raise ConfigError(f"{path} was tuned for a bundle that changed or is gone ({base / record[key]}); "
+                              "run `vsrdeploy tune` again")
+    if profile == "auto" and (base / record["bundle"]).resolve() != Path(bundle_dir).resolve():
+        raise ConfigError(f"{path} belongs to {record['bundle']}, not {bundle_dir}; run `vsrdeploy tune` again")
+    run_bundle = Bundle(base / record["run_bundle"])
+    options = precision_options(record["backend"], record["precision"], run_bundle)
+    note = ""
+    here = cpu_description()
+    tuned_on = record.get("machine", {}).get("cpu", {})
+    if tuned_on and (tuned_on.get("model"), tuned_on.get("flags")) != (here["model"], here["flags"]):
+        note = f"profile {path.name} was tuned on {tuned_on.get('model')}, this is {here['model']}: re-run tune here"
+    return RunSettings(bundle=str(run_bundle.path), backend=record["backend"], options=options,
+                       threads=record.get("threads"), window=record.get("window"),
+                       lookahead=int(record.get("lookahead", 0)), profile=str(path), note=note)
+
+
+# -- table ----------------------------------------------------------------------------------------------
+
+def format_tune(result: TuneResult) -> str:
+    h, w = result.size
+    lines = [f"tuned at LR {w}x{h}, {result.threads} threads, window {result.window}, lookahead {result.lookahead}; "
+             f"budget: PSNR-Y drop <= {result.max_drop_db:g} dB vs FP32 ({result.fp32_psnr_y_db:.3f} dB on "
+             f"{result.clip or 'the clip'})",
+             f"  {'configuration':24} {'s/frame':>8} {'frames/s':>9} {'x FP32':>7} {'drop dB':>8} "
+             f"{'vs FP32 dB':>10} {'peak MB':>8}  "]
+    first = next((r for r in result.rows if r.precision == "fp32" and not math.isnan(r.fps)), None)
+    base_fps = first.fps if first else math.nan
+    for r in result.rows:
+        mark = "*" if r.chosen else " "
+        if r.status != "ok" or math.isnan(r.fps):
+            lines.append(f"{mark} {r.label:24} {r.status}: {r.reason}")
+            continue
+        budget = "" if r.within_budget else "  over budget"
+        lines.append(f"{mark} {r.label:24} {r.s_per_frame:8.3f} {r.fps:9.2f} {r.fps / base_fps:7.2f} "
+                     f"{r.psnr_y_drop_db:8.3f} {min(r.psnr_y_vs_fp32_db, 100.0):10.2f} {r.peak_rss_mb:8.0f}{budget}")
+    if result.chosen:
+        c = result.chosen
+        lines.append(f"chosen (*): {c.label} on {Path(c.bundle).name}, {c.s_per_frame:.3f} s/frame, "
+                     f"drop {c.psnr_y_drop_db:.3f} dB")
+    else:
+        lines.append("nothing chosen: no configuration ran within the budget")
+    lines.append(f"x FP32: frames/s over {first.label if first else 'the first FP32 row'}'s; "
+                 "drop: PSNR-Y(FP32 vs GT) - PSNR-Y(row vs GT), whole clip")
+    return "\n".join(lines)
