@@ -83,8 +83,9 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
 
     from vsrdeploy.demo import shipped_model
-    from vsrdeploy.runtimes.engine import Upscaler, bundle_for
-    from vsrdeploy.runtimes.stream_job import run_job
+    from vsrdeploy.runtimes.engine import Upscaler
+    from vsrdeploy.export.cache import bundle_for
+    from vsrdeploy.upscale_job import run_job
 
     model = str(shipped_model("basicvsr"))
     bundle = bundle_for(model, args.backend, "decomposed")

@@ -23,8 +23,8 @@ import numpy as np
 from vsrdeploy.evaluate.compare import read_clip
 from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import bundled_clip, shipped_model
-from vsrdeploy.runtimes.engine import bundle_for
-from vsrdeploy.runtimes.stream_job import run_job
+from vsrdeploy.export.cache import bundle_for
+from vsrdeploy.upscale_job import run_job
 from vsrdeploy.scale import DEFAULT_WARMUP, run_batch
 
 

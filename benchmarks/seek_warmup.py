@@ -20,7 +20,8 @@ from vsrdeploy.evaluate.compare import read_clip
 from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import bundled_clip, shipped_model
 from vsrdeploy.evaluate.metrics import psnr
-from vsrdeploy.runtimes.engine import Upscaler, bundle_for
+from vsrdeploy.runtimes.engine import Upscaler
+from vsrdeploy.export.cache import bundle_for
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from vsrdeploy.evaluate.compare import read_clip
 from vsrdeploy.evaluate.degrade import degrade
 from vsrdeploy.demo import SHIPPED_MODELS, bundled_clip, shipped_model
 from vsrdeploy.evaluate.metrics import psnr, rgb_to_y
-from vsrdeploy.runtimes.engine import Upscaler, bundle_for
+from vsrdeploy.runtimes.engine import Upscaler
+from vsrdeploy.export.cache import bundle_for
 from vsrdeploy.scale import plan_segments, segment_outputs
 
 

@@ -163,7 +163,7 @@ def test_static_shape_bundle_other_size(tmp_path):
 def test_shipped_model_name_opens(monkeypatch, tmp_path):
     monkeypatch.setenv("VSRDEPLOY_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    from vsrdeploy.runtimes.engine import bundle_for
+    from vsrdeploy.export.cache import bundle_for
     bundle = bundle_for("basicvsr", "ort-cpu")
     assert bundle.arch == "basicvsr"
     with pytest.raises(InputError, match=r"not found: nope \(expected a checkpoint file, a .vsr bundle directory, "

@@ -247,7 +247,7 @@ def test_run_seeks_with_warmup(tiny_bundle, twelve_frames, tmp_path):
 
 
 def test_overlapped_pipeline_gives_the_same_frames(tiny_bundle, twelve_frames, tmp_path):
-    from vsrdeploy.runtimes.stream_job import run_job
+    from vsrdeploy.upscale_job import run_job
 
     for name, overlap in (("threads", True), ("serial", False)):
         run_job(str(tiny_bundle), backend="ort-cpu", source=str(twelve_frames), sink=str(tmp_path / name), window=4,

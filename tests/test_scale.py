@@ -164,7 +164,7 @@ def ray_cluster():
 
 
 def sequential_png(bundle, source, out):
-    from vsrdeploy.runtimes.stream_job import run_job
+    from vsrdeploy.upscale_job import run_job
     run_job(str(bundle), backend="ort-cpu", source=str(source), sink=str(out), window=WINDOW, lookahead=LOOKAHEAD,
             threads=1, echo=lambda m: None, progress=False)
     return read_png_dir(out)

@@ -42,8 +42,8 @@ def export_onnx(*args, **kwargs):
 
 
 def open_bundle(*args, **kwargs):
-    """See :func:`vsrdeploy.runtimes.engine.open_bundle`."""
-    from .runtimes import open_bundle as _open
+    """See :func:`vsrdeploy.api.open_bundle`."""
+    from .api import open_bundle as _open
     return _open(*args, **kwargs)
 
 

@@ -450,7 +450,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
       vsrdeploy run m.vsr -i frames/ --fps 24 -o out.mp4 --pix-fmt yuv420p10le
       ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | vsrdeploy run m.vsr -i - --raw-size 320x180 -o -
     """
-    from .runtimes.stream_job import Terminated, run_job
+    from .upscale_job import Terminated, run_job
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     options = None
@@ -559,7 +559,7 @@ def compare(models, source, gt, degrade, backends, precisions, reference_spec, r
     from .evaluate.compare import parse_reference, parse_targets, prepare_clips, run_compare
     from .progress import FrameProgress
     from .evaluate.report import format_table, write_report
-    from .runtimes.engine import bundle_for
+    from .export.cache import bundle_for
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     parse_targets(split_list(backends), split_list(precisions))  # names checked before anything is read
@@ -641,7 +641,7 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
     from .evaluate.bench import format_bench
-    from .runtimes.engine import bundle_for
+    from .export.cache import bundle_for
 
     from .runtimes.base import check_backend_names
 
@@ -725,7 +725,7 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
 
     from .evaluate.compare import prepare_clips
     from .runtimes.base import check_backend_names
-    from .runtimes.engine import bundle_for
+    from .export.cache import bundle_for
     from .evaluate.tune import format_tune, json_safe, tune as run_tune, write_profile
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731

@@ -50,7 +50,8 @@ def run_demo(out_dir, *, model: str | None = None, input_clip: str | None = None
              echo: Callable[[str], None] = print) -> dict:
     from .evaluate.metrics import psnr
     from .runtimes import availability
-    from .runtimes.engine import Upscaler, bundle_for
+    from .runtimes.engine import Upscaler
+    from .export.cache import bundle_for
     from .io import open_sink
 
     out = Path(out_dir)

@@ -322,7 +322,7 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
     """Settings from ``profile`` (a path, or ``auto``: the profile beside ``model``'s bundle; a checkpoint
     resolves to its cached decomposed-DCN bundle, the one ``tune`` measures)."""
     from ..runtimes.base import precision_options
-    from ..runtimes.engine import bundle_for
+    from ..export.cache import bundle_for
     if profile == "auto":
         model_path = Path(model)
         if not model_path.exists():

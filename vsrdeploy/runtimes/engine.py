@@ -1,20 +1,18 @@
 """Streaming frames through a bundle on a backend: ``open_bundle(...).stream(frames)``."""
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from ..bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
+from ..bundle import Bundle
 from ..errors import BackendUnavailable, InputError
 from ..models.budget import DEFAULT_BATCH_BYTES
 from ..models.tiles import DEFAULT_TILE_OVERLAP
-from .base import Backend, check_options, create_backend, get_backend_class
+from .base import Backend, create_backend
 from .frame_types import frame_kind, from_network, to_network
 
 DEFAULT_WINDOW = 16
@@ -177,39 +175,3 @@ def _converted(outs, kinds: deque, clamp: bool, owned_source):
     finally:
         if owned_source is not None:
             owned_source.close()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("VSRDEPLOY_CACHE", Path.home() / ".cache" / "vsrdeploy"))
-
-
-def bundle_for(path, backend: str = "ort-cpu", dcn: str | None = None, progress=None, **overrides) -> Bundle:
-    """A bundle directory as is; a checkpoint exported once into the cache (keyed by its sha256); a shipped
-    model's name (``basicvsr``, ``basicvsr_pp``) as its checkpoint."""
-    from ..shipped import not_found_hint, resolve_model
-    path = resolve_model(path)
-    if path.is_dir():
-        return Bundle(path)
-    if not path.exists():
-        raise InputError(f"not found: {path} (expected {not_found_hint()})")
-    from .. import __version__
-    from ..export import export_onnx
-    dcn = dcn or get_backend_class(backend).preferred_dcn
-    key = hashlib.sha256(f"{sha256_file(path)}|{dcn}|{sorted(overrides.items())}|{__version__}|"
-                         f"{FORMAT_VERSION}".encode())
-    target = cache_dir() / "bundles" / f"{path.stem}-{dcn}-{key.hexdigest()[:16]}.vsr"
-    if not (target / MANIFEST).exists():
-        export_onnx(path, target, dcn=dcn, progress=progress, keep_existing=True, **overrides)
-    return Bundle(target)
-
-
-def open_bundle(path, backend: str = "ort-cpu", dcn: str | None = None, **options) -> Upscaler:
-    """Open a bundle (or a checkpoint, exported to a cached bundle on first use, or a shipped model's name)
-    on ``backend``. The result is a context manager (``with open_bundle(...) as up:``).
-
-    ``options`` go to the backend (e.g. ``threads=2``; OpenVINO ``precision='fp32'``; ort-trt ``fp16=True``).
-    """
-    get_backend_class(backend)  # an unknown backend or option fails before any export
-    check_options(backend, options)
-    bundle = bundle_for(path, backend, dcn)
-    return Upscaler.create(bundle, backend, **options)

@@ -3,7 +3,7 @@
 Every binding is a torch CUDA tensor, so recurrent state stays on the device between steps. Options:
 ``precision`` (fp32 | fp16 | int8; must match an engine set built for the bundle), ``cuda_graphs=True``
 to capture each cell once per input shape and replay it (saves launch overhead on small frames),
-``build=True`` to build missing engines with default settings instead of failing.
+``plugin`` (the DCN plugin library when the engines need it). Build engines with `vsrdeploy build` first.
 
 Written against the public TensorRT 10/11 Python API; not run on the development machines (no GPU).
 """
@@ -137,15 +137,13 @@ class TensorRTBackend(Backend):
             return "no CUDA GPU visible to PyTorch"
         return None
 
-    def __init__(self, bundle, precision: str | None = None, cuda_graphs: bool = False, build: bool = False,
+    def __init__(self, bundle, precision: str | None = None, cuda_graphs: bool = False,
                  plugin: str | None = None, **options):
         super().__init__(bundle, **options)
-        from ..export import tensorrt as trt_export
+        from . import tensorrt_engines as trt_export
 
         trt = trt_export.import_tensorrt()
         self.precision = precision or bundle.precision
-        if build:
-            trt_export.build_engines(bundle, self.precision, plugin=plugin)
         index, plans = trt_export.read_engine_index(bundle, self.precision)
         gpu, sm = trt_export.gpu_identity()
         if index["tensorrt"] != trt.__version__ or index["gpu"] != gpu or index["sm"] != sm:

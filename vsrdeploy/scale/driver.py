@@ -19,7 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, VSRDeployError
-from ..runtimes.engine import DEFAULT_LOOKAHEAD, DEFAULT_WINDOW, bundle_for
+from ..runtimes.engine import DEFAULT_LOOKAHEAD, DEFAULT_WINDOW
+from ..export.cache import bundle_for
 from .inputs import BatchInput, describe_inputs, expand_inputs
 from .jobdir import JobDir
 from .segments import DEFAULT_SEGMENT, DEFAULT_WARMUP, plan_segments

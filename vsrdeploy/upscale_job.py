@@ -18,11 +18,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import BundleError
-from ..io import Selection, open_sink, open_source
-from ..io.base import KEEP
-from ..io.pipeline import BackgroundWriter, Prefetch
-from .engine import Upscaler, bundle_for
+from .errors import BundleError
+from .io import Selection, open_sink, open_source
+from .io.base import KEEP
+from .io.pipeline import BackgroundWriter, Prefetch
+from .runtimes.engine import Upscaler
+from .export.cache import bundle_for
 
 #: frames streamed before ``--start`` to warm the recurrent state (see README: "Seeking")
 DEFAULT_WARMUP = 16
