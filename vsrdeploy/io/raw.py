@@ -1,14 +1,25 @@
 """Raw interleaved RGB frames on a pipe: rgb24 (8-bit) or rgb48le (16-bit), as ``ffmpeg -f rawvideo`` speaks."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import InputError, OutputError
-from .base import (ALL, Converter, FrameSink, FrameSource, Notice, Selection, cannot_write, check_frame_bytes,
-                   frame_time_base, select)
+from .base import (
+    ALL,
+    Converter,
+    FrameSink,
+    FrameSource,
+    Notice,
+    Selection,
+    cannot_write,
+    check_frame_bytes,
+    frame_time_base,
+    select,
+)
 
 RAW_DTYPES = {8: np.dtype(np.uint8), 16: np.dtype("<u2")}
 
@@ -59,20 +70,22 @@ class RawSink(FrameSink):
         self._stream = stdout if stdout is not None else sys.stdout.buffer
 
     def _write_image(self, image: np.ndarray, pts) -> None:
-        try:
+        with _stdout_errors():
             self._stream.write(image.astype(RAW_DTYPES[self.bit_depth], copy=False).tobytes())
             self._stream.flush()
-        except BrokenPipeError:
-            raise OutputError("cannot write to stdout: the reading process closed the pipe; check the command "
-                              "that reads vsrdeploy's output") from None
-        except OSError as e:
-            raise cannot_write("stdout", e) from None
 
     def close(self) -> None:
-        try:
+        with _stdout_errors():
             self._stream.flush()
-        except BrokenPipeError:
-            raise OutputError("cannot write to stdout: the reading process closed the pipe; check the command "
-                              "that reads vsrdeploy's output") from None
-        except OSError as e:
-            raise cannot_write("stdout", e) from None
+
+
+@contextlib.contextmanager
+def _stdout_errors():
+    """A closed pipe or a failed write on stdout as one-line OutputErrors."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise OutputError("cannot write to stdout: the reading process closed the pipe; check the command "
+                          "that reads vsrdeploy's output") from None
+    except OSError as e:
+        raise cannot_write("stdout", e) from None
