@@ -190,7 +190,7 @@ def test_run_cli_tiles(tiny_bundle, tmp_path):
     (["--tile", "0"], "tile must be a positive size"),
     (["--tile", "32", "--tile-overlap", "32"], "lower --tile-overlap"),
     (["--tile", "8"], "use --tile 16 or larger"),
-    (["--tile", "big"], "write --tile 256 or --tile 192x256"),
+    (["--tile", "big"], "write --tile 256 or --tile 256x192 (WxH"),
     (["--memory-budget", "lots"], "write it like 2GB"),
 ])
 def test_run_cli_bad_tile_arguments_are_one_line_errors(tiny_bundle, tmp_path, args, message):
