@@ -574,3 +574,16 @@ def test_empty_and_directory_checkpoints(tmp_path):
 
 def test_output_error_is_a_vsrdeploy_error():
     assert issubclass(OutputError, vsrdeploy.errors.VSRDeployError)
+
+
+def test_an_empty_clip_does_not_say_lower_skip(tmp_path):
+    from vsrdeploy.errors import InputError
+    from vsrdeploy.evaluate.compare import read_clip
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    (empty / "a.png").write_bytes(b"")  # not an image
+    with pytest.raises((InputError, OutputError, vsrdeploy.errors.VSRDeployError)) as info:
+        read_clip(str(empty), 4)
+    assert "lower --skip" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"frame count must be at least 1, got 0"):
+        read_clip(str(empty), 0)

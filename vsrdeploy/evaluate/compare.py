@@ -518,10 +518,16 @@ def _sweep(bundle, lr, targets, clips, window, lookaheads, ref_clip, gt, crop, s
 def read_clip(spec: str, max_frames: int | None = None, notice=None, skip: int = 0) -> tuple[np.ndarray, str]:
     """A whole clip (T, 3, H, W) float32 from any frame source (``max_frames`` frames after ``skip``)."""
     from ..io import open_source
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"the frame count must be at least 1, got {max_frames}")
+    if skip < 0:
+        raise ConfigError(f"--skip must be 0 or more, got {skip}")
     with open_source(spec, notice=notice) as src:
         frames = list(itertools.islice(src, skip, None if max_frames is None else skip + max_frames))
         if not frames:
-            raise InputError(f"{spec} has no frames after skipping {skip}; lower --skip")
+            if skip:
+                raise InputError(f"{spec} has no frames after skipping {skip}; lower --skip")
+            raise InputError(f"{spec} has no readable frames; check that it is a video or a folder of images")
         description = src.info.description + (f", frames {skip}-{skip + len(frames) - 1}" if skip else "")
         return np.stack(frames), description
 
