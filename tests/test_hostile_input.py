@@ -587,3 +587,12 @@ def test_an_empty_clip_does_not_say_lower_skip(tmp_path):
     assert "lower --skip" not in str(info.value)
     with pytest.raises(ConfigError, match=r"frame count must be at least 1, got 0"):
         read_clip(str(empty), 0)
+
+
+def test_memory_is_read_with_psutil():
+    from vsrdeploy.evaluate.memory import PeakRSS, peak_rss_mb, rss_mb
+    assert rss_mb() > 0 and peak_rss_mb() >= rss_mb() - 1
+    with PeakRSS() as m:
+        block = bytearray(64 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+    assert m.increase_mb > 32

@@ -1,4 +1,5 @@
-"""Peak resident memory of this process while a block runs (sampled from /proc, Linux)."""
+"""Resident memory of this process (psutil, so it works off Linux too), its peak, and the GPU's (torch CUDA
+counters) when CUDA is in use."""
 from __future__ import annotations
 
 import ctypes
@@ -33,25 +34,42 @@ def return_large_frees_to_os() -> None:
         pass
 
 
-def _status_mb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def rss_mb() -> float:
     """Resident memory now (MB)."""
-    return _status_mb("VmRSS")
+    import psutil
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (VmHWM, MB)."""
-    return _status_mb("VmHWM")
+    """Peak resident memory of this process so far (MB): VmHWM on Linux, the peak working set on Windows,
+    ``ru_maxrss`` elsewhere; NaN where none of them exists."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import psutil
+    peak = getattr(psutil.Process().memory_info(), "peak_wset", None)
+    if peak is not None:
+        return peak / 2**20
+    try:
+        import resource
+        import sys
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on the BSDs
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    except (ImportError, OSError):
+        return float("nan")
+
+
+def gpu_peak_mb() -> float:
+    """Peak memory torch's CUDA allocator handed out in this process (MB); NaN without CUDA in use."""
+    import sys
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return float("nan")
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 class PeakRSS:
