@@ -15,12 +15,12 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 $VSR export $MODEL --dcn decomposed -o $WORK/basicvsr.vsr
 $VSR convert $WORK/basicvsr.vsr -o $WORK/basicvsr-fp16.vsr
-$VSR calibrate $WORK/basicvsr.vsr --frames $DATA/vtest.avi --max-frames 8 --degrade bi --target cpu \
+$VSR calibrate $WORK/basicvsr.vsr -i $DATA/vtest.avi --max-frames 8 --degrade bi --target cpu \
     -o $WORK/basicvsr-int8-cpu.vsr
-$VSR calibrate $WORK/basicvsr.vsr --frames $DATA/vtest.avi --max-frames 8 --degrade bi --target tensorrt \
+$VSR calibrate $WORK/basicvsr.vsr -i $DATA/vtest.avi --max-frames 8 --degrade bi --target tensorrt \
     -o $WORK/basicvsr-int8-trt.vsr
 $VSR compare $WORK/basicvsr.vsr $WORK/basicvsr-fp16.vsr $WORK/basicvsr-int8-cpu.vsr $WORK/basicvsr-int8-trt.vsr \
-    -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-cpu --precisions fp32 \
+    -i $HELDOUT --degrade bi --backends torch,ort-cpu,openvino-cpu --precisions fp32,bf16 \
     --window 10 --lookahead 5 --sweep-lookahead 0,2,5,10 --report docs/compare_vtest_heldout
 
 # Model card: whole-clip quality vs bicubic on held-out vtest frames and on an independent clip (accuracy only: one timed run)
