@@ -211,3 +211,20 @@ def test_run_profile_conflicting_backend_is_one_line_error(bundle, video, tmp_pa
                                     "ort-cpu", "-i", str(video), "-o", str(tmp_path / "o")])
     assert ran.exit_code == 1 and "the profile runs openvino-cpu, not -b ort-cpu" in ran.output
     assert "Traceback" not in ran.output
+
+
+def test_a_damaged_or_escaping_profile_is_one_line(tmp_path):
+    import json
+
+    from vsrdeploy.errors import BundleError, ConfigError
+    from vsrdeploy.evaluate.tune import PROFILE_KIND, PROFILE_VERSION, load_profile
+    profile = tmp_path / "p.profile.json"
+    profile.write_text(json.dumps({"kind": PROFILE_KIND, "version": PROFILE_VERSION, "bundle": "x.vsr"}))
+    with pytest.raises(ConfigError, match=r"is damaged \(run_bundle, bundle_manifest_sha256"):
+        load_profile("unused", str(profile), None)
+    record = {"kind": PROFILE_KIND, "version": PROFILE_VERSION, "bundle": "../../etc", "run_bundle": "x.vsr",
+              "bundle_manifest_sha256": "0", "run_bundle_manifest_sha256": "0", "backend": "ort-cpu",
+              "precision": "fp32"}
+    profile.write_text(json.dumps(record))
+    with pytest.raises(BundleError, match=r"escapes the bundle directory"):
+        load_profile("unused", str(profile), None)

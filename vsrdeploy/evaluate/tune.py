@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..bundle import MANIFEST, Bundle, sha256_file
+from ..bundle import MANIFEST, Bundle, safe_join, sha256_file
 from ..errors import BackendUnavailable, ConfigError, InputError
 
 PROFILE_KIND = "vsrdeploy-tune-profile"
@@ -345,15 +345,20 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
     if record.get("version") != PROFILE_VERSION:
         raise ConfigError(f"{path} has profile version {record.get('version')!r}; this vsrdeploy reads "
                           f"{PROFILE_VERSION}. Run `vsrdeploy tune` again")
+    required = ("bundle", "run_bundle", "bundle_manifest_sha256", "run_bundle_manifest_sha256", "backend", "precision")
+    damaged = [k for k in required if not isinstance(record.get(k), str)]
+    if damaged:
+        raise ConfigError(f"{path} is damaged ({', '.join(damaged)} missing or not text); run `vsrdeploy tune` again")
     base = path.parent
     for key in ("bundle", "run_bundle"):
-        manifest = base / record[key] / MANIFEST
+        folder = safe_join(base, record[key])  # a profile names bundles beside it, never elsewhere
+        manifest = folder / MANIFEST
         if not manifest.exists() or sha256_file(manifest) != record[f"{key}_manifest_sha256"]:
-            raise ConfigError(f"{path} was tuned for a bundle that changed or is gone ({base / record[key]}); "
+            raise ConfigError(f"{path} was tuned for a bundle that changed or is gone ({folder}); "
                               "run `vsrdeploy tune` again")
-    if profile == "auto" and (base / record["bundle"]).resolve() != Path(bundle_dir).resolve():
+    if profile == "auto" and safe_join(base, record["bundle"]) != Path(bundle_dir).resolve():
         raise ConfigError(f"{path} belongs to {record['bundle']}, not {bundle_dir}; run `vsrdeploy tune` again")
-    run_bundle = Bundle(base / record["run_bundle"])
+    run_bundle = Bundle(safe_join(base, record["run_bundle"]))
     options = precision_options(record["backend"], record["precision"], run_bundle)
     note = ""
     here = cpu_description()
