@@ -105,7 +105,7 @@ class RecurrentVSR(nn.Module):
     def stream_cells(self, run, frames: Iterable[torch.Tensor], window: int | None, lookahead: int, *,
                      stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                      tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
-                     first_window: int | None = None) -> Iterator[torch.Tensor]:
+                     first_window: int | None = None, row_strips: bool = True) -> Iterator[torch.Tensor]:
         """This network's schedule over ``frames`` with cells run by ``run`` (any backend).
 
         - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
@@ -117,6 +117,9 @@ class RecurrentVSR(nn.Module):
           stays within it, and cap ``batch_bytes`` by it.
         - ``first_window``: length of the first window (a segment that starts mid-clip uses it to keep its
           window boundaries where a run from frame 0 has them).
+        - ``row_strips``: local cells (``Cell.halo``, e.g. the upsampling tail) whose one-frame call does not
+          fit ``batch_bytes`` run in row strips with enough context to give the same rows
+          (``models.strips``). ``False`` for runtimes whose shapes are fixed in advance (TensorRT profiles).
         """
         if tile is not None:
             check_tile_args(tile, tile_overlap, self.min_input_size)
@@ -134,7 +137,7 @@ class RecurrentVSR(nn.Module):
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,
                               tiles=plan if (tile is not None or budget is not None) else None,
-                              first_window=first_window)
+                              first_window=first_window, row_strips=row_strips)
 
     def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0) -> torch.Tensor:
         """``lrs`` (N, T, 3, H, W) RGB in [0, 1] -> (N, T, 3, 4H, 4W), not clamped.

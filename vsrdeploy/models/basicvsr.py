@@ -62,6 +62,10 @@ class UpsampleCell(Cell):
     ``pre`` is BasicVSR's fusion conv + LeakyReLU, or nothing (IconVSR).
     """
 
+    # 1x1 fusion (0) + x4 tail (3x3 convs at 1x, 2x, 4x, 4x: 1 + 0.5 + 0.25 + 0.25 LR rows), beside the
+    # bilinear x4 of the LR frame (1 row): 2 rows (tests/test_row_strips.py: 1 row is not enough)
+    halo = 2
+
     def __init__(self, net: nn.Module, feats: tuple[str, ...], channels: int, fusion: nn.Module | None = None):
         super().__init__()
         self.fusion = fusion

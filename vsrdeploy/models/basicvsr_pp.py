@@ -1,6 +1,8 @@
 """BasicVSR++ (mmagic ``BasicVSRPlusPlusNet``): second-order grid propagation with deformable alignment."""
 from __future__ import annotations
 
+import math
+
 from typing import Iterator
 
 import torch
@@ -129,6 +131,9 @@ class PPReconstructCell(Cell):
         self.tail = ReconstructionTail(net)
         self.inputs = (Port("lr", (3,)), Port("spatial", (c,), s), *[Port(b, (c,), s) for b in BRANCHES])
         self.outputs = (Port("hr", (3,), 4 * s),)
+        # reconstruction (input conv + 5 residual blocks: 11 feature rows) + x4 tail (2 feature rows), in
+        # frame rows; the bilinear x4 of the LR frame beside it needs 1
+        self.halo = math.ceil(13 / s)
 
     def forward(self, lr, *feats):
         out = self.tail(self.reconstruction(torch.cat(feats, dim=1)))

@@ -82,6 +82,10 @@ class CellCosts:
                 self._meta = type(self._net)(**self._net.config())
         return self._meta.cells
 
+    def cell(self, name: str):
+        """The (meta) cell ``name``, for its ports and halo."""
+        return self._meta_cells()[name]
+
     def per_item(self, cell: str, h: int, w: int) -> int:
         """Estimated peak bytes of one batch element of ``cell`` at LR frame size ``h`` x ``w``."""
         key = (cell, h, w)
@@ -103,9 +107,17 @@ class CellCosts:
             return 1 << 30
         return max(1, self.batch_bytes // max(1, self.per_item(cell, h, w)))
 
+    def least_call(self, cell: str, h: int, w: int) -> int:
+        """The least bytes one call of ``cell`` can need: one element, in row strips when the cell is local
+        and one element does not fit ``batch_bytes`` (``models.strips``)."""
+        from .strips import plan_row_strips
+        per = self.per_item(cell, h, w)
+        rows, strips = plan_row_strips(self.cell(cell), per, h, self.batch_bytes)
+        return per * rows // h if strips else per
+
     def largest_item(self, h: int, w: int) -> int:
-        """The largest per-element cost over all cells (the least one call can need)."""
-        return max(self.per_item(name, h, w) for name in self._meta_cells())
+        """The largest least-call cost over all cells (what one call must be able to hold)."""
+        return max(self.least_call(name, h, w) for name in self._meta_cells())
 
     def held_per_frame(self, h: int, w: int) -> int:
         """Rough bytes a schedule keeps per frame of its span: the input frame and every stateful cell's

@@ -31,6 +31,11 @@ class Cell(nn.Module):
     outputs: tuple[Port, ...] = ()
     #: stateless cells take a batch of independent frames on the batch axis
     stateless: bool = True
+    #: rows of LR context each output row depends on, for a spatially local cell (convolutions, pixel
+    #: shuffle, bilinear upsampling: no flow warping, no attention over the frame). Such a cell may run in
+    #: horizontal strips with this many rows of context on each side, which gives the same output
+    #: (``models.strips``). ``None``: not local, always run whole.
+    halo: int | None = None
 
     @property
     def input_names(self) -> list[str]:

@@ -220,6 +220,9 @@ class PatchAlignStepCell(Cell):
 
 
 class PSRTReconstructCell(Cell):
+    # 3x3 conv (1 LR row) + x4 tail (2 rows); the bilinear x4 of the LR frame beside it needs 1
+    halo = 3
+
     def __init__(self, net: "PSRTRecurrentNet"):
         super().__init__()
         self.conv_before_upsample = net.conv_before_upsample

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, InputError
 from .budget import CellCosts
 from .cells import RunFn
+from .strips import RowStripRun
 from .tiles import TileGrid
 
 
@@ -152,7 +153,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                    lookahead: int = 0, pad_multiple: int = 1, scale: int = 4, stats: dict | None = None,
                    min_size: int = 1, costs: CellCosts | None = None,
                    tiles: Callable[[int, int], TileGrid | None] | None = None,
-                   first_window: int | None = None) -> Iterator[torch.Tensor]:
+                   first_window: int | None = None, row_strips: bool = True) -> Iterator[torch.Tensor]:
     """Yield output frames (N, 3, sH, sW) in order, each as soon as it is final.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
@@ -162,6 +163,8 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     :class:`TileGrid`: each frame is then cut into tiles on the batch axis and the outputs stitched.
     ``first_window`` makes the first window that long (then ``window``): a segment that starts mid-clip
     uses it to put its window boundaries where a run from frame 0 has them.
+    ``row_strips``: a call of a local cell (``Cell.halo``) that does not fit ``costs`` runs in row strips
+    (``models.strips``; same result); ``stats["row_strips"]`` then names the cells cut and into how many.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -185,6 +188,10 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     grid: TileGrid | None = None
     if stats is not None:
         stats.setdefault("max_frames_held", 0)
+    if row_strips and costs is not None and costs.batch_bytes is not None:
+        run = RowStripRun(run, costs)
+        if stats is not None:
+            stats["row_strips"] = run.used
 
     def load_until(n: int):
         nonlocal loaded, ended, in_size, grid, run

@@ -37,6 +37,9 @@ class Backend:
     extra_options: frozenset[str] = frozenset()
     #: attributes holding the runtime's sessions / compiled models, dropped by :meth:`close`
     resources: tuple[str, ...] = ()
+    #: whether local cells may be called on row strips (input heights the frame size does not have);
+    #: False where shapes are fixed ahead of time (TensorRT optimization profiles)
+    row_strips: bool = True
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle

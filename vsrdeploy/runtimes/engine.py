@@ -108,7 +108,8 @@ class Upscaler:
         try:
             outs = self.net.stream_cells(backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
-                                         memory_budget=memory_budget, first_window=first_window)
+                                         memory_budget=memory_budget, first_window=first_window,
+                                         row_strips=backend.row_strips)
         except BaseException:
             if owned:
                 source.close()

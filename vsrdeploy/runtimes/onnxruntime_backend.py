@@ -112,6 +112,7 @@ class OrtTensorRTBackend(_OrtGpuBackend):
     run as they are typed, the same choices as ``vsrdeploy build``."""
 
     provider = "TensorrtExecutionProvider"
+    row_strips = False  # every new input shape would build another engine
     precisions = {"fp32": {}, "fp16": {"fp16": True}}
     extra_options = frozenset({"fp16", "engine_cache"})
 

@@ -126,6 +126,7 @@ class TensorRTBackend(Backend):
     preferred_dcn = "native"
     precisions = {"fp32": {"precision": "fp32"}, "fp16": {"precision": "fp16"}}
     resources = ("cells", "runtime")
+    row_strips = False  # a strip's height would fall outside the engines' optimization profile
 
     @classmethod
     def unavailable_reason(cls):
