@@ -9,7 +9,7 @@ block count changes the weights (~0.3 MB per c64 block) and the time, not the wo
 Examples (the issue's table):
 
     python benchmarks/memory_real_size.py --archs basicvsr iconvsr basicvsr_pp realbasicvsr \\
-        --backends torch ort-cpu openvino-cpu --size 180x320 --frames 20 40 --threads 2 --json mem.json
+        --backends torch ort-cpu openvino-cpu --size 180x320 --frames 100 --marks 20 --threads 2 --json mem.json
     python benchmarks/memory_real_size.py --archs basicvsr --size 540x960 --tile 256 --frames 20
     python benchmarks/memory_real_size.py --archs basicvsr --size 180x320 --whole-clip 6
 """
@@ -38,7 +38,8 @@ def bundle_path(cache: Path, arch: str, blocks: int, dcn: str) -> Path:
     import torch
 
     import vsrdeploy
-    path = cache / f"{arch}-c64n{blocks}-{dcn}.vsr"
+    from vsrdeploy.manifest import FORMAT_VERSION
+    path = cache / f"{arch}-c64n{blocks}-{dcn}-format{FORMAT_VERSION}.vsr"  # a stale format is never reused
     if not (path / "manifest.json").exists():
         torch.manual_seed(0)
         net = vsrdeploy.build_model(arch, **CONFIGS[arch](blocks)).eval()
@@ -65,6 +66,7 @@ def child(cfg: dict) -> None:
     h, w = cfg["size"]
     t0 = time.perf_counter()
     stats: dict = {}
+    marks: dict = {}
     if cfg["mode"] == "whole-clip":
         import vsrdeploy
         torch.manual_seed(0)
@@ -84,8 +86,11 @@ def child(cfg: dict) -> None:
         for _ in up.stream(frames(cfg["frames"], h, w), window=cfg["window"], lookahead=cfg["lookahead"],
                            tile=cfg["tile"], tile_overlap=cfg["overlap"], memory_budget=cfg["budget"], stats=stats):
             n_out += 1
-    print(json.dumps({"peak_mb": peak_rss_mb(), "base_mb": base, "frames_out": n_out,
-                      "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles")}))
+            if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
+                marks[n_out] = peak_rss_mb()
+    print(json.dumps({"peak_mb": peak_rss_mb(), "base_mb": base, "frames_out": n_out, "peak_mb_after": marks,
+                      "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),
+                      "row_strips": stats.get("row_strips")}))
 
 
 def measure(cfg: dict) -> dict:
@@ -114,6 +119,8 @@ def main() -> None:
     p.add_argument("--backends", nargs="+", default=["torch", "ort-cpu", "openvino-cpu"])
     p.add_argument("--size", default="180x320", help="LR HxW")
     p.add_argument("--frames", type=int, nargs="+", default=[20])
+    p.add_argument("--marks", type=int, nargs="*", default=[20],
+                   help="Also report the peak RSS after this many output frames (flat in length: one run)")
     p.add_argument("--window", type=int, default=16)
     p.add_argument("--lookahead", type=int, default=8)
     p.add_argument("--tile", type=int)
@@ -143,7 +150,7 @@ def main() -> None:
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,
-                   "budget": args.memory_budget, **run}
+                   "budget": args.memory_budget, "marks": args.marks, **run}
             row = measure(cfg)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -18,8 +18,11 @@ from torch.utils._pytree import tree_leaves
 
 from ..errors import ConfigError
 
-#: default bytes one cell call may use (its batch of inputs, outputs and largest operation)
-DEFAULT_BATCH_BYTES = 256 * 2**20
+#: default bytes one cell call may use (its batch of inputs, outputs and largest operation). 160 MiB cuts
+#: BasicVSR's upsampling at 180x320 into 5 row strips (+11% rows for their context); OpenVINO keeps each
+#: cell's largest call's buffers, and 256 MiB left it at 1.28 GB there, 160 MiB at 1.14 GB, at the same
+#: speed (benchmarks/RESULTS.md, "Memory at real frame sizes")
+DEFAULT_BATCH_BYTES = 160 * 2**20
 #: used when a cell cannot be traced on the meta device: working set = ports x this
 FALLBACK_FACTOR = 12
 
