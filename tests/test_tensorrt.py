@@ -64,6 +64,31 @@ def test_profile_rounds_and_validates(tiny_bundle):
     assert shapes[0][0] == 1 and shapes[2][0] == 8 and shapes[2][2:] == (100, 130)
 
 
+def test_tile_profile_is_the_tile_shape_with_every_tile_on_the_batch_axis(tiny_bundle):
+    from vsrdeploy.export.tensorrt import tile_profile
+    from vsrdeploy.models.tiles import TileGrid
+    b = Bundle(tiny_bundle)
+    p = tile_profile(b, (270, 480), 128, 16)
+    tiles = len(TileGrid(270, 480, 128, 128, 16))
+    assert p.min_hw == p.opt_hw == p.max_hw == (128, 128) and p.state_batch == tiles > 1
+    trunk = b.cells["backward_trunk"]
+    lo, _, hi = p.shapes(trunk.inputs[0]["shape"], trunk.stateless)  # stateful: every tile at once
+    assert lo[0] == 1 and hi[0] == tiles and hi[2:] == (128, 128)
+    with pytest.raises(ConfigError, match="covers the whole"):
+        tile_profile(b, (100, 100), 128, 16)
+    with pytest.raises(ConfigError, match="overlap"):
+        tile_profile(b, (270, 480), 16, 16)
+
+
+def test_build_tile_options_are_checked_before_tensorrt(tiny_bundle):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    result = CliRunner().invoke(main, ["build", str(tiny_bundle), "--tile", "128"])
+    assert result.exit_code != 0 and "--tile and --frame together" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_profile_respects_padding(tmp_path):
     torch.manual_seed(0)
     net = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1, is_low_res_input=False).eval()

@@ -322,6 +322,10 @@ def check(bundle, target, as_json):
 @click.option("--opt-shape", metavar="WxH", help="LR frame TensorRT tunes for (default 320x180).")
 @click.option("--max-shape", metavar="WxH", help="Largest LR frame (default: --opt-shape).")
 @click.option("--max-batch", default=8, show_default=True, help="Frames per call of the stateless cells.")
+@click.option("--tile", metavar="N|WxH", help="Build for frames streamed in tiles of this many LR pixels (`run --tile`): "
+                                              "the tile is the profile's one shape, all tiles of a frame one batch. Needs --frame.")
+@click.option("--tile-overlap", type=int, default=16, show_default=True, help="The overlap `run --tile-overlap` will use.")
+@click.option("--frame", "frame_size", metavar="WxH", help="LR size of the video's frames (with --tile).")
 @click.option("--workspace", default=1024, show_default=True, help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read and updated).")
 @click.option("--plugin", type=click.Path(dir_okay=False), help="DCN plugin library (plugin bundles).")
@@ -330,15 +334,21 @@ def check(bundle, target, as_json):
 @click.option("--rebuild", is_flag=True, help="Rebuild even when a cached engine matches.")
 @click.option("--verbose", is_flag=True, help="Print TensorRT's builder log.")
 @friendly_errors
-def build(bundle, precision, min_shape, opt_shape, max_shape, max_batch, workspace, timing_cache, plugin, keep,
-          rebuild, verbose):
+def build(bundle, precision, min_shape, opt_shape, max_shape, max_batch, tile, tile_overlap, frame_size, workspace,
+          timing_cache, plugin, keep, rebuild, verbose):
     """Build TensorRT engines (one per cell) into BUNDLE/engines/tensorrt, reusing cached ones."""
     from .bundle import Bundle
-    from .export.tensorrt import build_engines, make_profile
+    from .export.tensorrt import build_engines, make_profile, tile_profile
 
     b = Bundle(bundle)
-    profile = make_profile(b, parse_size(min_shape, "--min-shape"), parse_size(opt_shape, "--opt-shape"),
-                           parse_size(max_shape, "--max-shape"), max_batch)
+    if tile is not None or frame_size is not None:
+        if tile is None or frame_size is None or min_shape or opt_shape or max_shape:
+            raise ConfigError("a tile profile takes --tile and --frame together, without --min/--opt/--max-shape: "
+                              "e.g. `vsrdeploy build B --tile 256 --frame 1920x1080`")
+        profile = tile_profile(b, parse_size(frame_size, "--frame"), parse_tile(tile), tile_overlap, max_batch)
+    else:
+        profile = make_profile(b, parse_size(min_shape, "--min-shape"), parse_size(opt_shape, "--opt-shape"),
+                               parse_size(max_shape, "--max-shape"), max_batch)
     records = build_engines(b, precision or b.precision, profile, workspace_mb=workspace, timing_cache=timing_cache,
                             plugin=plugin, keep_fp32=list(keep) or None, rebuild=rebuild, verbose=verbose,
                             progress=lambda name: click.echo(f"  engine for cell {name}", err=True))

@@ -62,9 +62,12 @@ class Profile:
     opt_hw: tuple[int, int]
     max_hw: tuple[int, int]
     max_batch: int = 8
+    #: batch of the stateful cells: 1, or the tiles of a frame when frames are streamed in tiles
+    #: (each tile carries its own state on the batch axis; see :func:`tile_profile`)
+    state_batch: int = 1
 
     def shapes(self, port_shape: list, stateless: bool) -> tuple[tuple, tuple, tuple]:
-        n_max = self.max_batch if stateless else 1
+        n_max = self.max_batch if stateless else self.state_batch
         return (resolve_shape(port_shape, 1, *self.min_hw), resolve_shape(port_shape, n_max, *self.opt_hw),
                 resolve_shape(port_shape, n_max, *self.max_hw))
 
@@ -95,6 +98,23 @@ def make_profile(bundle: Bundle, min_hw=None, opt_hw=None, max_hw=None, max_batc
     if max_batch < 1:
         raise ConfigError("--max-batch must be at least 1")
     return Profile(lo, opt, hi, max_batch)
+
+
+def tile_profile(bundle: Bundle, frame_hw, tile, overlap: int, max_batch: int = 8) -> Profile:
+    """The profile for streaming ``frame_hw`` (h, w) LR frames cut into ``tile`` tiles (int or (h, w)) with
+    ``overlap``: one shape, the tile's (padded as the schedule pads it), and every cell taking all the tiles
+    of a frame on its batch axis, stateful cells included. Use the same tile and overlap at run time
+    (``run --tile``); a frame that fits in one tile needs no tile profile (one is refused)."""
+    from ..models.tiles import TileGrid, check_tile_args
+    floor = int(bundle.manifest.get("min_size", 1))
+    th, tw = check_tile_args(tile, overlap, floor)
+    h, w = (int(v) for v in frame_hw)
+    grid = TileGrid(h, w, th, tw, overlap)
+    if len(grid) < 2:
+        raise ConfigError(f"a {tw}x{th} tile covers the whole {w}x{h} frame: build without --tile (use --opt-shape {w}x{h})")
+    size = (grid.tile_h, grid.tile_w)
+    profile = make_profile(bundle, size, size, size, max(max_batch, len(grid)))
+    return Profile(profile.min_hw, profile.opt_hw, profile.max_hw, profile.max_batch, state_batch=len(grid))
 
 
 def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str, precision: str,
