@@ -12,6 +12,10 @@ Example:
 
     python benchmarks/tile_quality.py --model vsrdeploy/weights/basicvsr_c16n4_opencv.pth --frames 10 \\
         --gt-tiles 32 48 64 --fidelity-tiles 64 128 256 --overlaps 0 8 16 32 --json tiles.jsonl
+    # larger LR: OpenCV's vtest.avi (768x576; Debian opencv-doc), its last frames (held out from training)
+    python benchmarks/tile_quality.py --model vsrdeploy/weights/basicvsr_c16n4_opencv.pth \
+        --clip /usr/share/doc/opencv-doc/examples/data/vtest.avi --skip 720 --frames 12 \
+        --gt-tiles 64 96 128 --fidelity-tiles --overlaps 0 8 16 32 --json tiles.jsonl
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--backend", default="torch")
     p.add_argument("--frames", type=int, default=10)
+    p.add_argument("--clip", default=str(CLIP), help="Video to measure on (default: the bundled held-out clip)")
+    p.add_argument("--skip", type=int, default=0, help="Frames of --clip to skip first")
     p.add_argument("--window", type=int, default=16)
     p.add_argument("--lookahead", type=int, default=8)
     p.add_argument("--gt-tiles", type=int, nargs="*", default=[32, 48, 64])
@@ -60,11 +66,12 @@ def main() -> None:
     print(f"# CPU: {cpu}, {os.cpu_count()} cores; model {args.model}; backend {args.backend}", flush=True)
     up = vsrdeploy.open_bundle(args.model, backend=args.backend)
     minimum = up.net.min_input_size
-    clip, _ = read_clip(str(CLIP), args.frames)
+    clip, description = read_clip(args.clip, args.frames, skip=args.skip)
+    print(f"# clip: {description}", flush=True)
     lr_bi = degrade(clip, "bi")
 
     def emit(row):
-        row = {"model": Path(args.model).name, "frames": args.frames, "window": args.window,
+        row = {"model": Path(args.model).name, "clip": Path(args.clip).name, "skip": args.skip, "frames": args.frames, "window": args.window,
                "lookahead": args.lookahead, **row}
         print(json.dumps(row), flush=True)
         if args.json:
