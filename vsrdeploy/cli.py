@@ -653,7 +653,11 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
-    hw = parse_size(size, "--size")
+    from click.core import ParameterSource
+    if click.get_current_context().get_parameter_source("size") is ParameterSource.DEFAULT:
+        hw = (180, 320)  # the default is WxH whatever VSRDEPLOY_SIZE_ORDER says, and needs no notice
+    else:
+        hw = parse_size(size, "--size")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     from .bundle import Bundle
     from .evaluate.bench import BASELINE, BenchConfig, run_configs
