@@ -22,6 +22,16 @@ def test_gemm_peak_is_a_positive_rate_on_the_current_threads():
     assert peak["gflops"] > 0 and peak["best_s"] > 0
     assert peak["threads"] == torch.get_num_threads() and peak["size"] == 256 and peak["repeat"] == 2
     assert peak["gflops"] == pytest.approx(2 * 256 ** 3 / peak["best_s"] / 1e9)
+    assert "torch.mm" in peak["kernels"] and peak["gflops"] == max(peak["kernels"].values())
+    assert peak["kernels"][peak["kernel"]] == peak["gflops"]
+
+
+def test_every_gemm_peak_kernel_computes_the_same_product():
+    from vsrdeploy.evaluate.gemm_peak import _kernels
+    kernels = _kernels(48)
+    mm = kernels.pop("torch.mm")()
+    for name, fn in kernels.items():
+        assert torch.allclose(fn().reshape(48, 48).t(), mm, rtol=1e-4, atol=1e-4), name
     with pytest.raises(ConfigError, match="size >= 1 and repeat >= 1"):
         measure_gemm_peak(size=0)
 
@@ -91,7 +101,7 @@ def test_profile_table_names_the_peak_and_what_is_not_counted(profiled):
     rows, _ = profiled
     text = format_profile(rows[1].name, rows[1].profile)
     assert text.startswith(f"per-cell profile, {rows[1].name}: FP32 GEMM peak ")
-    assert "torch.mm 2048x2048" in text and "of peak" in text and OUTSIDE in text
+    assert "torch.mm" in text and "2048^3 GEMM" in text and "of peak" in text and OUTSIDE in text
     assert "grid_sample" in text and "not counted" in text
     for name in CONV_CELLS:
         assert f"  {name} " in text

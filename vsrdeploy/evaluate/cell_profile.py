@@ -89,8 +89,9 @@ def format_profile(name: str, profile: dict) -> str:
     """A plain-text table of one configuration's profile, with the peak it is judged against and a footer
     naming what the FLOP counts leave out."""
     p = profile["gemm_peak"]
-    lines = [f"per-cell profile, {name}: FP32 GEMM peak {p['gflops']:.1f} GFLOP/s (torch.mm {p['size']}x{p['size']}, "
-             f"{p['threads']} threads, best of {p['repeat']}); stream {profile['stream_s']:.2f} s",
+    kernels = ", ".join(f"{k} {v:.1f}" for k, v in p["kernels"].items())
+    lines = [f"per-cell profile, {name}: FP32 GEMM peak {p['gflops']:.1f} GFLOP/s, the best of {kernels} "
+             f"({p['size']}^3 GEMM, {p['threads']} threads, best of {p['repeat']}); stream {profile['stream_s']:.2f} s",
              f"  {'cell':22} {'calls':>6} {'time s':>8} {'share':>6} {'GFLOP/call':>10} {'GFLOP/s':>8} {'of peak':>8}"]
     for r in [*profile["cells"], profile["total"]]:
         share = "" if r["cell"] == "all cells" else _pct(r["share"])
