@@ -82,6 +82,7 @@ def test_profile_rows_cover_every_cell_and_shares_add_up(tiny_bundle, profiled):
         assert sum(c["share"] for c in p["cells"]) == pytest.approx(1.0, abs=1e-6)
         assert p["stream_s"] == pytest.approx(r.total_s)  # one timed run: its whole stream
         assert p["gemm_peak"]["gflops"] > 0 and p["gemm_peak"]["threads"] >= 1
+        assert p["gemm_peak"]["gflops"] == max(p["gemm_peak"]["measured_gflops"])  # before and after the runs
         by_name = {c["cell"]: c for c in p["cells"]}
         for name in CONV_CELLS:
             c = by_name[name]
@@ -102,7 +103,7 @@ def test_profile_table_names_the_peak_and_what_is_not_counted(profiled):
     text = format_profile(rows[1].name, rows[1].profile)
     assert text.startswith(f"per-cell profile, {rows[1].name}: FP32 GEMM peak ")
     assert "torch.mm" in text and "2048^3 GEMM" in text and "of peak" in text and OUTSIDE in text
-    assert "grid_sample" in text and "not counted" in text
+    assert "grid_sample" in text and "not counted" in text and "before / after the runs" in text
     for name in CONV_CELLS:
         assert f"  {name} " in text
 

@@ -85,13 +85,21 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _when(peak: dict) -> str:
+    measured = peak.get("measured_gflops")
+    if not measured or len(measured) < 2:
+        return ""
+    return f"; measured before / after the runs: {' / '.join(f'{g:.1f}' for g in measured)}, the higher counts"
+
+
 def format_profile(name: str, profile: dict) -> str:
     """A plain-text table of one configuration's profile, with the peak it is judged against and a footer
     naming what the FLOP counts leave out."""
     p = profile["gemm_peak"]
     kernels = ", ".join(f"{k} {v:.1f}" for k, v in p["kernels"].items())
     lines = [f"per-cell profile, {name}: FP32 GEMM peak {p['gflops']:.1f} GFLOP/s, the best of {kernels} "
-             f"({p['size']}^3 GEMM, {p['threads']} threads, best of {p['repeat']}); stream {profile['stream_s']:.2f} s",
+             f"({p['size']}^3 GEMM, {p['threads']} threads, best of {p['repeat']}{_when(p)}); "
+             f"stream {profile['stream_s']:.2f} s",
              f"  {'cell':22} {'calls':>6} {'time s':>8} {'share':>6} {'GFLOP/call':>10} {'GFLOP/s':>8} {'of peak':>8}"]
     for r in [*profile["cells"], profile["total"]]:
         share = "" if r["cell"] == "all cells" else _pct(r["share"])
