@@ -4,15 +4,15 @@ The number per-cell efficiency is judged against (``bench --profile``): a cell t
 rate is as fast as the CPU's matrix kernels allow at FP32, and only less work (reduced precision, reused
 results) makes it faster.
 
-The same GEMM (``size`` x ``size`` by ``size`` x ``size``, 2 * size**3 FLOP) runs through two kernel
-libraries, and the faster one is the peak:
+The same GEMM (``size`` x ``size`` by ``size`` x ``size``, 2 * size**3 FLOP) runs through each kernel
+library at hand, and the fastest is the peak:
 
 - ``torch.mm``: PyTorch's BLAS (MKL on x86 wheels). On AMD CPUs MKL does not take its AVX-512 path, and
   there it reaches only about half of what the CPU does;
-- a 1x1 ``conv2d`` of the same shape: oneDNN, the kernel library behind PyTorch's and OpenVINO's
-  convolutions, which does use AVX-512 on AMD.
+- a 1x1 ``conv2d`` of the same shape: oneDNN, the kernel library behind PyTorch's convolutions;
+- an ONNX ``MatMul`` on ONNX Runtime (MLAS) and on OpenVINO CPU (f32), when they are installed.
 
-Both use PyTorch's intra-op threads. Best of a few repetitions, interleaved, so a busy moment on a
+All on the same number of threads. Best of a few repetitions, interleaved, so a busy moment on a
 shared machine lowers the result less.
 """
 from __future__ import annotations
@@ -24,8 +24,40 @@ DEFAULT_SIZE = 2048
 DEFAULT_REPEAT = 5
 
 
+def _onnx_matmul(size: int):
+    import onnx
+    from onnx import TensorProto, helper
+    ports = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b", "c")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", ports[:2], ports[2:])
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ort_kernel(size: int, threads: int, a, b):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    session = ort.InferenceSession(_onnx_matmul(size).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feeds = {"a": a, "b": b}
+    return lambda: session.run(None, feeds)[0]
+
+
+def _openvino_kernel(size: int, threads: int, a, b):
+    import openvino as ov
+    import openvino.opset13 as ops
+    pa, pb = (ops.parameter([size, size], ov.Type.f32) for _ in range(2))
+    model = ov.Model([ops.matmul(pa, pb, False, False)], [pa, pb], "gemm")
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                      "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: a, 1: b})[0]
+
+
+#: runtime GEMMs: name -> builder(size, threads, a, b) of a callable; skipped when the runtime is missing
+RUNTIME_KERNELS = {"onnxruntime MatMul": _ort_kernel, "openvino MatMul": _openvino_kernel}
+
+
 def _kernels(size: int):
-    """name -> a zero-argument callable computing the size x size x size FP32 GEMM once."""
+    """name -> a zero-argument callable computing a @ b once, a and b the same size x size FP32 matrices."""
     import torch
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(size, size, generator=gen)
@@ -37,6 +69,12 @@ def _kernels(size: int):
         x = a.t().contiguous().reshape(1, size, size, 1)
         w = b.t().contiguous().reshape(size, size, 1, 1)
         kernels["conv2d 1x1 (oneDNN)"] = lambda: torch.nn.functional.conv2d(x, w)
+    an, bn = a.numpy(), b.numpy()
+    for name, build in RUNTIME_KERNELS.items():
+        try:
+            kernels[name] = build(size, torch.get_num_threads(), an, bn)
+        except ImportError:
+            continue
     return kernels
 
 
