@@ -69,7 +69,8 @@ def profiled(tiny_bundle):
     except ImportError:
         pass
     rows = run_configs(str(tiny_bundle), [BenchConfig(BASELINE)] + [BenchConfig(b) for b in backends], frames=3,
-                       size=(32, 48), warmup=2, repeat=1, window=2, lookahead=1, isolate=False, profile=True)
+                       size=(32, 48), warmup=2, repeat=1, window=2, lookahead=1, isolate=False, profile=True,
+                       peak_size=256)
     return rows, backends
 
 
@@ -106,7 +107,7 @@ def test_profile_table_names_the_peak_and_what_is_not_counted(profiled):
     rows, _ = profiled
     text = format_profile(rows[1].name, rows[1].profile)
     assert text.startswith(f"per-cell profile, {rows[1].name}: FP32 GEMM peak ")
-    assert "torch.mm" in text and "2048^3 GEMM" in text and "of peak" in text and OUTSIDE in text
+    assert "torch.mm" in text and "256^3 GEMM" in text and "of peak" in text and OUTSIDE in text
     assert "grid_sample" in text and "not counted" in text and "before / after the runs" in text
     for name in CONV_CELLS:
         assert f"  {name} " in text
@@ -115,7 +116,7 @@ def test_profile_table_names_the_peak_and_what_is_not_counted(profiled):
 def test_bench_cli_profile_json(tiny_bundle):
     result = CliRunner().invoke(main, ["bench", str(tiny_bundle), "-b", "ort-cpu", "--size", "48x32", "--frames", "3",
                                        "--repeat", "1", "--warmup", "2", "--window", "2", "--lookahead", "1",
-                                       "--profile", "--json"])
+                                       "--profile", "--peak-size", "256", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["settings"]["profile"] is True and data["settings"]["size"] == [48, 32]
@@ -123,6 +124,7 @@ def test_bench_cli_profile_json(tiny_bundle):
     assert base["profile"] is None and ort["status"] == "ok"
     cells = {c["cell"]: c for c in ort["profile"]["cells"]}
     assert cells["backward_trunk"]["gflop"] > 0 and ort["profile"]["gemm_peak"]["gflops"] > 0
+    assert ort["profile"]["gemm_peak"]["size"] == 256
 
 
 @pytest.mark.parametrize("order", [None, "hxw"])

@@ -638,10 +638,12 @@ def machine_description() -> str:
 @click.option("--profile", is_flag=True,
               help="Also profile each backend row per cell (time share, GFLOP/s, fraction of the FP32 GEMM peak "
                    "measured on the same threads); adds two clock reads per cell call to the timed runs.")
+@click.option("--peak-size", type=click.IntRange(min=16), default=2048, show_default=True,
+              help="With --profile: side of the square FP32 GEMM whose rate is the peak.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, profile,
-          as_json):
+          peak_size, as_json):
     """Throughput and peak memory per backend x precision, as ratios to the whole-clip PyTorch forward.
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
@@ -671,7 +673,7 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     with FrameProgress() as bars:
         results = run_configs(str(bundle.path), configs, frames=frames, size=hw,
                               warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                              progress=bars.message, profile=profile)
+                              progress=bars.message, profile=profile, peak_size=peak_size)
     if as_json:
         from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": [hw[1], hw[0]],

@@ -74,7 +74,7 @@ class _Ticks:
 
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
-           lookahead: int, threads: int | None, queue=None, profile: bool = False) -> dict:
+           lookahead: int, threads: int | None, queue=None, profile: bool = False, peak_size: int = 2048) -> dict:
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -89,7 +89,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     try:
         if profile:
             from .gemm_peak import measure_gemm_peak
-            peak = measure_gemm_peak(threads)
+            peak = measure_gemm_peak(threads, size=peak_size)
         t0 = time.perf_counter()
         if name == BASELINE:
             net = bundle.load_network()
@@ -122,7 +122,8 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
             if profile:
                 from .cell_flops import CellFlops
                 from .cell_profile import profile_rows
-                after = measure_gemm_peak(threads)  # again: on a shared machine one moment may be a busy one
+                # again after the runs: on a shared machine one moment may be a busy one
+                after = measure_gemm_peak(threads, size=peak_size)
                 peak = {**max(peak, after, key=lambda p: p["gflops"]),
                         "measured_gflops": [peak["gflops"], after["gflops"]]}
                 cell_profile = profile_rows(timer, CellFlops(up.net), sum(r.total_s for r in runs), peak)
@@ -216,10 +217,12 @@ class BenchConfig:
 
 def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 20, size=(180, 320), warmup: int = 3,
                 repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
-                isolate: bool = True, progress=lambda msg: None, profile: bool = False) -> list[BenchResult]:
+                isolate: bool = True, progress=lambda msg: None, profile: bool = False,
+                peak_size: int = 2048) -> list[BenchResult]:
     """Time each configuration (in its own process unless ``isolate`` is False, so peak RSS is its own);
     ``ratio`` = frames/s over the ``BASELINE`` row's when there is one. ``profile=True``: each backend row
-    also gets its per-cell profile against a GEMM peak measured in its process (``BenchResult.profile``)."""
+    also gets its per-cell profile against a GEMM peak measured in its process (``BenchResult.profile``), a
+    ``peak_size``-cubed FP32 GEMM."""
     from ..bundle import Bundle
     from .compare import one_line
     from ..errors import BackendUnavailable, ConfigError
@@ -237,7 +240,8 @@ def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 2
             results.append(BenchResult(cfg.label, "skipped", one_line(e)))
             continue
         progress(f"{cfg.label}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
-        args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads, None, profile)
+        args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads, None, profile,
+                peak_size)
         if isolate:
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 record = pool.submit(_child, *args).result()
