@@ -631,7 +631,8 @@ def machine_description() -> str:
 @main.command()
 @click.argument("model", type=click.Path())
 @backend_option("torch,ort-cpu,openvino-cpu")
-@click.option("--size", default="64x64", show_default=True, metavar="WxH", help="LR frame size, width x height.")
+@click.option("--size", default="320x180", show_default=True, metavar="WxH",
+              help="LR frame size, width x height (default: the papers' 180x320 LR).")
 @click.option("--frames", type=click.IntRange(min=1), default=20, show_default=True, help="Clip length.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed runs per configuration (median reported).")
@@ -644,9 +645,15 @@ def machine_description() -> str:
               help="Precisions each backend runs from the FP32 bundle (openvino-cpu: fp32, bf16, fp16).")
 @click.option("--extra-bundle", "extra", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A derived bundle (INT8 from `calibrate`, FP16 from `convert`) also run on each backend (repeat).")
+@click.option("--profile", is_flag=True,
+              help="Also profile each backend row per cell (time share, GFLOP/s, fraction of the FP32 GEMM peak "
+                   "measured on the same threads); adds two clock reads per cell call to the timed runs.")
+@click.option("--peak-size", type=click.IntRange(min=16), default=2048, show_default=True,
+              help="With --profile: side of the square FP32 GEMM whose rate is the peak.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, as_json):
+def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, profile,
+          peak_size, as_json):
     """Throughput and peak memory per backend x precision, as ratios to the whole-clip PyTorch forward.
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
@@ -658,7 +665,11 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
     check_backend_names(names)  # before exporting anything
-    hw = parse_size(size, "--size")
+    from click.core import ParameterSource
+    if click.get_current_context().get_parameter_source("size") is ParameterSource.DEFAULT:
+        hw = (180, 320)  # the default is WxH whatever VSRDEPLOY_SIZE_ORDER says, and needs no notice
+    else:
+        hw = parse_size(size, "--size")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     from .bundle import Bundle
     from .evaluate.bench import BASELINE, BenchConfig, run_configs
@@ -672,18 +683,24 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     with FrameProgress() as bars:
         results = run_configs(str(bundle.path), configs, frames=frames, size=hw,
                               warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
-                              progress=bars.message)
+                              progress=bars.message, profile=profile, peak_size=peak_size)
     if as_json:
         from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": [hw[1], hw[0]],
                     "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
-                    "threads": threads}
+                    "threads": threads, "profile": profile}
         click.echo(json.dumps({"machine": machine_info(), "settings": settings,
                                "results": [r.to_dict() for r in results]}, indent=1))
     else:
         click.echo(f"{bundle.arch} bundle {bundle.path}, {frames} frames {hw[1]}x{hw[0]}, window {window}, "
                    f"lookahead {lookahead}; {machine_description()}")
         click.echo(format_bench(results))
+        if profile:
+            from .evaluate.cell_profile import format_profile
+            for r in results:
+                if r.profile:
+                    click.echo("")
+                    click.echo(format_profile(r.name, r.profile))
     for r in results:
         if r.status == "failed":
             click.echo(f"FAIL {r.name}: {r.reason}", err=True)

@@ -3,6 +3,11 @@
 Each configuration runs in a fresh process (so its peak memory is its own), on a synthetic clip with
 smooth content and small motion; warm-up first, then ``repeat`` timed runs: median frames/s with its
 spread, per-frame latency percentiles and first-frame latency (``vsrdeploy.evaluate.timing``).
+
+With ``profile=True`` each backend row also measures the FP32 GEMM peak in its own process on its threads
+(``gemm_peak``; before and after its timed runs, the higher of the two counts) and times every cell call
+of its timed runs (``cell_profile``): per-cell share of the stream, FLOPs, GFLOP/s and fraction of that
+peak, in ``BenchResult.profile``. The whole-clip baseline row is not profiled.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ class BenchResult:
     ratio: float = float("nan")
     peak_rss_mb: float = float("nan")
     load_s: float = float("nan")
+    profile: dict | None = None  # per-cell profile (``cell_profile.profile_rows``) with ``profile=True``
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +74,7 @@ class _Ticks:
 
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
-           lookahead: int, threads: int | None, queue=None) -> dict:
+           lookahead: int, threads: int | None, queue=None, profile: bool = False, peak_size: int = 2048) -> dict:
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -79,7 +85,11 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
     bundle = Bundle(bundle_path)
     from .timing import StreamRun, summarize_runs, timed_stream, warm_up
     ticks = _Ticks(queue, name, min(warmup, frames) + repeat * frames)
+    profile = profile and name != BASELINE
     try:
+        if profile:
+            from .gemm_peak import measure_gemm_peak
+            peak = measure_gemm_peak(threads, size=peak_size)
         t0 = time.perf_counter()
         if name == BASELINE:
             net = bundle.load_network()
@@ -104,16 +114,29 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 run(clip[:warmup]) if name == BASELINE else warm_up(up, clip[:warmup], window, lookahead)
                 if name != BASELINE:
                     ticks.add(min(warmup, frames))
-            timing = summarize_runs([run(clip) for _ in range(repeat)])
+            if profile:
+                from .cell_profile import CellTimer
+                up.backend = timer = CellTimer(up.backend)
+            runs = [run(clip) for _ in range(repeat)]
+            timing = summarize_runs(runs)
+            if profile:
+                from .cell_flops import CellFlops
+                from .cell_profile import profile_rows
+                # again after the runs: on a shared machine one moment may be a busy one
+                after = measure_gemm_peak(threads, size=peak_size)
+                peak = {**max(peak, after, key=lambda p: p["gflops"]),
+                        "measured_gflops": [peak["gflops"], after["gflops"]]}
+                cell_profile = profile_rows(timer, CellFlops(up.net), sum(r.total_s for r in runs), peak)
     except (BackendUnavailable, ImportError) as e:
         return {"name": name, "status": "skipped", "reason": one_line(e)}
     except Exception as e:  # noqa: BLE001 -- one configuration's error is its row's outcome
         return {"name": name, "status": "failed", "reason": one_line(e)}
     timing.pop("repeat")
-    return {"name": name, **timing, "peak_rss_mb": peak_rss_mb(), "load_s": load_s}
+    extra = {"profile": cell_profile} if profile else {}
+    return {"name": name, **timing, "peak_rss_mb": peak_rss_mb(), "load_s": load_s, **extra}
 
 
-def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(64, 64), warmup: int = 3,
+def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(180, 320), warmup: int = 3,
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
               options: dict | None = None, baseline: bool = True, progress=lambda msg: None,
               tick=None) -> list[BenchResult]:
@@ -192,11 +215,14 @@ class BenchConfig:
             self.label = self.backend if self.precision == "fp32" else f"{self.backend}/{self.precision}"
 
 
-def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 20, size=(64, 64), warmup: int = 3,
+def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 20, size=(180, 320), warmup: int = 3,
                 repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
-                isolate: bool = True, progress=lambda msg: None) -> list[BenchResult]:
+                isolate: bool = True, progress=lambda msg: None, profile: bool = False,
+                peak_size: int = 2048) -> list[BenchResult]:
     """Time each configuration (in its own process unless ``isolate`` is False, so peak RSS is its own);
-    ``ratio`` = frames/s over the ``BASELINE`` row's when there is one."""
+    ``ratio`` = frames/s over the ``BASELINE`` row's when there is one. ``profile=True``: each backend row
+    also gets its per-cell profile against a GEMM peak measured in its process (``BenchResult.profile``), a
+    ``peak_size``-cubed FP32 GEMM."""
     from ..bundle import Bundle
     from .compare import one_line
     from ..errors import BackendUnavailable, ConfigError
@@ -214,7 +240,8 @@ def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 2
             results.append(BenchResult(cfg.label, "skipped", one_line(e)))
             continue
         progress(f"{cfg.label}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
-        args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads)
+        args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads, None, profile,
+                peak_size)
         if isolate:
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 record = pool.submit(_child, *args).result()
