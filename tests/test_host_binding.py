@@ -1,6 +1,7 @@
-"""Copy-free binding on the CPU runtimes (issue #13, item 3): ONNX Runtime I/O binding and OpenVINO tensors
-on the torch tensors' memory give the same bits as the runtimes' plain copying APIs, and an output handed
-out is never written by a later call."""
+"""Copy-free binding on the CPU runtimes (issue #13, item 3): OpenVINO tensors on the torch tensors' memory
+and outputs written into per-call buffers give the same bits as OpenVINO's copying ``infer``; ONNX Runtime's
+``session.run`` (already copy-free on numpy views: I/O binding measured no faster, see RESULTS.md) gives the
+same bits as on explicit copies; on both, an output handed out is never written by a later call."""
 import numpy as np
 import pytest
 import torch
@@ -80,23 +81,6 @@ def test_openvino_writes_outputs_into_the_handed_out_buffers(tiny_bundle):
         assert out.shape == (1, 3, 128, 128)
         assert request.get_tensor(port).data.ctypes.data == out.data_ptr()
         assert request.get_tensor("lr").data.ctypes.data == lr.data_ptr()
-
-
-def test_ort_outputs_are_views_of_runtime_memory(tiny_bundle, monkeypatch):
-    """ONNX Runtime allocates each output; the returned tensor is a view of that OrtValue, not a copy."""
-    import onnxruntime as ort
-    seen = []
-    original = ort.IOBinding.get_outputs
-
-    def spy(self):
-        outs = original(self)
-        seen.extend(o.data_ptr() for o in outs)
-        return outs
-
-    monkeypatch.setattr(ort.IOBinding, "get_outputs", spy)
-    with vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu") as up:
-        out = up.backend.run("flow", {"ref": torch.rand(1, 3, 32, 32), "supp": torch.rand(1, 3, 32, 32)})["flow"]
-    assert seen == [out.data_ptr()]
 
 
 def test_cpu_array_copies_only_what_it_must():

@@ -12,7 +12,6 @@ import torch
 
 from ..models.dcn import PLUGIN_NODE
 from .base import Backend, register_backend
-from .host_buffers import cpu_array
 
 EXTRA = 'pip install "vsrdeploy[onnx]"'
 
@@ -65,22 +64,9 @@ class _OrtBackend(Backend):
         self.output_names = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
 
     def run(self, cell, inputs):
-        """Inputs are bound to the tensors' own memory (copied only when one is not a contiguous CPU
-        tensor); outputs are allocated by ONNX Runtime and handed out as views of that memory
-        (``OrtValue.numpy()`` wraps it), so a call copies nothing. Every call gets fresh output buffers:
-        an output handed out is never written by a later call."""
-        session = self.sessions[cell]
-        binding = session.io_binding()
-        held = []  # the bound arrays must outlive the call
-        for name, t in inputs.items():
-            a = cpu_array(t)
-            held.append(a)
-            binding.bind_input(name, "cpu", 0, a.dtype, a.shape, a.ctypes.data)
-        names = self.output_names[cell]
-        for name in names:
-            binding.bind_output(name, "cpu")
-        session.run_with_iobinding(binding)
-        return {name: torch.from_numpy(v.numpy()) for name, v in zip(names, binding.get_outputs())}
+        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+        outs = self.sessions[cell].run(self.output_names[cell], feed)
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in zip(self.output_names[cell], outs)}
 
 
 @register_backend("ort-cpu")
