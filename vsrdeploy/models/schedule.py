@@ -11,8 +11,9 @@ Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and excha
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,16 @@ from .budget import CellCosts
 from .cells import RunFn
 from .strips import RowStripRun
 from .tiles import TileGrid
+
+
+#: ``WindowContext.state`` key (with the cell name) of the flows kept for the next window
+FLOW_CACHE = "flows carried to the next window"
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """``t`` alone: a copy when it is a view into a larger batch output, so that keeping it does not keep
+    the whole batch."""
+    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
 
 
 @dataclass
@@ -35,6 +46,8 @@ class WindowContext:
     state: dict  # forward-direction state carried across windows (the schedule owns its content)
     mirror: bool = False  # whole clip is frames + reversed frames (upstream's mirror extension)
     costs: CellCosts | None = None  # batch elements per call of a cell (None: every item in one call)
+    #: reuse the previous window's flows (:meth:`flows`); False recomputes every pair (tests compare both)
+    reuse_flows: ClassVar[bool] = True
 
     def zeros(self, like: torch.Tensor, channels: int, scale: float = 1.0) -> torch.Tensor:
         n, _, h, w = like.shape
@@ -79,11 +92,33 @@ class WindowContext:
         """:meth:`batch_iter` collected into a list."""
         return list(self.batch_iter(cell, items))
 
-    def flows(self, pairs: Iterable[tuple[int, int]], cell: str = "flow") -> dict[tuple[int, int], torch.Tensor]:
-        """``flow(i, j)`` = SPyNet(frame i, frame j): warps features of frame j onto frame i."""
+    def flows(self, pairs: Iterable[tuple[int, int]], cell: str = "flow",
+              reach: int = 2) -> dict[tuple[int, int], torch.Tensor]:
+        """``flow(i, j)`` = SPyNet(frame i, frame j): warps features of frame j onto frame i.
+
+        Flows carry over between windows: a pair the previous window computed on the same frame tensors
+        (its lookahead frames are this window's frames) is reused, not recomputed. What this window keeps
+        for the next one (in ``state``) is only its pairs of frames from ``end - reach`` on (a schedule's
+        next window asks for nothing older: BasicVSR++'s second-order step reads ``(end-1, end-2)``), so
+        at most about two flows per lookahead frame are held. A frame tensor that changed (RealBasicVSR
+        cleans the frames of each span anew) is a different tensor: its pairs are recomputed.
+        """
         pairs = list(dict.fromkeys(pairs))
-        outs = self.batch(cell, [{"ref": self.frames[i], "supp": self.frames[j]} for i, j in pairs])
-        return {p: o["flow"] for p, o in zip(pairs, outs)}
+        key = (FLOW_CACHE, cell)
+        cache = self.state.pop(key, {}) if self.reuse_flows else {}
+        flows: dict[tuple[int, int], torch.Tensor] = {}
+        for i, j in pairs:
+            hit = cache.get((i, j))
+            if hit is not None and hit[0]() is self.frames[i] and hit[1]() is self.frames[j]:
+                flows[(i, j)] = hit[2]
+        del cache
+        missing = [p for p in pairs if p not in flows]
+        outs = self.batch(cell, [{"ref": self.frames[i], "supp": self.frames[j]} for i, j in missing])
+        flows.update((p, o["flow"]) for p, o in zip(missing, outs))
+        if self.reuse_flows and not (self.total is not None and self.end >= self.total):
+            self.state[key] = {p: (weakref.ref(self.frames[p[0]]), weakref.ref(self.frames[p[1]]), _own(flows[p]))
+                               for p in pairs if min(p) >= self.end - reach}
+        return {p: flows[p] for p in pairs}
 
     def forward_pair(self, i: int) -> tuple[int, int]:
         """The frame pair whose flow aligns frame i-1 onto frame i.

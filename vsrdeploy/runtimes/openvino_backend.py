@@ -6,6 +6,7 @@ import torch
 
 from ..models.dcn import PLUGIN_NODE
 from .base import Backend, register_backend
+from .host_buffers import cpu_array, output_shapes
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: after a call whose inputs exceed this, the cell's intermediate buffers are handed back
@@ -82,12 +83,27 @@ class _OpenVINOBackend(Backend):
                         for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
+        """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
+        straight into numpy buffers allocated for this call (``set_tensor``), so an output handed out is
+        never written by a later call (the request's own output buffers would be)."""
+        import openvino as ov
         request = self.requests[cell]
-        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
-        result = request.infer(feed)
-        outs = {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in self.outputs[cell]}
-        if sum(a.nbytes for a in feed.values()) > RELEASE_ABOVE_BYTES:
-            del result
+        arrays = {k: cpu_array(v) for k, v in inputs.items()}
+        info = self.bundle.cells[cell]
+        shapes = output_shapes(info.inputs, info.outputs, {k: a.shape for k, a in arrays.items()})
+        if shapes is None:  # the manifest does not give the output shapes: a fresh request, outputs copied once
+            result = self.compiled[cell].create_infer_request().infer(arrays, share_inputs=True)
+            outs = {name: torch.from_numpy(result[port]) for name, port in self.outputs[cell]}
+        else:
+            for name, a in arrays.items():
+                request.set_tensor(name, ov.Tensor(a, shared_memory=True))
+            buffers = {}
+            for name, port in self.outputs[cell]:
+                buffers[name] = np.empty(shapes[name], dtype=port.get_element_type().to_dtype())
+                request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
+            request.infer()
+            outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
+        if sum(a.nbytes for a in arrays.values()) > RELEASE_ABOVE_BYTES:
             self.compiled[cell].release_memory()
         return outs
 
