@@ -9,9 +9,13 @@ from .base import Backend, register_backend
 from .host_buffers import cpu_array, output_shapes
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-#: after a call whose inputs exceed this, the cell's intermediate buffers are handed back
-#: (``CompiledModel.release_memory``): OpenVINO otherwise keeps each cell's largest working set for good,
-#: and the sum over cells, not the largest one, becomes the process's floor
+#: after a call whose inputs and outputs together exceed this, the cell's intermediate buffers are handed
+#: back (``CompiledModel.release_memory``): OpenVINO otherwise keeps each cell's largest working set for
+#: good, and the sum over cells, not the largest one, becomes the process's floor. Inputs and outputs,
+#: not inputs alone: IconVSR's EDVR takes 5 small LR frames and makes a 64-channel map, and its kept
+#: buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row strips) keep theirs:
+#: reallocating them every call cost ~20% of the stream's time
+#: (benchmarks/RESULTS.md, "Row strips")
 RELEASE_ABOVE_BYTES = 16 * 2**20
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
@@ -103,7 +107,7 @@ class _OpenVINOBackend(Backend):
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
-        if sum(a.nbytes for a in arrays.values()) > RELEASE_ABOVE_BYTES:
+        if sum(a.nbytes for a in arrays.values()) + sum(o.nbytes for o in outs.values()) > RELEASE_ABOVE_BYTES:
             self.compiled[cell].release_memory()
         return outs
 
