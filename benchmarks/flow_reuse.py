@@ -5,6 +5,7 @@ and lookahead. Tiny random-weight models (the counts do not depend on widths or 
 timing of one configuration at a real size (alternating runs; the ratio is the figure to read).
 
     python benchmarks/flow_reuse.py --frames 40 --settings 16:8,3:2,2:5 --backends torch,ort-cpu,openvino-cpu
+    python benchmarks/flow_reuse.py --macs basicvsr_pp --frames 24 --settings 16:8,8:8
     python benchmarks/flow_reuse.py --time basicvsr --time-config '{"mid_channels": 64, "num_blocks": 2}' \\
         --size 180x320 --time-frames 8 --settings 3:2 --threads 2
 """
@@ -41,6 +42,18 @@ class FlowCount:
         return self.run(cell, inputs)
 
 
+class ZeroRun:
+    """Every cell returns zeros of its output shapes: the schedule's calls without their arithmetic
+    (``--count-only``; the counts do not depend on the values)."""
+
+    def __init__(self, net, size):
+        self.cells, self.size = net.cells, size
+
+    def __call__(self, cell, inputs):
+        n = next(iter(inputs.values())).shape[0]
+        return {p.name: torch.zeros(p.shape(n, self.size, self.size)) for p in self.cells[cell].outputs}
+
+
 def clip(t, h, w, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.nn.functional.avg_pool2d(torch.rand(1, 3, h + 2 * t, w + 2 * t, generator=g), 3, 1, 1)
@@ -64,7 +77,9 @@ def counts(args, settings):
         net = vsrdeploy.build_model(arch, **config).eval()
         frames = clip(args.frames, size, size)
         for backend in args.backends.split(","):
-            if backend == "torch":
+            if backend == "zeros":
+                run, up = ZeroRun(net, size), None
+            elif backend == "torch":
                 run, up = TorchRunner(net.cells), None
             else:
                 if arch not in ("basicvsr", "basicvsr_pp"):
@@ -82,6 +97,41 @@ def counts(args, settings):
                       f"{1 - on.items / off.items:.1%} | {diff:.2e} |")
             if up is not None:
                 up.close()
+
+
+def macs(args, settings):
+    """Convolution MACs per output frame, by cell, with and without reuse (released width, real compute)."""
+    torch.manual_seed(0)
+    config = json.loads(args.macs_config) if args.macs_config else None
+    net = vsrdeploy.build_model(args.macs, **(config or {})).eval()
+    per_cell: dict[str, int] = {}
+    current = [None]
+
+    def hook(module, inputs, output):
+        k = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+        per_cell[current[0]] = per_cell.get(current[0], 0) + output.numel() * k
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    runner = TorchRunner(net.cells)
+
+    def run(cell, inputs):
+        current[0] = cell
+        return runner(cell, inputs)
+
+    frames = clip(args.frames, args.macs_size, args.macs_size)
+    print(f"| arch | window:lookahead | GMAC/frame before | after | saved | flow cell share before |")
+    print("|---|---|---:|---:|---:|---:|")
+    for window, lookahead in settings:
+        totals = {}
+        for reuse in (False, True):
+            per_cell.clear()
+            stream(net, run, frames, window, lookahead, reuse)
+            totals[reuse] = (sum(per_cell.values()) / len(frames) / 1e9, per_cell.get("flow", 0) / sum(per_cell.values()))
+        (b, share), (a, _) = totals[False], totals[True]
+        print(f"| {args.macs} {args.macs_config or 'released'} at {args.macs_size}x{args.macs_size} | "
+              f"{window}:{lookahead} | {b:.2f} | {a:.2f} | {1 - a / b:.1%} | {share:.1%} |")
 
 
 def timing(args, settings):
@@ -117,7 +167,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--settings", default="16:8,3:2,2:5", help="window:lookahead,...")
-    ap.add_argument("--backends", default="torch")
+    ap.add_argument("--backends", default="torch", help="torch, ort-cpu, openvino-cpu, or zeros (counts only)")
+    ap.add_argument("--macs", help="arch whose convolution MACs per frame to count, reuse on and off")
+    ap.add_argument("--macs-config", help="JSON config for --macs (default: the released one)")
+    ap.add_argument("--macs-size", type=int, default=64)
     ap.add_argument("--time", help="arch to time at --size (skips the counts)")
     ap.add_argument("--time-config", default='{"mid_channels": 64, "num_blocks": 2}')
     ap.add_argument("--time-frames", type=int, default=8)
@@ -129,7 +182,9 @@ def main(argv=None) -> int:
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
     cpu = cpu_description()
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores; flags: {', '.join(cpu['flags'])}; torch {torch.__version__}\n")
-    if args.time:
+    if args.macs:
+        macs(args, settings)
+    elif args.time:
         timing(args, settings)
     else:
         counts(args, settings)

@@ -16,7 +16,8 @@ TINY = {"basicvsr": ({"mid_channels": 8, "num_blocks": 1}, 32),
         "iconvsr": ({"mid_channels": 8, "num_blocks": 1}, 32),
         "basicvsr_pp": ({"mid_channels": 8, "num_blocks": 1}, 64),
         "realbasicvsr": ({"mid_channels": 8, "num_propagation_blocks": 1, "num_cleaning_blocks": 1}, 32)}
-#: measured max |reuse - recompute| over these tests was 0 on torch; the bound allows batch-size rounding
+#: reuse changes which pairs share a batched call, so float rounding may move slightly (measured up to 6e-8 on
+#: torch, 0 on ort-cpu / openvino-cpu: benchmarks/flow_reuse.py, RESULTS.md)
 TOL = 1e-6
 
 
