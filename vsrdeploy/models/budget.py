@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ..errors import ConfigError
+from .strips import plan_row_strips
 
 #: default bytes one cell call may use (its batch of inputs, outputs and largest operation). 160 MiB cuts
 #: BasicVSR's upsampling at 180x320 into 5 row strips (+11% rows for their context); OpenVINO keeps each
@@ -113,7 +114,6 @@ class CellCosts:
     def least_call(self, cell: str, h: int, w: int) -> int:
         """The least bytes one call of ``cell`` can need: one element, in row strips when the cell is local
         and one element does not fit ``batch_bytes`` (``models.strips``)."""
-        from .strips import plan_row_strips
         per = self.per_item(cell, h, w)
         rows, strips = plan_row_strips(self.cell(cell), per, h, self.batch_bytes)
         return per * rows // h if strips else per

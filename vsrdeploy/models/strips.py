@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 
-from .budget import CellCosts
-from .cells import Cell, RunFn
+from .cells import Cell, Port, RunFn
+
+if TYPE_CHECKING:  # budget imports this module
+    from .budget import CellCosts
 
 
 def row_multiple(cell: Cell) -> int:
@@ -44,12 +46,12 @@ def plan_row_strips(cell: Cell, per_call: int, height: int, budget: int | None) 
     if budget is None or per_call <= budget or not splittable(cell):
         return height, []
     m = row_multiple(cell)
-    halo = -(-cell.halo // m) * m
+    halo = _round_up(cell.halo, m)
     if height % m:
         return height, []
     best = None
     for k in range(2, height // max(m, halo) + 1):
-        core = -(-(-(-height // k)) // m) * m
+        core = _round_up(_round_up(height, k) // k, m)  # ceil(height / k), up to a multiple of m
         rows = min(height, core + 2 * halo)
         if rows >= height:
             continue
@@ -72,7 +74,7 @@ class RowStripRun:
     (see :func:`plan_row_strips`); every other call goes to ``run`` unchanged. ``used`` records, per cell,
     the most strips one call was cut into."""
 
-    def __init__(self, run: RunFn, costs: CellCosts):
+    def __init__(self, run: RunFn, costs: "CellCosts"):
         self.run, self.costs = run, costs
         self.used: dict[str, int] = {}
 
@@ -80,8 +82,11 @@ class RowStripRun:
         cell = self.costs.cell(name)
         if not splittable(cell):
             return self.run(name, inputs)
-        height = self._height(cell, inputs)
-        rows, strips = self._plan(name, cell, inputs, height)
+        port = _frame_port(cell)
+        t = inputs[port.name]
+        height, width = (int(round(v / port.scale)) for v in t.shape[-2:])
+        per_call = t.shape[0] * self.costs.per_item(name, height, width)
+        rows, strips = plan_row_strips(cell, per_call, height, self.costs.batch_bytes)
         if not strips:
             return self.run(name, inputs)
         self.used[name] = max(self.used.get(name, 0), len(strips))
@@ -100,17 +105,14 @@ class RowStripRun:
             del outs
         return result
 
-    @staticmethod
-    def _height(cell: Cell, inputs) -> int:
-        port = next(p for p in cell.inputs if p.scale is not None)
-        return int(round(inputs[port.name].shape[-2] / port.scale))
 
-    def _plan(self, name: str, cell: Cell, inputs, height: int):
-        port = next(p for p in cell.inputs if p.scale is not None)
-        t = inputs[port.name]
-        width = int(round(t.shape[-1] / port.scale))
-        per_call = t.shape[0] * self.costs.per_item(name, height, width)
-        return plan_row_strips(cell, per_call, height, self.costs.batch_bytes)
+def _frame_port(cell: Cell) -> Port:
+    """The first map input: the LR frame size is read off it."""
+    return next(p for p in cell.inputs if p.scale is not None)
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
 
 
 def _rows(t: torch.Tensor, start: int, rows: int, scale: float) -> torch.Tensor:
