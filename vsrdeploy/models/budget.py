@@ -21,8 +21,8 @@ from .strips import plan_row_strips
 
 #: default bytes one cell call may use (its batch of inputs, outputs and largest operation). 160 MiB cuts
 #: BasicVSR's upsampling at 180x320 into 5 row strips (+11% rows for their context); OpenVINO keeps each
-#: cell's largest call's buffers, and 256 MiB left it at 1.28 GB there, 160 MiB at 1.14 GB, at the same
-#: speed (benchmarks/RESULTS.md, "Memory at real frame sizes")
+#: cell's largest call's buffers, and there 160 MiB peaked at 1.00 GB vs 1.13 GB with 256 MiB, for +5% time
+#: (benchmarks/openvino_buffers.py; RESULTS.md, "Row strips")
 DEFAULT_BATCH_BYTES = 160 * 2**20
 #: used when a cell cannot be traced on the meta device: working set = ports x this
 FALLBACK_FACTOR = 12

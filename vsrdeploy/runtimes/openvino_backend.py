@@ -14,8 +14,7 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: good, and the sum over cells, not the largest one, becomes the process's floor. Inputs and outputs,
 #: not inputs alone: IconVSR's EDVR takes 5 small LR frames and makes a 64-channel map, and its kept
 #: buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row strips) keep theirs:
-#: reallocating them every call cost ~20% of the stream's time
-#: (benchmarks/RESULTS.md, "Row strips")
+#: reallocating them every call cost 24% of the stream's time (benchmarks/openvino_buffers.py)
 RELEASE_ABOVE_BYTES = 16 * 2**20
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it

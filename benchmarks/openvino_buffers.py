@@ -1,0 +1,75 @@
+"""OpenVINO's kept buffers vs speed (issue #12): the strip budget and the release threshold, A/B.
+
+OpenVINO keeps each compiled cell's largest call's buffers unless ``release_memory()`` is called. This
+streams BasicVSR c64 (random weights) on openvino-cpu once per configuration, each in its own process,
+interleaved over ``--rounds``, and prints peak RSS and seconds per configuration: ``batch_bytes``
+(how large an upsampling row strip may be) x ``RELEASE_ABOVE_BYTES`` (release after calls with more
+inputs + outputs than this).
+
+    python benchmarks/openvino_buffers.py --size 180x320 --frames 30 --rounds 2 \\
+        --configs 256MiB:16MiB 256MiB:4MiB 160MiB:16MiB 128MiB:16MiB
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def child(cfg: dict) -> None:
+    import torch
+    torch.set_num_threads(cfg["threads"])
+    from memory_real_size import frames
+    from vsrdeploy.bundle import Bundle
+    from vsrdeploy.evaluate.memory import peak_rss_mb
+    from vsrdeploy.models.budget import parse_bytes
+    from vsrdeploy.runtimes import openvino_backend
+    from vsrdeploy.runtimes.engine import Upscaler
+    openvino_backend.RELEASE_ABOVE_BYTES = parse_bytes(cfg["release"])
+    up = Upscaler.create(Bundle(cfg["bundle"]), "openvino-cpu", threads=cfg["threads"])
+    h, w = cfg["size"]
+    t0 = time.perf_counter()
+    for _ in up.stream(frames(cfg["frames"], h, w), window=16, lookahead=8, batch_bytes=cfg["batch_bytes"]):
+        pass
+    print(json.dumps({"peak_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}))
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(json.loads(sys.argv[2]))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="180x320", help="LR HxW")
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--configs", nargs="+", default=["256MiB:16MiB", "256MiB:4MiB", "160MiB:16MiB", "128MiB:16MiB"],
+                   help="BATCH_BYTES:RELEASE_ABOVE pairs")
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
+    args = p.parse_args()
+    from memory_real_size import bundle_path
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    bundle = str(bundle_path(cache, "basicvsr", 2, "decomposed"))
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"# CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()}", flush=True)
+    for r in range(args.rounds):
+        for spec in args.configs:
+            batch, release = spec.split(":")
+            cfg = {"bundle": bundle, "size": [h, w], "frames": args.frames, "threads": args.threads,
+                   "batch_bytes": batch, "release": release}
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True,
+                                 text=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-300:]}
+            print(json.dumps({"round": r, "batch_bytes": batch, "release_above": release, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
