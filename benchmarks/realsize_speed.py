@@ -28,10 +28,13 @@ from vsrdeploy.calib.int8 import calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
 
 RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
-            "iconvsr": {"mid_channels": 64, "num_blocks": 30}, "realbasicvsr": {"mid_channels": 64, "num_blocks": 20}}
+            "iconvsr": {"mid_channels": 64, "num_blocks": 30},
+            "realbasicvsr": {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20}}
 ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp32", None),
         ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
-        ("openvino-cpu", "int8", "int8")]
+        ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf")]
+#: the INT8 bundles: row tag -> ``calibrate --target``
+INT8_TARGETS = {"int8": "cpu", "int8-nncf": "openvino"}
 
 
 def main(argv=None) -> int:
@@ -45,23 +48,26 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--lookahead", type=int, default=8)
-    ap.add_argument("--rows", help="comma-separated backend/precision rows (default: all)")
+    ap.add_argument("--rows", help="comma-separated backend/precision rows, e.g. openvino-cpu/int8,openvino-cpu/int8-nncf "
+                    "(default: all)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     config = json.loads(args.config) if args.config else RELEASED[args.arch]
-    rows = ROWS if not args.rows else [r for r in ROWS if f"{r[0]}/{r[1]}" in args.rows.split(",")]
+    rows = ROWS if not args.rows else [r for r in ROWS if f"{r[0]}/{r[2] or r[1]}" in args.rows.split(",")]
     work = Path(tempfile.mkdtemp(prefix="realsize-"))
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch, **config).eval()
     fp32 = Bundle(vsrdeploy.export_onnx(net, work / "fp32.vsr", dcn="decomposed"))
     del net
-    int8 = None
-    if any(r[2] == "int8" for r in rows):
-        int8 = calibrate_bundle(fp32, synthetic_clip(3, 64, 64, seed=1), work / "int8.vsr", target="cpu",
-                                progress=False)
+    derived = {}  # row tag -> INT8 bundle path; 6 calibration frames: IconVSR's key frames need at least 5
+    for tag in sorted({d for _, _, d in rows if d}):
+        derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr",
+                                        target=INT8_TARGETS[tag], progress=False)
+    labels = {"int8-nncf": "int8 (NNCF, --target openvino)", "int8": "int8 (ORT Q/DQ, --target cpu)"}
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
-    configs += [BenchConfig(b, p, bundle=str(int8) if d == "int8" else None, label=f"{b} {p}") for b, p, d in rows]
+    configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None, label=f"{b} {labels.get(d, p)}")
+                for b, p, d in rows]
     load_before = os.getloadavg()
     t0 = time.time()
     results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,
@@ -84,7 +90,8 @@ def main(argv=None) -> int:
             continue
         print(f"| {r.name} | {1 / r.fps:.2f} | {r.ratio:.2f} | {r.peak_rss_mb:.0f} |")
     print(f"\nCommand: `python benchmarks/realsize_speed.py --arch {args.arch} --size {args.size} --frames "
-          f"{args.frames} --threads {args.threads}" + (f" --rows {args.rows}" if args.rows else "")
+          f"{args.frames} --threads {args.threads}" + (f" --warmup {args.warmup}" if args.warmup != 1 else "")
+          + (f" --rows {args.rows}" if args.rows else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))

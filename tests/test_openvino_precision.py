@@ -56,10 +56,12 @@ def test_fp16_basicvsr_pp_decomposed_on_openvino_cpu(tmp_path):
     assert 0 < _max_err(out, ref) < 3e-4
 
 
-@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+@pytest.mark.parametrize("target", ["cpu", "tensorrt", "openvino"])
 def test_int8_bundle_on_openvino_cpu(tiny_bundle, tmp_path, target):
     """Measured max error vs FP32: 7.0e-4 (cpu form), 9.4e-4 (tensorrt form); OpenVINO vs ORT on the same
-    Q/DQ graph 4.9e-4 / 6.9e-4 (their INT8 kernels round differently)."""
+    Q/DQ graph 4.9e-4 / 6.9e-4 (their INT8 kernels round differently). The openvino form is NNCF's."""
+    if target == "openvino":
+        pytest.importorskip("nncf")
     fp32 = Bundle(tiny_bundle)
     int8 = Bundle(calibrate_bundle(fp32, _lr(t=5, seed=1), tmp_path / f"int8-{target}.vsr", target=target,
                                    progress=False))
@@ -70,6 +72,27 @@ def test_int8_bundle_on_openvino_cpu(tiny_bundle, tmp_path, target):
     assert np.isfinite(ov).all()
     assert 0 < _max_err(ov, ref) < 1e-2
     assert _max_err(ov, ort) < 1e-2
+
+
+def test_nncf_target_keeps_the_exclusions_in_float(tiny_bundle, tmp_path):
+    """--target openvino: NNCF places the Q/DQ, the project's exclusion rules become its IgnoredScope
+    (an excluded cell has no QuantizeLinear at all), the manifest says which quantizer ran, and the
+    quantizer's own range estimators are the only --method."""
+    import onnx
+    pytest.importorskip("nncf")
+    fp32 = Bundle(tiny_bundle)
+    int8 = Bundle(calibrate_bundle(fp32, _lr(t=4, seed=1), tmp_path / "nncf.vsr", target="openvino",
+                                   exclude=["cell=backward_trunk", "sampling-grid"], progress=False))
+    details = int8.manifest["precision_details"]
+    assert details["quantizer"] == "nncf" and details["target"] == "openvino"
+
+    def qdq(cell):
+        return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(int8.cell_path(cell))).graph.node)
+    assert qdq("backward_trunk") == 0
+    assert qdq("forward_trunk") > 0
+    with pytest.raises(vsrdeploy.errors.ConfigError, match="drop --method"):
+        calibrate_bundle(fp32, _lr(t=4, seed=1), tmp_path / "x.vsr", target="openvino", method="entropy",
+                         progress=False)
 
 
 def test_output_ports_matched_by_any_name():

@@ -255,8 +255,9 @@ def convert(bundle, precision, keep, output, force):
 @click.option("--degrade", type=click.Choice(["bi", "bd"]),
               help="--calib-frames are high-resolution: make the LR input with this degradation first.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
-@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="cpu", show_default=True,
-              help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU).")
+@click.option("--target", type=click.Choice(["tensorrt", "cpu", "openvino"]), default="cpu", show_default=True,
+              help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU); "
+                   "openvino: NNCF's placement for OpenVINO CPU (needs the openvino extra).")
 @click.option("--exclude", multiple=True, metavar="RULE",
               help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input or "
                    "cell-input (repeat; default: those three). Pass --exclude none for none.")
@@ -746,8 +747,9 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
     --max-drop as NAME.profile.json beside the bundle (used by `run --profile auto` / `run -b auto`).
 
-    INT8 is the `calibrate --target cpu` form, calibrated on the clip's frames after --max-frames and kept
-    beside the bundle as NAME-int8-cpu.vsr (reused while the bundle is unchanged)."""
+    INT8 is calibrated on the clip's frames after --max-frames, in each backend's fastest form: `--target
+    cpu` for ort-cpu, `--target openvino` (NNCF) for openvino-cpu where NNCF is installed; each is kept
+    beside the bundle as NAME-int8-TARGET.vsr (reused while the bundle is unchanged)."""
     from dataclasses import asdict
 
     from .evaluate.compare import prepare_clips

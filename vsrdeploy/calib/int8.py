@@ -7,15 +7,21 @@
    symmetric INT8 weights, activations per tensor in the target's form (``TARGETS``).
 3. The result is a new bundle whose manifest records the recipe (``precision_details``).
 
-Targets differ in the Q/DQ form they can run fast:
+Targets differ in the Q/DQ form they can run fast, and in the tool that places it (``QUANTIZERS``):
 
 - ``tensorrt``: symmetric INT8 activations and weights (zero point 0), biases left in float (TensorRT's
   DequantizeLinear takes INT8, not INT32); only weighted ops are quantized, the rest fuse around them.
 - ``cpu``: unsigned 8-bit activations (asymmetric) with signed weights: ONNX Runtime's x86 kernels are
   fast only for U8 activations (symmetric S8/S8 runs slower than FP32 there).
+- ``openvino``: NNCF (``nncf.quantize`` on the ONNX cell, ``target_device=CPU``): OpenVINO's own Q/DQ
+  placement and range estimators, the excluded nodes passed as its ``IgnoredScope``. The result is
+  still a Q/DQ ONNX cell, so the bundle format is unchanged and every runtime can load it; it is placed
+  for OpenVINO's CPU plugin (benchmarks/RESULTS.md, "NNCF against the ORT Q/DQ import").
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ class QuantTarget:
     reduce_range: bool
     op_types: tuple[str, ...] | None  # None: every op ONNX Runtime can quantize
     note: str
+    quantizer: str = "onnxruntime"  # a key of QUANTIZERS
+    methods: tuple[str, ...] = ("minmax", "entropy", "percentile")
 
 
 TARGETS: dict[str, QuantTarget] = {
@@ -48,6 +56,11 @@ TARGETS: dict[str, QuantTarget] = {
     # under 0.01 dB on such a CPU (benchmarks/RESULTS.md).
     "cpu": QuantTarget("QUInt8", "QInt8", False, True, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                        "U8 activations (asymmetric) / S8 per-channel weights"),
+    # NNCF decides the activation types and what else to quantize (e.g. element-wise inputs) for
+    # OpenVINO's CPU plugin; op_types only says whether a cell has anything worth quantizing at all.
+    "openvino": QuantTarget("nncf", "QInt8", True, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
+                            "NNCF placement for OpenVINO CPU (mixed preset: asymmetric activations, "
+                            "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",)),
 }
 METHODS = ("minmax", "entropy", "percentile")
 #: Default exclusions (measured, benchmarks/RESULTS.md "Reduced precision"): sampling coordinates, convs on
@@ -110,8 +123,9 @@ class _Feeds:
         return Reader()
 
 
-def quantize_cell(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget, method: str,
-                  exclude_nodes: list[str]) -> None:
+def quantize_cell_onnxruntime(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget,
+                              method: str, exclude_nodes: list[str]) -> None:
+    """ONNX Runtime's ``quantize_static`` in QDQ form, with the target's activation and weight types."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -134,6 +148,40 @@ def quantize_cell(model_path: Path, out_path: Path, feeds: list[dict], target: Q
         root.setLevel(level)
 
 
+def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget, method: str,
+                       exclude_nodes: list[str]) -> None:
+    """NNCF's post-training quantization of the ONNX cell for OpenVINO's CPU plugin; ``exclude_nodes``
+    becomes its ``IgnoredScope``. Needs the ``openvino`` extra (``pip install 'vsrdeploy[openvino]'``)."""
+    import onnx
+    try:
+        import nncf
+    except ImportError as e:
+        raise ConfigError("--target openvino quantizes with NNCF: pip install 'vsrdeploy[openvino]'") from e
+
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    nncf.set_log_level(logging.ERROR)
+    model = onnx.load(str(model_path))
+    # NNCF's bias correction re-runs subgraphs it cuts out of the cell; on the deformable-alignment cells
+    # (BasicVSR++) the cut misses a cell input and ONNX Runtime rejects the subgraph, so it is off
+    # (measured cost: benchmarks/RESULTS.md, "NNCF against the ORT Q/DQ import").
+    advanced = AdvancedQuantizationParameters(disable_bias_correction=True)
+    # MIXED (asymmetric activations): the PERFORMANCE preset's symmetric activations lost 0.011-0.015 dB on
+    # the shipped models against 0.004 dB for MIXED, at the same speed (benchmarks/RESULTS.md).
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars per cell; ours counts cells
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), target_device=nncf.TargetDevice.CPU,
+                                  preset=nncf.QuantizationPreset.MIXED, subset_size=len(feeds),
+                                  ignored_scope=nncf.IgnoredScope(names=list(exclude_nodes), validate=False),
+                                  advanced_parameters=advanced)
+    onnx.save(quantized, str(out_path))
+
+
+#: name -> function(model_path, out_path, feeds, target, method, exclude_nodes) writing a Q/DQ ONNX cell
+QUANTIZERS = {"onnxruntime": quantize_cell_onnxruntime, "nncf": quantize_cell_nncf}
+#: the module each quantizer imports (to tell whether it is installed without importing it)
+QUANTIZER_MODULES = {"onnxruntime": "onnxruntime.quantization", "nncf": "nncf"}
+
+
 def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = "cpu", method: str = "minmax",
                      exclude=DEFAULT_EXCLUDE, max_samples: int = 64, window: int | None = None,
                      source: str | None = None, progress: bool = True, echo=None, force: bool = False) -> Path:
@@ -152,6 +200,9 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
         raise ConfigError(f"unknown --target {target!r}; choose from {', '.join(TARGETS)}")
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in TARGETS[target].methods:
+        raise ConfigError(f"--target {target} calibrates with {', '.join(TARGETS[target].methods)} only "
+                          f"(its quantizer's own range estimators); drop --method {method}")
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 2:
         raise InputError(f"calibration needs at least 2 RGB frames (T, 3, H, W); got shape {frames.shape}")
@@ -180,13 +231,13 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
                 continue
             named = Path(tmp) / f"{name}.onnx"
             onnx.save(model, str(named))
-            quantize_cell(named, Path(tmp) / f"{name}.int8.onnx", samples[name], qt, method, skip)
+            QUANTIZERS[qt.quantizer](named, Path(tmp) / f"{name}.int8.onnx", samples[name], qt, method, skip)
             models[name] = onnx.load(str(Path(tmp) / f"{name}.int8.onnx"))
         details = {
             "target": target, "form": qt.note, "activation_type": qt.activation, "weight_type": qt.weight,
             "activation_symmetric": qt.activation_symmetric, "per_channel_weights": True,
             "quantized_op_types": list(qt.op_types or []), "biases_quantized": qt.quantize_bias,
-            "reduce_range": qt.reduce_range, "method": method, "exclude_rules": [str(r) for r in rules],
+            "reduce_range": qt.reduce_range, "quantizer": qt.quantizer, "method": method, "exclude_rules": [str(r) for r in rules],
             "excluded_nodes": excluded,
             "calibration": {"source": source, "frames": int(len(frames)), "lr_size": list(frames.shape[2:]),
                             "samples_per_cell": {k: len(v) for k, v in samples.items()}},

@@ -4,9 +4,11 @@ profile beside the bundle, which ``vsrdeploy run --profile auto`` (or ``-b auto`
 
 Accuracy reuses ``compare.run_compare`` (whole clip, so the drop is the precision's alone, not
 streaming's); speed reuses ``bench.run_configs`` (each configuration in its own process, synthetic
-frames at the timing size). INT8 is the ``calibrate --target cpu`` form (U8 activations / S8 weights),
-calibrated on the tuning clip and kept beside the bundle as ``NAME-int8-cpu.vsr``, reused while the
-bundle it was derived from is unchanged.
+frames at the timing size). INT8 is calibrated on the tuning clip in the form each backend runs fastest
+(``INT8_TARGETS``): ``calibrate --target cpu`` (ONNX Runtime's Q/DQ, U8 activations / S8 weights) for
+ort-cpu, ``--target openvino`` (NNCF's placement) for openvino-cpu where NNCF is installed, else the cpu
+form. Each is kept beside the bundle as ``NAME-int8-TARGET.vsr`` and reused while the bundle it was
+derived from is unchanged.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from ..errors import BackendUnavailable, ConfigError, InputError
 PROFILE_KIND = "vsrdeploy-tune-profile"
 PROFILE_VERSION = 1
 TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-#: backends that run an INT8 (Q/DQ, ``--target cpu``) bundle on the CPU
-INT8_CPU_BACKENDS = ("ort-cpu", "openvino-cpu")
+#: backend -> the ``calibrate --target`` forms its INT8 rows use, best first (the first one whose quantizer
+#: is installed): measured, benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import"
+INT8_TARGETS = {"ort-cpu": ("cpu",), "openvino-cpu": ("openvino", "cpu")}
 #: why a backend x precision is not a candidate, for pairs no backend option can give
 NOT_NATIVE = {
     ("ort-cpu", "fp16"): "ONNX Runtime's CPU provider has no FP16 kernels for most ops (it would run them in "
@@ -113,7 +116,7 @@ def candidate_reason(backend: str, precision: str) -> str | None:
     if (backend, precision) in NOT_NATIVE:
         return NOT_NATIVE[(backend, precision)]
     if precision == "int8":
-        return None if backend in INT8_CPU_BACKENDS else f"{backend} does not run the CPU INT8 (Q/DQ) form"
+        return None if backend in INT8_TARGETS else f"{backend} does not run the CPU INT8 (Q/DQ) form"
     if precision not in cls.precisions:
         return f"{backend} runs {', '.join(cls.precisions)} from an FP32 bundle, not {precision}"
     if backend.startswith("openvino"):
@@ -122,25 +125,38 @@ def candidate_reason(backend: str, precision: str) -> str | None:
     return None
 
 
-def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None) -> Bundle:
-    """The ``calibrate --target cpu`` bundle beside ``bundle``: reused when it was derived from this very
+def int8_target_for(backend: str) -> str:
+    """The ``calibrate --target`` form ``backend``'s INT8 row uses here (``INT8_TARGETS``)."""
+    import importlib.util
+
+    from ..calib.int8 import QUANTIZER_MODULES, TARGETS
+    for target in INT8_TARGETS[backend]:
+        module = QUANTIZER_MODULES.get(TARGETS[target].quantizer)
+        if module is None or importlib.util.find_spec(module) is not None:
+            return target
+    return INT8_TARGETS[backend][-1]
+
+
+def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None,
+                    target: str = "cpu") -> Bundle:
+    """The ``calibrate --target TARGET`` bundle beside ``bundle``: reused when it was derived from this very
     bundle, calibrated (written atomically) when absent; anything else at that path is left alone."""
     from ..calib.int8 import calibrate_bundle
-    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + "-int8-cpu.vsr")
+    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + f"-int8-{target}.vsr")
     if path.exists():
         try:
             existing = Bundle(path)
         except Exception as e:  # noqa: BLE001 -- anything unreadable there is the user's: do not touch it
             raise ConfigError(f"{path} exists and is not a readable bundle ({e}); move it away and tune again")
         source_sha = existing.manifest.get("derived_from", {}).get("manifest_sha256")
-        target = existing.manifest.get("precision_details", {}).get("target")
-        if existing.precision == "int8" and target == "cpu" and source_sha == sha256_file(bundle.path / MANIFEST):
+        form = existing.manifest.get("precision_details", {}).get("target")
+        if existing.precision == "int8" and form == target and source_sha == sha256_file(bundle.path / MANIFEST):
             echo(f"int8: reusing {path}")
             return existing
-        raise ConfigError(f"{path} exists but is not the CPU INT8 form of {bundle.path.name}; move it away "
-                          "and tune again (tune never overwrites it)")
-    echo(f"int8: calibrating {path.name} (--target cpu) on {len(calib_lr)} frames")
-    return Bundle(calibrate_bundle(bundle, calib_lr, path, target="cpu", source=source, progress=False))
+        raise ConfigError(f"{path} exists but is not the --target {target} INT8 form of {bundle.path.name}; move "
+                          "it away and tune again (tune never overwrites it)")
+    echo(f"int8: calibrating {path.name} (--target {target}) on {len(calib_lr)} frames")
+    return Bundle(calibrate_bundle(bundle, calib_lr, path, target=target, source=source, progress=False))
 
 
 # -- measuring ------------------------------------------------------------------------------------------
@@ -219,19 +235,24 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
             reason = candidate_reason(b, p)
             rows.append(TuneRow(b, p, key, "skipped" if reason else "ok", reason or ""))
     bundles = {key: bundle}
-    if any(r.precision == "int8" and r.status == "ok" for r in rows):
-        calib = calib_lr if calib_lr is not None else lr
-        try:
-            int8 = int8_bundle_for(bundle, calib, clip or "the tuning clip", echo=progress)
-        except (ImportError, BackendUnavailable) as e:  # e.g. no onnxruntime.quantization here
-            for r in rows:
-                if r.precision == "int8" and r.status == "ok":
-                    r.status, r.reason = "skipped", f"cannot calibrate INT8 here: {e}"
+    calib = calib_lr if calib_lr is not None else lr
+    int8_forms: dict[str, Bundle | Exception] = {}  # calibrate --target -> its bundle, or why not
+    for r in rows:
+        if r.precision != "int8" or r.status != "ok":
+            continue
+        target = int8_target_for(r.backend)
+        if target not in int8_forms:
+            try:
+                int8_forms[target] = int8_bundle_for(bundle, calib, clip or "the tuning clip", echo=progress,
+                                                     target=target)
+            except (ImportError, BackendUnavailable) as e:  # e.g. no onnxruntime.quantization here
+                int8_forms[target] = e
+        form = int8_forms[target]
+        if isinstance(form, Exception):
+            r.status, r.reason = "skipped", f"cannot calibrate INT8 (--target {target}) here: {form}"
         else:
-            bundles[str(int8.path)] = int8
-            for r in rows:
-                if r.precision == "int8":
-                    r.bundle = str(int8.path)
+            bundles[str(form.path)] = form
+            r.bundle = str(form.path)
     fp32_psnr = measure_accuracy(rows, bundles, lr, gt, clip, progress)
     if any(r.status == "ok" for r in rows):
         measure_speed(rows, size=size, frames=timing_frames, repeat=repeat, warmup=warmup, threads=threads,
