@@ -2,10 +2,12 @@
 precision against the whole-clip PyTorch forward (vsrdeploy's ``model(lrs)``, which computes what
 upstream's forward does; parity in tests/test_reference.py), each row in its own process
 (``vsrdeploy.evaluate.bench.run_configs``), with peak RSS. Random weights (speed does not depend on their values);
-the INT8 bundle is the ``calibrate --target cpu`` form, calibrated on a few synthetic frames (its scales do
-not change its speed).
+the INT8 bundles are the ``calibrate --target cpu`` form (ONNX Runtime's Q/DQ) and the ``--target openvino``
+form (NNCF's), calibrated on a few synthetic frames (their scales do not change their speed).
 
-    python benchmarks/realsize_speed.py --arch basicvsr --size 180x320 --frames 4 --threads 2
+    python benchmarks/realsize_speed.py --arch basicvsr --size 180x320 --frames 3 --threads 2
+    python benchmarks/realsize_speed.py --arch iconvsr --frames 5 --warmup 5     # IconVSR needs 5 frames
+    python benchmarks/realsize_speed.py --arch basicvsr_pp --dcn native --rows ort-cpu/fp32,ort-cpu/int8
 
 Prints a Markdown table with the CPU's model and flags and the load average before and after.
 """
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", help="comma-separated backend/precision rows, e.g. openvino-cpu/int8,openvino-cpu/int8-nncf "
                     "(default: all)")
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--dcn", default="decomposed", choices=["decomposed", "native"],
+                    help="deformable conv form of the bundle (native: ONNX DeformConv, which OpenVINO cannot import)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     config = json.loads(args.config) if args.config else RELEASED[args.arch]
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="realsize-"))
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch, **config).eval()
-    fp32 = Bundle(vsrdeploy.export_onnx(net, work / "fp32.vsr", dcn="decomposed"))
+    fp32 = Bundle(vsrdeploy.export_onnx(net, work / "fp32.vsr", dcn=args.dcn))
     del net
     derived = {}  # row tag -> INT8 bundle path; 6 calibration frames: IconVSR's key frames need at least 5
     for tag in sorted({d for _, _, d in rows if d}):
@@ -91,7 +95,7 @@ def main(argv=None) -> int:
         print(f"| {r.name} | {1 / r.fps:.2f} | {r.ratio:.2f} | {r.peak_rss_mb:.0f} |")
     print(f"\nCommand: `python benchmarks/realsize_speed.py --arch {args.arch} --size {args.size} --frames "
           f"{args.frames} --threads {args.threads}" + (f" --warmup {args.warmup}" if args.warmup != 1 else "")
-          + (f" --rows {args.rows}" if args.rows else "")
+          + (f" --rows {args.rows}" if args.rows else "") + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))
