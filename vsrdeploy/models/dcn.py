@@ -10,7 +10,7 @@ and ONNX ``DeformConv`` (opset 19):
 * bilinear sampling where every neighbour outside the image contributes zero.
 
 Sampling is ``grid_sample(align_corners=True, padding_mode='zeros')``, which follows that boundary
-rule exactly; the weighted sum is one matmul. Frames must be at least 2 pixels in each direction.
+rule exactly; the weighted sum is one matmul per kernel tap, accumulated. Frames must be at least 2 pixels in each direction.
 """
 from __future__ import annotations
 
@@ -30,24 +30,30 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
         raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    kh, kw = int(kh), int(kw)  # the kernel size is static (traced exports see tensors here)
     k = kh * kw
     g = deform_groups
     ho, wo = offset.shape[-2:]
     off = offset.view(n, g, k, 2, ho, wo)
-    # Position of each tap relative to the output pixel, before the learned offset.
-    ky = torch.arange(kh, dtype=x.dtype, device=x.device).repeat_interleave(kw) * dilation - padding
-    kx = torch.arange(kw, dtype=x.dtype, device=x.device).repeat(kh) * dilation - padding
+    taps_mask = mask.view(n, g, 1, k, ho, wo)
     grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
-    py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
-    px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
     extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
-    gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
-    gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
-    sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
-    sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear",
-                            padding_mode="zeros", align_corners=True)
-    sampled = sampled.view(n, g, c // g, k, ho, wo) * mask.view(n, g, 1, k, ho, wo)
-    out = torch.matmul(weight.reshape(cout, c * k), sampled.reshape(n, c * k, ho * wo))
+    groups = x.reshape(n * g, c // g, h, w)
+    # One kernel tap at a time, summed: the sampled taps of all k at once would be k times the input's
+    # size (BasicVSR++ c64 at 180x320: 265 MB per DCN call, and OpenVINO kept several such buffers alive;
+    # benchmarks/RESULTS.md, "Deformable conv one tap at a time").
+    out = None
+    for tap in range(k):
+        ty, tx = divmod(tap, kw)
+        py = grid[:, 1:2] * stride + float(ty * dilation - padding) + off[:, :, tap, 0]  # (n, g, ho, wo)
+        px = grid[:, 0:1] * stride + float(tx * dilation - padding) + off[:, :, tap, 1]
+        gx = 2.0 * px / extent[:, 0:1] - 1.0
+        gy = 2.0 * py / extent[:, 1:2] - 1.0
+        sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, ho, wo, 2)
+        sampled = F.grid_sample(groups, sample_grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
+        part = torch.matmul(weight[:, :, ty, tx], sampled.reshape(n, c, ho * wo))
+        out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1)
     return out.view(n, cout, ho, wo)
