@@ -1,6 +1,7 @@
-"""Deformable conv one kernel tap at a time (the current ``modulated_deform_conv2d``) against all taps at
-once (the previous form: one GridSample over every tap, one MatMul), on one BasicVSR++ align cell: speed
-on each runtime (interleaved runs, the inputs that cell really receives) and the outputs' difference.
+"""Deformable conv one kernel tap at a time (``dcn.deform_conv_per_tap``, what exports use) against all taps
+at once (``dcn.deform_conv_all_taps``: one GridSample over every tap, one MatMul; what eager PyTorch uses),
+on one BasicVSR++ align cell: speed on each runtime (interleaved runs, the inputs that cell really
+receives) and the outputs' difference. Each variant is forced for both export and eager runs.
 Peak memory of whole streams is ``benchmarks/memory_real_size.py``'s job (run it on both trees).
 
     python benchmarks/dcn_taps_ab.py --size 180x320 --threads 2 --backends torch ort-cpu openvino-cpu
@@ -15,42 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import vsrdeploy
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.models import dcn
-from vsrdeploy.models.blocks import base_grid, grid_extent
 from vsrdeploy.runtimes.engine import Upscaler
 
 
-def all_taps_at_once(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
-    """The previous decomposition: every tap sampled into one (n, c*k, ho*wo) tensor, one matmul."""
-    n, c, h, w = x.shape
-    cout, _, kh, kw = weight.shape
-    k, g = kh * kw, deform_groups
-    ho, wo = offset.shape[-2:]
-    off = offset.view(n, g, k, 2, ho, wo)
-    ky = torch.arange(kh, dtype=x.dtype).repeat_interleave(kw) * dilation - padding
-    kx = torch.arange(kw, dtype=x.dtype).repeat(kh) * dilation - padding
-    grid = base_grid(offset[:, :2])
-    py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]
-    px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
-    extent = grid_extent(base_grid(x))
-    gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
-    gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
-    sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
-    sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=True)
-    sampled = sampled.view(n, g, c // g, k, ho, wo) * mask.view(n, g, 1, k, ho, wo)
-    out = torch.matmul(weight.reshape(cout, c * k), sampled.reshape(n, c * k, ho * wo))
-    if bias is not None:
-        out = out + bias.view(1, cout, 1)
-    return out.view(n, cout, ho, wo)
-
-
-VARIANTS = {"per-tap (current)": dcn.modulated_deform_conv2d, "all taps at once (previous)": all_taps_at_once}
+VARIANTS = {"per-tap": dcn.deform_conv_per_tap, "all taps at once": dcn.deform_conv_all_taps}
 
 
 def main(argv=None) -> int:
@@ -86,7 +60,7 @@ def main(argv=None) -> int:
     up.upscale(synthetic_clip(2, h, w))
     del up
     print(f"BasicVSR++ c64 {args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs")
-    print("\n| backend | variant | median s | min s | vs all taps at once | max abs diff vs previous |")
+    print("\n| backend | variant | median s | min s | vs all taps at once | max abs diff vs all taps |")
     print("|---|---|---:|---:|---:|---:|")
     for backend in args.backends:
         runners = {}
@@ -110,8 +84,8 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 r()
                 times[name].append(time.perf_counter() - t)
-        base = np.median(times["all taps at once (previous)"])
-        ref = outs["all taps at once (previous)"]
+        base = np.median(times["all taps at once"])
+        ref = outs["all taps at once"]
         for name, v in times.items():
             diff = max(float(np.abs(outs[name][k] - ref[k]).max()) for k in ref)
             print(f"| {backend} | {name} | {np.median(v):.3f} | {min(v):.3f} | {base / np.median(v):.2f}x | {diff:.1e} |")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsrdeploy.models.dcn import modulated_deform_conv2d
+from vsrdeploy.models.dcn import deform_conv_all_taps, deform_conv_per_tap, modulated_deform_conv2d
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -23,15 +23,17 @@ def _ort_deform_conv(x, w, offset, b, mask, groups):
     return sess.run(None, {"X": x, "W": w, "offset": offset, "B": b, "mask": mask})[0]
 
 
+@pytest.mark.parametrize("form", [deform_conv_all_taps, deform_conv_per_tap])
 @pytest.mark.parametrize("c,groups,h,w,spread", [(16, 4, 12, 15, 3.0), (32, 16, 9, 11, 12.0), (8, 8, 7, 7, 40.0)])
-def test_deform_conv_matches_onnxruntime(c, groups, h, w, spread):
+def test_deform_conv_matches_onnxruntime(c, groups, h, w, spread, form):
+    """Both decompositions (all taps at once: eager PyTorch; one tap at a time: exported graphs)."""
     g = torch.Generator().manual_seed(c + groups)
     x = torch.randn(2, c, h, w, generator=g)
     weight = torch.randn(6, c, 3, 3, generator=g)
     bias = torch.randn(6, generator=g)
     offset = torch.randn(2, 2 * groups * 9, h, w, generator=g) * spread  # many samples fall outside
     mask = torch.rand(2, groups * 9, h, w, generator=g)
-    ours = modulated_deform_conv2d(x, offset, mask, weight, bias, deform_groups=groups).numpy()
+    ours = form(x, offset, mask, weight, bias, deform_groups=groups).numpy()
     theirs = _ort_deform_conv(*(t.numpy() for t in (x, weight, offset, bias, mask)), groups)
     scale = np.abs(theirs).max()
     assert np.abs(ours - theirs).max() <= 1e-5 * max(1.0, scale)
@@ -46,3 +48,32 @@ def test_zero_offsets_equal_plain_conv():
                                   weight, bias, deform_groups=2)
     ref = torch.nn.functional.conv2d(x, weight, bias, padding=1)
     assert (out - ref).abs().max() <= 1e-5
+
+
+def test_exports_take_one_tap_at_a_time():
+    """The decomposed export samples each of the 9 taps on its own (9 GridSamples, no k-times tensor);
+    eager PyTorch takes the all-taps form; both give the same output."""
+    import io
+
+    from vsrdeploy.models.dcn import ModulatedDeformConv2d
+    torch.manual_seed(0)
+    layer = ModulatedDeformConv2d(8, 4, 3, padding=1, deform_groups=2).eval()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, offset, mask):
+            return self.layer.deform_conv(x, offset, mask)
+    x, offset, mask = torch.randn(1, 8, 6, 7), torch.randn(1, 36, 6, 7), torch.rand(1, 18, 6, 7)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(Wrap(), (x, offset, mask), buf, opset_version=17, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    assert sum(n.op_type == "GridSample" for n in model.graph.node) == 9
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    exported = sess.run(None, {i.name: t.numpy() for i, t in zip(model.graph.input, (x, offset, mask))})[0]
+    with torch.no_grad():
+        eager = Wrap()(x, offset, mask).numpy()
+    assert np.abs(exported - eager).max() <= 1e-5

@@ -10,7 +10,8 @@ and ONNX ``DeformConv`` (opset 19):
 * bilinear sampling where every neighbour outside the image contributes zero.
 
 Sampling is ``grid_sample(align_corners=True, padding_mode='zeros')``, which follows that boundary
-rule exactly; the weighted sum is one matmul per kernel tap, accumulated. Frames must be at least 2 pixels in each direction.
+rule exactly; the weighted sum is a matmul, over all kernel taps at once in eager PyTorch and one tap at
+a time (accumulated) in exported graphs. Frames must be at least 2 pixels in each direction.
 """
 from __future__ import annotations
 
@@ -26,6 +27,45 @@ from .blocks import base_grid, grid_extent
 def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
                             weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
                             padding: int = 1, dilation: int = 1, deform_groups: int = 1) -> torch.Tensor:
+    """Exported graphs take the taps one at a time (less memory, and faster on ONNX Runtime and OpenVINO);
+    eager PyTorch takes them all at once (faster there). Measured: benchmarks/RESULTS.md, "Deformable conv
+    one tap at a time"; the two agree to 1e-7 (tests/test_dcn.py)."""
+    fn = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
+    return fn(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+
+
+def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
+    """Every tap sampled into one (n, c * k, ho * wo) tensor, one matmul."""
+    n, c, h, w = x.shape
+    cout, cin_per_group, kh, kw = weight.shape
+    if cin_per_group != c:
+        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    k = kh * kw
+    g = deform_groups
+    ho, wo = offset.shape[-2:]
+    off = offset.view(n, g, k, 2, ho, wo)
+    # Position of each tap relative to the output pixel, before the learned offset.
+    ky = torch.arange(kh, dtype=x.dtype, device=x.device).repeat_interleave(kw) * dilation - padding
+    kx = torch.arange(kw, dtype=x.dtype, device=x.device).repeat(kh) * dilation - padding
+    grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
+    py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
+    px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
+    extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
+    gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
+    gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
+    sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
+    sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear",
+                            padding_mode="zeros", align_corners=True)
+    sampled = sampled.view(n, g, c // g, k, ho, wo) * mask.view(n, g, 1, k, ho, wo)
+    out = torch.matmul(weight.reshape(cout, c * k), sampled.reshape(n, c * k, ho * wo))
+    if bias is not None:
+        out = out + bias.view(1, cout, 1)
+    return out.view(n, cout, ho, wo)
+
+
+def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
+    """One kernel tap at a time, summed: the sampled taps of all k at once are k times the input's size
+    (BasicVSR++ c64 at 180x320: 265 MB per DCN call)."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -39,9 +79,6 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
     extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
     groups = x.reshape(n * g, c // g, h, w)
-    # One kernel tap at a time, summed: the sampled taps of all k at once would be k times the input's
-    # size (BasicVSR++ c64 at 180x320: 265 MB per DCN call, and OpenVINO kept several such buffers alive;
-    # benchmarks/RESULTS.md, "Deformable conv one tap at a time").
     out = None
     for tap in range(k):
         ty, tx = divmod(tap, kw)
