@@ -58,7 +58,7 @@ TARGETS: dict[str, QuantTarget] = {
                        "U8 activations (asymmetric) / S8 per-channel weights"),
     # NNCF decides the activation types and what else to quantize (e.g. element-wise inputs) for
     # OpenVINO's CPU plugin; op_types only says whether a cell has anything worth quantizing at all.
-    "openvino": QuantTarget("nncf", "QInt8", True, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
+    "openvino": QuantTarget("QUInt8", "QInt8", False, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                             "NNCF placement for OpenVINO CPU (mixed preset: asymmetric activations, "
                             "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",)),
 }
@@ -237,7 +237,8 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
             "target": target, "form": qt.note, "activation_type": qt.activation, "weight_type": qt.weight,
             "activation_symmetric": qt.activation_symmetric, "per_channel_weights": True,
             "quantized_op_types": list(qt.op_types or []), "biases_quantized": qt.quantize_bias,
-            "reduce_range": qt.reduce_range, "quantizer": qt.quantizer, "method": method, "exclude_rules": [str(r) for r in rules],
+            "reduce_range": qt.reduce_range, "quantizer": qt.quantizer, "method": method,
+            "exclude_rules": [str(r) for r in rules],
             "excluded_nodes": excluded,
             "calibration": {"source": source, "frames": int(len(frames)), "lr_size": list(frames.shape[2:]),
                             "samples_per_cell": {k: len(v) for k, v in samples.items()}},
