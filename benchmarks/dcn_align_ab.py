@@ -17,7 +17,7 @@ import torch
 import vsrdeploy
 from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.runtimes.engine import Upscaler
+from vsrdeploy.evaluate.cell_parity import first_call_inputs
 
 
 def main(argv=None) -> int:
@@ -34,16 +34,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     net = vsrdeploy.build_model("basicvsr_pp", mid_channels=64, num_blocks=7).eval()
     paths = {dcn: vsrdeploy.export_onnx(net, work / f"{dcn}.vsr", dcn=dcn) for dcn in ("decomposed", "native")}
-    up = Upscaler.create(Bundle(paths["decomposed"]), "ort-cpu", threads=args.threads)
-    feeds, inner = {}, up.backend.run
-
-    def record(cell, inputs):
-        if cell == args.cell and not feeds:
-            feeds.update({k: v.numpy().copy() for k, v in inputs.items()})
-        return inner(cell, inputs)
-    up.backend.run = record
-    up.upscale(synthetic_clip(2, h, w))
-    del up
+    feeds = first_call_inputs(Bundle(paths["decomposed"]), args.cell, synthetic_clip(2, h, w), threads=args.threads)
     sessions = {}
     for dcn, path in paths.items():
         so = ort.SessionOptions()

@@ -21,6 +21,7 @@ import vsrdeploy
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.models import dcn
+from vsrdeploy.evaluate.cell_parity import first_call_inputs
 from vsrdeploy.runtimes.engine import Upscaler
 
 
@@ -49,16 +50,7 @@ def main(argv=None) -> int:
         finally:
             dcn.modulated_deform_conv2d = current
     first = next(iter(bundles.values()))
-    up = Upscaler.create(first, "ort-cpu", threads=args.threads)
-    feeds, inner = {}, up.backend.run
-
-    def record(cell, inputs):
-        if cell == args.cell and not feeds:
-            feeds.update({k: v.numpy().copy() for k, v in inputs.items()})
-        return inner(cell, inputs)
-    up.backend.run = record
-    up.upscale(synthetic_clip(2, h, w))
-    del up
+    feeds = first_call_inputs(first, args.cell, synthetic_clip(2, h, w), threads=args.threads)
     print(f"BasicVSR++ c64 {args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs")
     print("\n| backend | variant | median s | min s | vs all taps at once | max abs diff vs all taps |")
     print("|---|---|---:|---:|---:|---:|")

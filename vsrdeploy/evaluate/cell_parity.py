@@ -84,3 +84,20 @@ def tap_cells(backend, on_call):
         yield backend
     finally:
         backend.run = inner
+
+
+def first_call_inputs(bundle, cell: str, frames, backend: str = "ort-cpu", **options) -> dict[str, np.ndarray]:
+    """The inputs ``cell`` received on its first call while ``frames`` (T, 3, H, W) streamed through
+    ``bundle`` on ``backend``: real inputs for timing or comparing one cell on its own."""
+    from ..runtimes.engine import Upscaler
+    up = Upscaler.create(bundle, backend, **options)
+    feeds: dict[str, np.ndarray] = {}
+
+    def keep(name, inputs, outputs):
+        if name == cell and not feeds:
+            feeds.update(inputs)
+    with tap_cells(up.backend, keep):
+        up.upscale(frames)
+    if not feeds:
+        raise ValueError(f"cell {cell!r} was never called; cells: {', '.join(bundle.cells)}")
+    return feeds
