@@ -35,8 +35,9 @@ RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {
 ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp32", None),
         ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
         ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf")]
-#: the INT8 bundles: row tag -> ``calibrate --target``
-INT8_TARGETS = {"int8": "cpu", "int8-nncf": "openvino"}
+#: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled)
+INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)"),
+              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)")}
 
 
 def main(argv=None) -> int:
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--lookahead", type=int, default=8)
-    ap.add_argument("--rows", help="comma-separated backend/precision rows, e.g. openvino-cpu/int8,openvino-cpu/int8-nncf "
-                    "(default: all)")
+    ap.add_argument("--rows", help="comma-separated backend/precision rows, e.g. "
+                    "openvino-cpu/int8,openvino-cpu/int8-nncf (default: all)")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--dcn", default="decomposed", choices=["decomposed", "native"],
                     help="deformable conv form of the bundle (native: ONNX DeformConv, which OpenVINO cannot import)")
@@ -67,11 +68,10 @@ def main(argv=None) -> int:
     derived = {}  # row tag -> INT8 bundle path; 6 calibration frames: IconVSR's key frames need at least 5
     for tag in sorted({d for _, _, d in rows if d}):
         derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr",
-                                        target=INT8_TARGETS[tag], progress=False)
-    labels = {"int8-nncf": "int8 (NNCF, --target openvino)", "int8": "int8 (ORT Q/DQ, --target cpu)"}
+                                        target=INT8_FORMS[tag][0], progress=False)
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
-    configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None, label=f"{b} {labels.get(d, p)}")
-                for b, p, d in rows]
+    configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None,
+                            label=f"{b} {INT8_FORMS[d][1] if d else p}") for b, p, d in rows]
     load_before = os.getloadavg()
     t0 = time.time()
     results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,
