@@ -27,18 +27,9 @@ import numpy as np
 
 
 def cpu_description() -> str:
-    name, flags = "?", []
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and name == "?":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile"]
-    import os
-    return f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(f for f in wanted if f in flags)}"
+    from vsrdeploy.evaluate.machine import cpu_info
+    cpu = cpu_info()
+    return f"{cpu['model']}, {cpu['logical_cores']} logical CPUs, flags: {' '.join(cpu['flags'])}"
 
 
 def make_input(path: Path, width: int, height: int, frames: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch
 import vsrdeploy
 from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthetic_clip
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.calib.int8 import calibrate_bundle
+from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
 
 RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
@@ -35,9 +35,16 @@ RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {
 ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp32", None),
         ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
         ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf")]
-#: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled)
-INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)"),
-              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)")}
+#: rows run only when named in --rows: INT8 with the offset / flow convs quantized too
+OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-coords"), ("openvino-cpu", "int8", "int8-coords"),
+                 ("openvino-cpu", "int8", "int8-nncf-coords")]
+_COORDS = ("sampling-coords", "concat-input", "cell-input")
+#: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules or None
+#: for the defaults)
+INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", None),
+              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", None),
+              "int8-coords": ("cpu", "int8 (ORT Q/DQ, exclude sampling-coords)", _COORDS),
+              "int8-nncf-coords": ("openvino", "int8 (NNCF, exclude sampling-coords)", _COORDS)}
 
 
 def main(argv=None) -> int:
@@ -59,7 +66,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     config = json.loads(args.config) if args.config else RELEASED[args.arch]
-    rows = ROWS if not args.rows else [r for r in ROWS if f"{r[0]}/{r[2] or r[1]}" in args.rows.split(",")]
+    rows = ROWS if not args.rows else [r for r in ROWS + OPTIONAL_ROWS
+                                       if f"{r[0]}/{r[2] or r[1]}" in args.rows.split(",")]
     work = Path(tempfile.mkdtemp(prefix="realsize-"))
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch, **config).eval()
@@ -67,8 +75,9 @@ def main(argv=None) -> int:
     del net
     derived = {}  # row tag -> INT8 bundle path; 6 calibration frames: IconVSR's key frames need at least 5
     for tag in sorted({d for _, _, d in rows if d}):
-        derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr",
-                                        target=INT8_FORMS[tag][0], progress=False)
+        target, _, exclude = INT8_FORMS[tag]
+        derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr", target=target,
+                                        exclude=DEFAULT_EXCLUDE if exclude is None else exclude, progress=False)
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
     configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None,
                             label=f"{b} {INT8_FORMS[d][1] if d else p}") for b, p, d in rows]
@@ -80,10 +89,11 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     cpu = cpu_description()
     print(f"### {args.arch} {json.dumps(config)}, LR {size[1]}x{size[0]} (HxW {size[0]}x{size[1]}), "
-          f"{args.frames} frames, {args.threads} threads, random weights\n")
+          f"{args.frames} frames, {args.threads} threads, random weights, "
+          f"{'median of ' + str(args.repeat) + ' timed runs' if args.repeat > 1 else 'one timed run'} per row\n")
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores; flags: {', '.join(cpu['flags'])}; OpenVINO CPU "
           f"OPTIMIZATION_CAPABILITIES: {openvino_capabilities()}. torch {torch.__version__}. Streaming window "
-          f"{args.window}, lookahead {args.lookahead} (the whole clip in one window). Load average (1/5/15 min) "
+          f"{args.window}, lookahead {args.lookahead}{' (the whole clip in one window)' if args.frames <= args.window else ''}. Load average (1/5/15 min) "
           f"before {', '.join(f'{x:.1f}' for x in load_before)}, after {', '.join(f'{x:.1f}' for x in load_after)}; "
           f"{(time.time() - t0) / 60:.1f} min.\n")
     print("| configuration | s/frame | x upstream-equivalent | peak RSS MB |")
@@ -95,6 +105,8 @@ def main(argv=None) -> int:
         print(f"| {r.name} | {1 / r.fps:.2f} | {r.ratio:.2f} | {r.peak_rss_mb:.0f} |")
     print(f"\nCommand: `python benchmarks/realsize_speed.py --arch {args.arch} --size {args.size} --frames "
           f"{args.frames} --threads {args.threads}" + (f" --warmup {args.warmup}" if args.warmup != 1 else "")
+          + (f" --repeat {args.repeat}" if args.repeat != 1 else "")
+          + (f" --window {args.window} --lookahead {args.lookahead}" if (args.window, args.lookahead) != (16, 8) else "")
           + (f" --rows {args.rows}" if args.rows else "") + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:

@@ -47,6 +47,18 @@ def main(argv=None) -> int:
             best.append(f"{fastest['backend']}/{fastest['precision']} {fastest['fps']:.3f}")
         print(f"| {i + 1} | {label} | " + " | ".join(f"{s:.3f}" for s in speeds) + f" | {'; '.join(best)} | "
               f"{min(ratios):.2f} |")
+    print("\nEvery row of each run (frames/s; PSNR-Y drop against FP32 on the clip; '-' where the row did not run):\n")
+    labels = list(dict.fromkeys(f"{x['backend']}/{x['precision']}" for r in runs for x in r["rows"]))
+    print("| configuration | " + " | ".join(f"run {j + 1} fps | run {j + 1} drop dB" for j in range(len(runs))) + " |")
+    print("|---|" + "---:|---:|" * len(runs))
+    for label in labels:
+        cells = []
+        for r in runs:
+            row = {f"{x['backend']}/{x['precision']}": x for x in r["rows"]}.get(label)
+            fps = row.get("fps") if row else None
+            drop = row.get("psnr_y_drop_db") if row else None
+            cells += [f"{fps:.3f}" if fps else "-", f"{drop:.3f}" if drop is not None and drop == drop else "-"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -157,8 +157,29 @@ def test_memory_budget_picks_a_tile_only_when_needed():
     grid = plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=4, min_size=16,
                       base_bytes=300 * 2**20)
     assert grid is not None and len(grid) > 1 and grid.tile_h >= 16
-    with pytest.raises(ConfigError, match="raise --memory-budget"):
+    with pytest.raises(ConfigError, match="raise --memory-budget to at least"):
         plan_tiles(540, 960, memory_budget="200MB", costs=CellCosts(net), frames_held=25, min_size=16)
+
+
+def test_memory_budget_refusal_names_what_would_fit():
+    """Too little budget for the window: the error names the least budget these settings need and how many
+    held frames the given budget allows; both are consistent with what plan_tiles then accepts."""
+    import re
+    with torch.device("meta"):
+        net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
+    base = 300 * 2**20
+    with pytest.raises(ConfigError) as err:
+        plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=25, min_size=16,
+                   base_bytes=base, history=1)
+    msg = str(err.value)
+    least = int(re.search(r"at least (\d+) MB", msg).group(1))
+    fits = int(re.search(r"at most (\d+) frames are held \(now 25: window \+ lookahead \+ 1 of history\)",
+                         msg).group(1))
+    assert 0 < fits < 25
+    # neither raises now (the plan may be a grid or no tiles at all)
+    plan_tiles(540, 960, memory_budget=f"{least + 1}MB", costs=CellCosts(net), frames_held=25, min_size=16,
+               base_bytes=base)
+    plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=fits, min_size=16, base_bytes=base)
 
 
 # -- vsrdeploy run --tile / --tile-overlap / --memory-budget ------------------------------------

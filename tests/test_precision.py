@@ -84,6 +84,17 @@ def test_sampling_grid_rule_finds_the_coordinate_arithmetic(pp_bundle):
     assert {"Add", "Div"} & ops  # the offset/flow -> coordinate arithmetic is
 
 
+def test_sampling_coords_rule_lets_the_offset_convs_go(pp_bundle):
+    """``sampling-coords`` keeps the coordinate arithmetic but not the convolutions that predict the offsets."""
+    model = onnx.load(str(pp_bundle.cell_path("backward_1_align")))
+    names = {n.name: n.op_type for n in model.graph.node}
+    grid = set(nodes_to_keep(model, "backward_1_align", [KeepRule.parse("sampling-grid")]))
+    coords = set(nodes_to_keep(model, "backward_1_align", [KeepRule.parse("sampling-coords")]))
+    assert coords < grid
+    assert "Conv" in {names[n] for n in grid} and "Conv" not in {names[n] for n in coords}
+    assert {"Add", "Div"} & {names[n] for n in coords}
+
+
 @pytest.mark.parametrize("bad", ["cell", "node=(", "fast=yes", "op="])
 def test_bad_keep_rules(bad):
     with pytest.raises(ConfigError, match="rule"):

@@ -107,3 +107,20 @@ def test_selftest_command_runs_here(tmp_path):
     if NO_GPU:
         assert all(by[n]["status"] == "not available" and by[n]["detail"] for n in by
                    if n.startswith(("basicvsr_pp dcn=", "CUDA DCN", "TensorRT fp32")))
+
+
+def test_cpu_info_tells_cpu_generations_apart_when_the_model_name_does_not(monkeypatch):
+    """A VM's bare "AMD EPYC" gets its x86 family / model numbers, so figures from Zen 3 and Zen 5 differ."""
+    import io
+
+    from vsrdeploy.evaluate import machine
+
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: fpu sse avx avx2 fma\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\n")
+    monkeypatch.setattr(machine, "open", lambda *a, **k: io.StringIO(text), raising=False)
+    cpu = machine.cpu_info()
+    assert cpu["model"] == "AMD EPYC (family 25 model 1)"
+    assert cpu["flags"] == ["avx2", "fma"]
+    no_numbers = "model name\t: Neoverse\nFeatures\t: fp asimd sve\n"  # aarch64: no family / model lines
+    monkeypatch.setattr(machine, "open", lambda *a, **k: io.StringIO(no_numbers), raising=False)
+    assert machine.cpu_info()["model"] == "Neoverse" and machine.cpu_info()["flags"] == ["asimd", "sve"]

@@ -259,8 +259,9 @@ def convert(bundle, precision, keep, output, force):
               help="tensorrt: symmetric S8/S8; cpu: U8 activations / S8 weights (fast on ONNX Runtime CPU); "
                    "openvino: NNCF's placement for OpenVINO CPU (needs the openvino extra).")
 @click.option("--exclude", multiple=True, metavar="RULE",
-              help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input or "
-                   "cell-input (repeat; default: those three). Pass --exclude none for none.")
+              help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, sampling-coords, "
+                   "concat-input or cell-input (repeat; default: sampling-grid, concat-input, cell-input). "
+                   "Pass --exclude none for none.")
 @click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Recorded inputs kept per cell.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-int8.vsr).")

@@ -8,6 +8,10 @@ Keep rules (strings, recorded in the manifest with the nodes they kept):
 - ``sampling-grid``  the arithmetic that builds sampling coordinates: every node upstream of a
   ``GridSample`` grid or a ``DeformConv`` offset input, back to the cell's inputs. Pixel coordinates
   need more mantissa than FP16 has: at 768 pixels FP16 resolves only 0.5 pixel.
+- ``sampling-coords`` the same arithmetic, but not the convolutions that predict offsets or flows: the
+  walk upstream stops at a ``Conv``. For INT8, where a quantized conv's error is relative to its
+  activations' range, while the coordinate arithmetic after it (tanh, scaling, adding the flow,
+  normalizing to [-1, 1]) stays float.
 - ``concat-input``   convolutions whose input is a ``Concat`` (e.g. a trunk's first conv on
   [LR frame, propagated features]): one per-tensor INT8 scale must cover tensors of very different
   ranges there. Used by INT8 calibration (``calib.int8``), which shares these rules.
@@ -27,27 +31,30 @@ from pathlib import Path
 
 from ..bundle import Bundle, check_output_dir, name_nodes, op_name
 from ..errors import ConfigError
+from ..models.dcn import PLUGIN_OP
 
 #: Measured default (benchmarks/RESULTS.md, "FP16 keep-list"): sampling coordinates stay FP32.
 DEFAULT_KEEP_FP32: tuple[str, ...] = ("sampling-grid", "op=DeformConv")
 
-_COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 1}  # op type -> index of its coordinate input
+#: op type -> index of its coordinate input: GridSample's grid, DeformConv's offset (X, W, offset, B, mask),
+#: the TensorRT plugin's offset (X, offset, mask, W, B)
+_COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 2, PLUGIN_OP: 1}
 
 
 @dataclass(frozen=True)
 class KeepRule:
-    kind: str  # cell | node | op | sampling-grid | concat-input | cell-input
+    kind: str  # cell | node | op | sampling-grid | sampling-coords | concat-input | cell-input
     value: str = ""
 
     @classmethod
     def parse(cls, text: str) -> "KeepRule":
         text = text.strip()
-        if text in ("sampling-grid", "concat-input", "cell-input"):
+        if text in ("sampling-grid", "sampling-coords", "concat-input", "cell-input"):
             return cls(text)
         kind, sep, value = text.partition("=")
         if not sep or kind not in ("cell", "node", "op") or not value:
             raise ConfigError(f"bad node rule {text!r}; use cell=NAME, node=REGEX, op=TYPE, sampling-grid, "
-                              "concat-input or cell-input")
+                              "sampling-coords, concat-input or cell-input")
         if kind == "node":
             try:
                 re.compile(value)
@@ -59,8 +66,9 @@ class KeepRule:
         return f"{self.kind}={self.value}" if self.value else self.kind
 
 
-def _sampling_grid_nodes(graph) -> set[str]:
-    """Names of the nodes that compute GridSample grids and DeformConv offsets."""
+def _sampling_grid_nodes(graph, stop_at_conv: bool = False) -> set[str]:
+    """Names of the nodes that compute GridSample grids and DeformConv offsets (with ``stop_at_conv``: up to,
+    not including, the convolutions that predict them)."""
     producer = {out: node for node in graph.node for out in node.output}
     keep: set[str] = set()
     stack = [node.input[i] for node in graph.node
@@ -72,6 +80,8 @@ def _sampling_grid_nodes(graph) -> set[str]:
             continue
         seen.add(tensor)
         node = producer[tensor]
+        if stop_at_conv and node.op_type == "Conv":
+            continue
         keep.add(node.name)
         stack.extend(node.input)
     return keep
@@ -89,8 +99,8 @@ def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
             keep.update(n.name for n in graph.node if pattern.search(n.name))
         elif rule.kind == "op":
             keep.update(n.name for n in graph.node if n.op_type == rule.value)
-        elif rule.kind == "sampling-grid":
-            keep.update(_sampling_grid_nodes(graph))
+        elif rule.kind in ("sampling-grid", "sampling-coords"):
+            keep.update(_sampling_grid_nodes(graph, stop_at_conv=rule.kind == "sampling-coords"))
         elif rule.kind == "concat-input":
             concat_outputs = {o for n in graph.node if n.op_type == "Concat" for o in n.output}
             keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in concat_outputs)

@@ -14,7 +14,7 @@ from importlib import metadata
 RUNTIME_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy")
 #: CPU flags that change which kernels the runtimes pick
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "sve")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -36,8 +36,12 @@ def package_versions() -> dict[str, str | None]:
 
 
 def cpu_info() -> dict:
-    """CPU model, the flags in ``CPU_FLAGS`` it has, logical and physical core counts."""
-    model, flags = None, set()
+    """CPU model, the flags in ``CPU_FLAGS`` it has, logical and physical core counts.
+
+    Virtual machines often report a bare model name ("AMD EPYC" for Zen 2 to Zen 5 alike), so on x86 the
+    family and model numbers are added to it, e.g. "AMD EPYC (family 25 model 1)" (Zen 3), and figures
+    from different CPU generations are told apart."""
+    model, flags, numbers = None, set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -45,11 +49,15 @@ def cpu_info() -> dict:
                 key = key.strip()
                 if key in ("model name", "Model", "Hardware") and model is None:
                     model = value.strip()
+                elif key in ("cpu family", "model") and key not in numbers:
+                    numbers[key] = value.strip()
                 elif key in ("flags", "Features") and not flags:
                     flags = set(value.split())
     except OSError:
         pass
     model = model or platform.processor() or platform.machine()
+    if len(numbers) == 2 and "family" not in model:
+        model = f"{model} (family {numbers['cpu family']} model {numbers['model']})"
     try:
         import psutil
         physical = psutil.cpu_count(logical=False)

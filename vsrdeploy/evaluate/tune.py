@@ -79,21 +79,10 @@ class TuneResult:
 # -- machine --------------------------------------------------------------------------------------------
 
 def cpu_description() -> dict:
-    """The CPU's model name and the flags that decide reduced-precision speed."""
-    model, flags = "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "?":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
-              "amx_int8", "amx_fp16")
-    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+    """The CPU's model and the flags that decide reduced-precision speed (``machine.cpu_info``)."""
+    from .machine import cpu_info
+    info = cpu_info()
+    return {"model": info["model"], "cores": info["logical_cores"], "flags": info["flags"]}
 
 
 def openvino_capabilities() -> list[str] | None:

@@ -132,7 +132,7 @@ class RecurrentVSR(nn.Module):
         def plan(h: int, w: int):
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
                               memory_budget=budget, costs=costs, frames_held=held,
-                              base_bytes=int(rss_mb() * 2**20))
+                              base_bytes=int(rss_mb() * 2**20), history=schedule.history)
 
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,

@@ -118,11 +118,13 @@ class TileGrid:
 
 def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
                memory_budget=None, costs: CellCosts | None = None, frames_held: int = 1,
-               base_bytes: int = 0) -> TileGrid | None:
+               base_bytes: int = 0, history: int = 0) -> TileGrid | None:
     """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
     the largest candidate tile whose working set fits the budget after the held state
     (``frames_held`` frames' features, tiling does not shrink those) and ``base_bytes`` (the process so
-    far); the budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed."""
+    far); the budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed. When nothing
+    fits, the ConfigError names the least budget these settings need and how many frames (``frames_held``,
+    of which ``history`` are earlier frames the schedule reads) the budget can hold."""
     if tile is not None:
         th, tw = check_tile_args(tile, overlap, min_size)
         if th >= height and tw >= width:
@@ -132,22 +134,36 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         return None
     budget = parse_bytes(memory_budget)
     check_tile_args(max(min_size, overlap + 1), overlap, min_size)  # the overlap itself must be valid
-    held = frames_held * costs.held_per_frame(height, width)
+    per_frame = costs.held_per_frame(height, width)
+    held = frames_held * per_frame
     room = budget - base_bytes - held
     if room > 0:
         costs.batch_bytes = min(costs.batch_bytes or room, room)  # each call's working set must fit too
-    if room > 0 and costs.largest_item(height, width) <= room:
+    whole = costs.largest_item(height, width)
+    if room > 0 and whole <= room:
         return None
+    # nothing fits yet: the most frames any choice leaves room for, the least budget these settings need
+    fits = int((budget - base_bytes - whole) // per_frame)
+    least = base_bytes + held + whole
     for t in CANDIDATE_TILES:
         if t < min_size or t <= overlap or t >= max(height, width):
             continue
         grid = TileGrid(height, width, t, t, overlap)
         extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
-        need = costs.largest_item(grid.tile_h, grid.tile_w) + held * extra
+        call = costs.largest_item(grid.tile_h, grid.tile_w)
+        need = call + held * extra
         if need <= room:
             return grid
+        fits = max(fits, int((budget - base_bytes - call) // (per_frame * (1 + extra))))
+        least = min(least, base_bytes + held * (1 + extra) + call)
     mb = 2**20
+    fix = f"raise --memory-budget to at least {least / mb:.0f} MB"
+    if 0 < fits < frames_held:
+        fix += (f", or lower --window / --lookahead so that at most {fits} frames are held (now {frames_held}: "
+                f"window + lookahead + {history} of history)")
+    else:
+        fix += " or lower --window / --lookahead"
     raise ConfigError(
         f"memory budget {budget / mb:.0f} MB is too small for {width}x{height} frames: the process already "
-        f"uses {base_bytes / mb:.0f} MB and the window's state needs about {held / mb:.0f} MB; raise "
-        "--memory-budget or lower --window / --lookahead")
+        f"uses {base_bytes / mb:.0f} MB and the window's state needs about {held / mb:.0f} MB "
+        f"({frames_held} frames of {per_frame / mb:.0f} MB); {fix}")
