@@ -58,8 +58,13 @@ def test_fp16_basicvsr_pp_decomposed_on_openvino_cpu(tmp_path):
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt", "openvino"])
 def test_int8_bundle_on_openvino_cpu(tiny_bundle, tmp_path, target):
-    """Measured max error vs FP32: 7.0e-4 (cpu form), 9.4e-4 (tensorrt form); OpenVINO vs ORT on the same
-    Q/DQ graph 4.9e-4 / 6.9e-4 (their INT8 kernels round differently). The openvino form is NNCF's."""
+    """Measured max error vs FP32 on a VNNI CPU (AMD Zen 5): 7.0e-4 (cpu form), 9.4e-4 (tensorrt form);
+    OpenVINO vs ORT on the same Q/DQ graph 4.9e-4 / 6.9e-4 (their INT8 kernels round differently). On an
+    AVX2 CPU without VNNI (AMD Zen 3) OpenVINO's error on the tensorrt form (S8 activations) is 1.2e-2, so
+    the bound there is looser. The openvino form is NNCF's."""
+    from vsrdeploy.evaluate.machine import cpu_info
+    flags = cpu_info()["flags"]
+    bound = 1e-2 if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else 3e-2
     if target == "openvino":
         pytest.importorskip("nncf")
     fp32 = Bundle(tiny_bundle)
@@ -70,8 +75,8 @@ def test_int8_bundle_on_openvino_cpu(tiny_bundle, tmp_path, target):
     ov = Upscaler.create(int8, "openvino-cpu").upscale(lr)
     ort = Upscaler.create(int8, "ort-cpu").upscale(lr)
     assert np.isfinite(ov).all()
-    assert 0 < _max_err(ov, ref) < 1e-2
-    assert _max_err(ov, ort) < 1e-2
+    assert 0 < _max_err(ov, ref) < bound
+    assert _max_err(ov, ort) < bound
 
 
 def test_nncf_target_keeps_the_exclusions_in_float(tiny_bundle, tmp_path):

@@ -80,8 +80,9 @@ def test_sampling_grid_rule_finds_the_coordinate_arithmetic(pp_bundle):
     model = onnx.load(str(pp_bundle.cell_path("backward_1_align")))
     keep = set(nodes_to_keep(model, "backward_1_align", [KeepRule.parse("sampling-grid")]))
     ops = {n.op_type for n in model.graph.node if n.name in keep}
-    assert "GridSample" not in ops and "DeformConv" not in ops  # the consumers themselves are not included
+    assert "DeformConv" not in ops  # the consumer itself is not included (flow-warp GridSamples upstream are)
     assert {"Add", "Div"} & ops  # the offset/flow -> coordinate arithmetic is
+    assert "Conv" in ops  # and the offset convs behind DeformConv's offset input (its input 2)
 
 
 def test_sampling_coords_rule_lets_the_offset_convs_go(pp_bundle):

@@ -260,7 +260,7 @@ def convert(bundle, precision, keep, output, force):
                    "openvino: NNCF's placement for OpenVINO CPU (needs the openvino extra).")
 @click.option("--exclude", multiple=True, metavar="RULE",
               help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, sampling-coords, "
-                   "concat-input or cell-input (repeat; default: sampling-grid, concat-input, cell-input). "
+                   "concat-input or cell-input (repeat; default: sampling-coords, concat-input, cell-input). "
                    "Pass --exclude none for none.")
 @click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Recorded inputs kept per cell.")

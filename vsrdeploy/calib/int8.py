@@ -52,8 +52,8 @@ TARGETS: dict[str, QuantTarget] = {
     "tensorrt": QuantTarget("QInt8", "QInt8", True, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                             "symmetric S8 activations / S8 per-channel weights, zero points 0, float biases"),
     # ONNX Runtime advises reduce_range (7-bit weights) on AVX2 CPUs without VNNI, where the U8xS8
-    # multiply-add can saturate; left off: with the default exclusions the measured drop is already
-    # under 0.01 dB on such a CPU (benchmarks/RESULTS.md).
+    # multiply-add can saturate; left off: with the default exclusions the measured drop of real INT8
+    # on such a CPU (AMD Zen 3) is 0.004-0.007 dB (benchmarks/RESULTS.md, "An AVX2-only CPU").
     "cpu": QuantTarget("QUInt8", "QInt8", False, True, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                        "U8 activations (asymmetric) / S8 per-channel weights"),
     # NNCF decides the activation types and what else to quantize (e.g. element-wise inputs) for
@@ -63,9 +63,10 @@ TARGETS: dict[str, QuantTarget] = {
                             "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",)),
 }
 METHODS = ("minmax", "entropy", "percentile")
-#: Default exclusions (measured, benchmarks/RESULTS.md "Reduced precision"): sampling coordinates, convs on
-#: concatenations and convs on cell inputs.
-DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-grid", "concat-input", "cell-input")
+#: Default exclusions (measured, benchmarks/RESULTS.md "Reduced precision" and "Quantizing the offset convs"):
+#: the sampling-coordinate arithmetic (not the convs that predict offsets / flows: quantizing those cost
+#: nothing measurable), convs on concatenations and convs on cell inputs.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-coords", "concat-input", "cell-input")
 
 
 def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,
@@ -188,7 +189,7 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     """Write an INT8 Q/DQ bundle calibrated on ``frames`` (T, 3, H, W) float32 in [0, 1] (LR frames).
 
     ``exclude``: rules in the FP16 keep-list syntax (``cell=NAME``, ``node=REGEX``, ``op=TYPE``,
-    ``sampling-grid``); matching nodes stay float.
+    ``sampling-grid``, ``sampling-coords``, ...); matching nodes stay float.
     """
     import onnx
     from tqdm import tqdm
