@@ -40,10 +40,9 @@ ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp
 OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-grid"), ("openvino-cpu", "int8", "int8-grid"),
                  ("openvino-cpu", "int8", "int8-nncf-grid")]
 _GRID = ("sampling-grid", "concat-input", "cell-input")
-#: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules or None
-#: for the defaults)
-INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", None),
-              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", None),
+#: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules)
+INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
+              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", DEFAULT_EXCLUDE),
               "int8-grid": ("cpu", "int8 (ORT Q/DQ, exclude sampling-grid)", _GRID),
               "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID)}
 
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     for tag in sorted({d for _, _, d in rows if d}):
         target, _, exclude = INT8_FORMS[tag]
         derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr", target=target,
-                                        exclude=DEFAULT_EXCLUDE if exclude is None else exclude, progress=False)
+                                        exclude=exclude, progress=False)
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
     configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None,
                             label=f"{b} {INT8_FORMS[d][1] if d else p}") for b, p, d in rows]
@@ -94,7 +93,8 @@ def main(argv=None) -> int:
           f"{'median of ' + str(args.repeat) + ' timed runs' if args.repeat > 1 else 'one timed run'} per row\n")
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores; flags: {', '.join(cpu['flags'])}; OpenVINO CPU "
           f"OPTIMIZATION_CAPABILITIES: {openvino_capabilities()}. torch {torch.__version__}. Streaming window "
-          f"{args.window}, lookahead {args.lookahead}{' (the whole clip in one window)' if args.frames <= args.window else ''}. Load average (1/5/15 min) "
+          f"{args.window}, lookahead {args.lookahead}"
+          f"{' (the whole clip in one window)' if args.frames <= args.window else ''}. Load average (1/5/15 min) "
           f"before {', '.join(f'{x:.1f}' for x in load_before)}, after {', '.join(f'{x:.1f}' for x in load_after)}; "
           f"{(time.time() - t0) / 60:.1f} min.\n")
     print("| configuration | s/frame | x upstream-equivalent | peak RSS MB |")

@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         print(f"run {i + 1}/{args.runs}: {' '.join(cmd[2:])}", file=sys.stderr)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out[out.index("{"):]))
+    by_label = [{f"{x['backend']}/{x['precision']}": x for x in r["rows"]} for r in runs]  # per run
     print("| run | chosen | " + " | ".join(f"fps in run {j + 1}" for j in range(len(runs)))
           + " | fastest within budget per run | chosen / fastest, worst run |")
     print("|---|---|" + "---:|" * len(runs) + "---|---:|")
@@ -38,8 +39,7 @@ def main(argv=None) -> int:
         chosen = r["chosen"]
         label = f"{chosen['backend']}/{chosen['precision']}"
         speeds, ratios, best = [], [], []
-        for other in runs:
-            rows = {f"{x['backend']}/{x['precision']}": x for x in other["rows"]}
+        for other, rows in zip(runs, by_label):
             ok = [x for x in other["rows"] if x["within_budget"] and x["fps"]]
             fastest = max(ok, key=lambda x: x["fps"])
             speeds.append(rows[label]["fps"])
@@ -48,13 +48,13 @@ def main(argv=None) -> int:
         print(f"| {i + 1} | {label} | " + " | ".join(f"{s:.3f}" for s in speeds) + f" | {'; '.join(best)} | "
               f"{min(ratios):.2f} |")
     print("\nEvery row of each run (frames/s; PSNR-Y drop against FP32 on the clip; '-' where the row did not run):\n")
-    labels = list(dict.fromkeys(f"{x['backend']}/{x['precision']}" for r in runs for x in r["rows"]))
+    labels = list(dict.fromkeys(label for rows in by_label for label in rows))
     print("| configuration | " + " | ".join(f"run {j + 1} fps | run {j + 1} drop dB" for j in range(len(runs))) + " |")
     print("|---|" + "---:|---:|" * len(runs))
     for label in labels:
         cells = []
-        for r in runs:
-            row = {f"{x['backend']}/{x['precision']}": x for x in r["rows"]}.get(label)
+        for rows in by_label:
+            row = rows.get(label)
             fps = row.get("fps") if row else None
             drop = row.get("psnr_y_drop_db") if row else None
             cells += [f"{fps:.3f}" if fps else "-", f"{drop:.3f}" if drop is not None and drop == drop else "-"]

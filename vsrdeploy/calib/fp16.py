@@ -9,9 +9,9 @@ Keep rules (strings, recorded in the manifest with the nodes they kept):
   ``GridSample`` grid or a ``DeformConv`` offset input, back to the cell's inputs. Pixel coordinates
   need more mantissa than FP16 has: at 768 pixels FP16 resolves only 0.5 pixel.
 - ``sampling-coords`` the same arithmetic, but not the convolutions that predict offsets or flows: the
-  walk upstream stops at a ``Conv``. For INT8, where a quantized conv's error is relative to its
-  activations' range, while the coordinate arithmetic after it (tanh, scaling, adding the flow,
-  normalizing to [-1, 1]) stays float.
+  walk upstream stops at a ``Conv``. Meant for INT8: a quantized conv's error is relative to its
+  activations' range, so the convs may be quantized while the coordinate arithmetic after them (tanh,
+  scaling, adding the flow, normalizing to [-1, 1]) stays float.
 - ``concat-input``   convolutions whose input is a ``Concat`` (e.g. a trunk's first conv on
   [LR frame, propagated features]): one per-tensor INT8 scale must cover tensors of very different
   ranges there. Used by INT8 calibration (``calib.int8``), which shares these rules.
