@@ -1,6 +1,8 @@
 """Speed at the size users run (default 180x320 LR) with the released channel widths: every backend x
-precision against the whole-clip PyTorch forward (vsrdeploy's ``model(lrs)``, which computes what
-upstream's forward does; parity in tests/test_reference.py), each row in its own process
+precision against the whole-clip PyTorch forward (``bench.upstream_forward``: what upstream's forward
+computes, at its cost, whole frames without row strips; parity in tests/test_reference.py; the streamed
+``torch`` row with a clip shorter than the window is the product's ``model(lrs)``, row strips included),
+each row in its own process
 (``vsrdeploy.evaluate.bench.run_configs``), with peak RSS. Random weights (speed does not depend on their values);
 the INT8 bundles are the ``calibrate --target cpu`` form (ONNX Runtime's Q/DQ) and the ``--target openvino``
 form (NNCF's), calibrated on a few synthetic frames (their scales do not change their speed).

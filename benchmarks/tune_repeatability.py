@@ -16,6 +16,12 @@ import subprocess
 import sys
 
 
+def _label(row: dict) -> str:
+    """``TuneRow.label`` from a row of tune's JSON (INT8 rows name their calibrate --target form)."""
+    form = f":{row['int8_target']}" if row.get("int8_target") else ""
+    return f"{row['backend']}/{row['precision']}{form}"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -31,20 +37,20 @@ def main(argv=None) -> int:
         print(f"run {i + 1}/{args.runs}: {' '.join(cmd[2:])}", file=sys.stderr)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out[out.index("{"):]))
-    by_label = [{f"{x['backend']}/{x['precision']}": x for x in r["rows"]} for r in runs]  # per run
+    by_label = [{_label(x): x for x in r["rows"]} for r in runs]  # per run
     print("| run | chosen | " + " | ".join(f"fps in run {j + 1}" for j in range(len(runs)))
           + " | fastest within budget per run | chosen / fastest, worst run |")
     print("|---|---|" + "---:|" * len(runs) + "---|---:|")
     for i, r in enumerate(runs):
         chosen = r["chosen"]
-        label = f"{chosen['backend']}/{chosen['precision']}"
+        label = _label(chosen)
         speeds, ratios, best = [], [], []
         for other, rows in zip(runs, by_label):
             ok = [x for x in other["rows"] if x["within_budget"] and x["fps"]]
             fastest = max(ok, key=lambda x: x["fps"])
             speeds.append(rows[label]["fps"])
             ratios.append(rows[label]["fps"] / fastest["fps"])
-            best.append(f"{fastest['backend']}/{fastest['precision']} {fastest['fps']:.3f}")
+            best.append(f"{_label(fastest)} {fastest['fps']:.3f}")
         print(f"| {i + 1} | {label} | " + " | ".join(f"{s:.3f}" for s in speeds) + f" | {'; '.join(best)} | "
               f"{min(ratios):.2f} |")
     print("\nEvery row of each run (frames/s; PSNR-Y drop against FP32 on the clip; '-' where the row did not run):\n")

@@ -64,7 +64,7 @@ def test_fp16_keeps_listed_nodes_in_fp32(pp_bundle, tmp_path):
     deform = [n for c in ("backward_1_align", "forward_1_align") for n in details["kept_fp32_nodes"][c]
               if "DeformConv" in n]
     assert deform, "op=DeformConv kept nothing"
-    assert any("conv_last" in n for n in details["kept_fp32_nodes"]["reconstruct"])
+    assert any("conv_last" in n for n in details["kept_fp32_nodes"]["upsample"])
 
 
 def test_fp16_bundle_streams_close_to_fp32(pp_bundle, tmp_path):

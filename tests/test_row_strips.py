@@ -16,9 +16,9 @@ TINY = {"basicvsr": {"mid_channels": 8, "num_blocks": 1},
         "basicvsr_pp": {"mid_channels": 8, "num_blocks": 1},
         "realbasicvsr": {"mid_channels": 8, "num_propagation_blocks": 1, "num_cleaning_blocks": 1},
         "psrt_recurrent": {"mid_channels": 8, "embed_dim": 12, "depths": [2], "num_heads": [2]}}
-#: the cell each architecture cuts into strips
-LOCAL_CELL = {"basicvsr": "upsample", "iconvsr": "upsample", "basicvsr_pp": "reconstruct",
-              "realbasicvsr": "upsample", "psrt_recurrent": "reconstruct"}
+#: the cells each architecture cuts into strips (BasicVSR++: its reconstruction trunk and its x4 tail)
+LOCAL_CELLS = {"basicvsr": ("upsample",), "iconvsr": ("upsample",), "basicvsr_pp": ("reconstruct", "upsample"),
+               "realbasicvsr": ("upsample",), "psrt_recurrent": ("reconstruct",)}
 STRIP_BUDGET = 2**20  # 1 MiB: a 96x64 frame's upsampling does not fit, a strip does
 
 
@@ -39,7 +39,8 @@ def test_row_strips_give_the_same_frames_as_whole_frame_calls(arch):
     whole = _stream(net, lrs, batch_bytes=None)
     stats = {}
     strips = _stream(net, lrs, batch_bytes=STRIP_BUDGET, stats=stats)
-    assert stats["row_strips"].get(LOCAL_CELL[arch], 0) >= 2, stats  # the cell really ran in strips
+    for cell in LOCAL_CELLS[arch]:
+        assert stats["row_strips"].get(cell, 0) >= 2, stats  # the cell really ran in strips
     assert float((whole - strips).abs().max()) <= 1e-5
 
 
@@ -111,3 +112,18 @@ def test_strip_plan_leaves_fitting_and_non_local_calls_whole():
     assert row_multiple(Quarter()) == 4
     rows, strips = plan_row_strips(Quarter(), 1000, 96, 300)
     assert rows % 4 == 0 and all(v % 4 == 0 for s in strips for v in s)
+
+
+def test_bench_baseline_is_upstream_cost_and_same_frames():
+    """bench's whole-clip baseline computes model(lrs)'s frames without row strips (upstream has none): at a
+    budget that cuts BasicVSR++'s reconstruction and tail into strips, the stream does, the baseline does not."""
+    from vsrdeploy.evaluate.bench import upstream_forward
+    net = _net("basicvsr_pp")
+    lrs = random_clip(t=3, h=96, w=64)
+    cut, baseline = {}, {}
+    with torch.no_grad():
+        strips = _stream(net, lrs, batch_bytes=STRIP_BUDGET, stats=cut)
+        whole = torch.cat(upstream_forward(net, lrs, batch_bytes=STRIP_BUDGET, stats=baseline), 0)
+    assert cut["row_strips"].get("reconstruct", 0) >= 2 and cut["row_strips"].get("upsample", 0) >= 2
+    assert not baseline.get("row_strips")
+    assert float((whole - strips).abs().max()) <= 1e-5

@@ -118,6 +118,6 @@ def test_export_command(vectors, tmp_path):
     result = CliRunner().invoke(main, ["export", str(vectors / "basicvsrpp_c16n2.basicsr.pth"), "-o",
                                        str(tmp_path / "pp.vsr"), "--dcn", "decomposed"])
     assert result.exit_code == 0, result.output
-    assert "wrote" in result.output and "basicvsr_pp, 12 cells, dcn=decomposed" in result.output
+    assert "wrote" in result.output and "basicvsr_pp, 13 cells, dcn=decomposed" in result.output
     bad = CliRunner().invoke(main, ["export", str(vectors / "basicvsrpp_c16n2.basicsr.pth"), "--opset", "17"])
     assert bad.exit_code != 0 and "needs opset >= 19" in bad.output

@@ -186,4 +186,10 @@ def model_problems(manifest: dict) -> list[str]:
                 problems.append(f"cells[{name!r}].{side} are {got}; {arch} expects {want}")
         if listed[name]["stateless"] != cells[name].stateless:
             problems.append(f"cells[{name!r}].stateless must be {str(cells[name].stateless).lower()}")
+    from . import __version__
+    made_by = manifest.get("versions", {}).get("vsrdeploy") if isinstance(manifest.get("versions"), dict) else None
+    if problems and made_by != __version__:
+        problems.append(f"the cells {arch} is cut into change between vsrdeploy versions (this bundle: "
+                        f"{made_by or 'unknown'}, this vsrdeploy: {__version__}); export the checkpoint again "
+                        "with this vsrdeploy")
     return problems

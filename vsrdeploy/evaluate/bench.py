@@ -1,4 +1,5 @@
-"""Throughput and memory of one bundle on chosen backends, against the whole-clip PyTorch forward.
+"""Throughput and memory of one bundle on chosen backends, against the whole-clip PyTorch forward
+(``upstream_forward``: upstream's computation at upstream's cost).
 
 Each configuration runs in a fresh process (so its peak memory is its own), on a synthetic clip with
 smooth content and small motion; warm-up first, then ``repeat`` timed runs: median frames/s with its
@@ -96,7 +97,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
 
             def run(c):  # every frame comes out when the whole clip is done
                 t = time.perf_counter()
-                net(torch.from_numpy(c)[None])
+                upstream_forward(net, torch.from_numpy(c)[None])
                 total = time.perf_counter() - t
                 ticks.add(len(c))
                 return StreamRun(total, total, [total] * len(c))
@@ -198,6 +199,21 @@ def format_bench(results: list[BenchResult]) -> str:
         lines.append(f"{r.name:18} {r.fps:15.2f} {spread:>13} {r.ratio:10.2f} {latency:>21} "
                      f"{1000 * r.first_frame_s:14.0f} {r.peak_rss_mb:12.0f} {r.load_s:7.2f}")
     return "\n".join(lines)
+
+
+def upstream_forward(net, lrs, batch_bytes="default", stats: dict | None = None) -> list:
+    """The ``BASELINE`` row: what upstream's forward computes, at upstream's cost. The whole clip is one
+    window and each frame's reconstruction runs on the whole frame: no row strips, which upstream does not
+    have and which recompute their context rows (``net(lrs)``, the product's whole-clip path, cuts large
+    frames into strips to bound memory; BasicVSR++'s reconstruction in 13 strips at 180x320 LR once cost
+    the baseline ~1.6x its time: benchmarks/RESULTS.md, "BasicVSR++: the reconstruction split from its x4
+    tail")."""
+    from ..models.budget import DEFAULT_BATCH_BYTES
+    from ..models.cells import TorchRunner
+    frames = (lrs[:, i] for i in range(lrs.shape[1]))
+    budget = DEFAULT_BATCH_BYTES if batch_bytes == "default" else batch_bytes
+    return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, batch_bytes=budget, stats=stats,
+                                 row_strips=False))  # every output kept, as upstream's forward returns them
 
 
 @dataclass

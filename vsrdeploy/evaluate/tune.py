@@ -4,10 +4,12 @@ profile beside the bundle, which ``vsrdeploy run --profile auto`` (or ``-b auto`
 
 Accuracy reuses ``compare.run_compare`` (whole clip, so the drop is the precision's alone, not
 streaming's); speed reuses ``bench.run_configs`` (each configuration in its own process, synthetic
-frames at the timing size). INT8 is calibrated on the tuning clip in the form each backend runs fastest
-(``INT8_TARGETS``): ``calibrate --target cpu`` (ONNX Runtime's Q/DQ, U8 activations / S8 weights) for
-ort-cpu, ``--target openvino`` (NNCF's placement) for openvino-cpu where NNCF is installed, else the cpu
-form. Each is kept beside the bundle as ``NAME-int8-TARGET.vsr`` and reused while the bundle it was
+frames at the timing size). INT8 is calibrated on the tuning clip in every form a backend runs
+(``INT8_TARGETS``) whose quantizer is installed, one row each: ``calibrate --target cpu`` (ONNX Runtime's
+Q/DQ, U8 activations / S8 weights) on ort-cpu and openvino-cpu, and ``--target openvino`` (NNCF's placement)
+on openvino-cpu. Which one is faster depends on the CPU and the network (measured: NNCF on the non-DCN
+networks, the imported ORT Q/DQ form on the DCN networks of an AVX2-only CPU), so tune times both rather
+than assume. Each is kept beside the bundle as ``NAME-int8-TARGET.vsr`` and reused while the bundle it was
 derived from is unchanged.
 """
 from __future__ import annotations
@@ -29,8 +31,9 @@ from ..errors import BackendUnavailable, ConfigError, InputError
 PROFILE_KIND = "vsrdeploy-tune-profile"
 PROFILE_VERSION = 1
 TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-#: backend -> the ``calibrate --target`` forms its INT8 rows use, best first (the first one whose quantizer
-#: is installed): measured, benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import"
+#: backend -> the ``calibrate --target`` forms it runs as INT8; tune makes one row per form whose quantizer is
+#: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
+#: is the faster one on every CPU and network)
 INT8_TARGETS = {"ort-cpu": ("cpu",), "openvino-cpu": ("openvino", "cpu")}
 #: why a backend x precision is not a candidate, for pairs no backend option can give
 NOT_NATIVE = {
@@ -54,10 +57,12 @@ class TuneRow:
     peak_rss_mb: float = math.nan
     within_budget: bool = False
     chosen: bool = False
+    int8_target: str = ""  # INT8 rows: the ``calibrate --target`` form this row runs
 
     @property
     def label(self) -> str:
-        return f"{self.backend}/{self.precision}"
+        form = f":{self.int8_target}" if self.int8_target else ""
+        return f"{self.backend}/{self.precision}{form}"
 
 
 @dataclass
@@ -114,16 +119,17 @@ def candidate_reason(backend: str, precision: str) -> str | None:
     return None
 
 
-def int8_target_for(backend: str) -> str:
-    """The ``calibrate --target`` form ``backend``'s INT8 row uses here (``INT8_TARGETS``)."""
+def int8_targets_for(backend: str) -> list[str]:
+    """The ``calibrate --target`` forms ``backend`` runs as INT8 whose quantizer is installed here."""
     import importlib.util
 
     from ..calib.int8 import QUANTIZER_MODULES, TARGETS
+    found = []
     for target in INT8_TARGETS[backend]:
         module = QUANTIZER_MODULES.get(TARGETS[target].quantizer)
         if module is None or importlib.util.find_spec(module) is not None:
-            return target
-    return INT8_TARGETS[backend][-1]
+            found.append(target)
+    return found
 
 
 def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None,
@@ -222,14 +228,20 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
     for b in backends:
         for p in precisions:
             reason = candidate_reason(b, p)
-            rows.append(TuneRow(b, p, key, "skipped" if reason else "ok", reason or ""))
+            targets = int8_targets_for(b) if p == "int8" and not reason else [""]
+            if not targets:
+                reason = (f"no INT8 quantizer for {b} is installed (onnxruntime's quantization tools, or nncf: "
+                          "pip install 'vsrdeploy[openvino]')")
+                targets = [""]
+            rows.extend(TuneRow(b, p, key, "skipped" if reason else "ok", reason or "", int8_target=t)
+                        for t in targets)
     bundles = {key: bundle}
     calib = calib_lr if calib_lr is not None else lr
     int8_forms: dict[str, Bundle | Exception] = {}  # calibrate --target -> its bundle, or why not
     for r in rows:
         if r.precision != "int8" or r.status != "ok":
             continue
-        target = int8_target_for(r.backend)
+        target = r.int8_target
         if target not in int8_forms:
             try:
                 int8_forms[target] = int8_bundle_for(bundle, calib, clip or "the tuning clip", echo=progress,
@@ -387,17 +399,17 @@ def format_tune(result: TuneResult) -> str:
     lines = [f"tuned at LR {w}x{h}, {result.threads} threads, window {result.window}, lookahead {result.lookahead}; "
              f"budget: PSNR-Y drop <= {result.max_drop_db:g} dB vs FP32 ({result.fp32_psnr_y_db:.3f} dB on "
              f"{result.clip or 'the clip'})",
-             f"  {'configuration':24} {'s/frame':>8} {'frames/s':>9} {'x FP32':>7} {'drop dB':>8} "
+             f"  {'configuration':28} {'s/frame':>8} {'frames/s':>9} {'x FP32':>7} {'drop dB':>8} "
              f"{'vs FP32 dB':>10} {'peak MB':>8}  "]
     first = next((r for r in result.rows if r.precision == "fp32" and not math.isnan(r.fps)), None)
     base_fps = first.fps if first else math.nan
     for r in result.rows:
         mark = "*" if r.chosen else " "
         if r.status != "ok" or math.isnan(r.fps):
-            lines.append(f"{mark} {r.label:24} {r.status}: {r.reason}")
+            lines.append(f"{mark} {r.label:28} {r.status}: {r.reason}")
             continue
         budget = "" if r.within_budget else "  over budget"
-        lines.append(f"{mark} {r.label:24} {r.s_per_frame:8.3f} {r.fps:9.2f} {r.fps / base_fps:7.2f} "
+        lines.append(f"{mark} {r.label:28} {r.s_per_frame:8.3f} {r.fps:9.2f} {r.fps / base_fps:7.2f} "
                      f"{r.psnr_y_drop_db:8.3f} {min(r.psnr_y_vs_fp32_db, 100.0):10.2f} {r.peak_rss_mb:8.0f}{budget}")
     if result.chosen:
         c = result.chosen

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-
+from collections import deque
 from typing import Iterator
 
 import torch
@@ -123,21 +123,41 @@ class BackboneCell(Cell):
 
 
 class PPReconstructCell(Cell):
+    """The reconstruction trunk at feature resolution: input conv over the five feature maps + residual
+    blocks. The x4 tail is the separate ``upsample`` cell: the trunk's 11 rows of context would make every
+    row strip of one joint cell recompute most of the trunk (13 strips at 180x320 LR computed 2.9x the
+    frame's FLOPs; benchmarks/RESULTS.md, "BasicVSR++: the reconstruction split from its x4 tail")."""
+
+    def __init__(self, net: "BasicVSRPlusPlusNet"):
+        super().__init__()
+        c, s = net.mid_channels, net.feat_scale
+        self.reconstruction = net.reconstruction
+        self.inputs = (Port("spatial", (c,), s), *[Port(b, (c,), s) for b in BRANCHES])
+        self.outputs = (Port("feat", (c,), s),)
+        # input conv + 5 residual blocks: 11 feature rows, in frame rows
+        self.halo = math.ceil(11 / s)
+
+    def forward(self, *feats):
+        return (self.reconstruction(torch.cat(feats, dim=1)),)
+
+
+class PPUpsampleCell(Cell):
+    """HR frame from the reconstruction's features: ``tail(feat)`` plus the bilinear x4 LR frame (or the
+    input frame itself when ``is_low_res_input=False``)."""
+
     def __init__(self, net: "BasicVSRPlusPlusNet"):
         super().__init__()
         c, s = net.mid_channels, net.feat_scale
         self.low_res_input = net.is_low_res_input
-        self.reconstruction = net.reconstruction
         self.tail = ReconstructionTail(net)
-        self.inputs = (Port("lr", (3,)), Port("spatial", (c,), s), *[Port(b, (c,), s) for b in BRANCHES])
+        self.inputs = (Port("lr", (3,)), Port("feat", (c,), s))
         self.outputs = (Port("hr", (3,), 4 * s),)
-        # reconstruction (input conv + 5 residual blocks: 11 feature rows) + x4 tail (2 feature rows), in
-        # frame rows; the bilinear x4 of the LR frame beside it needs 1
-        self.halo = math.ceil(13 / s)
+        # x4 tail: 3x3 convs at 1x, 2x, 4x, 4x feature rows (1 + 0.5 + 0.25 + 0.25), in frame rows; the
+        # bilinear x4 of the LR frame beside it needs 1 (as BasicVSR's UpsampleCell)
+        self.halo = math.ceil(2 / s)
 
-    def forward(self, lr, *feats):
-        out = self.tail(self.reconstruction(torch.cat(feats, dim=1)))
-        return (out + (upsample_x4(lr) if self.low_res_input else lr),)
+    def forward(self, lr, feat):
+        return (self.tail(feat) + (upsample_x4(lr) if self.low_res_input else lr),)
 
 
 class GridPropagationSchedule(Schedule):
@@ -147,6 +167,8 @@ class GridPropagationSchedule(Schedule):
     """
 
     history = 2
+    #: the cell that turns ``reconstruct``'s features into the HR frame; None: ``reconstruct`` returns it
+    upsample_cell: str | None = "upsample"
 
     def channels(self) -> int:
         return self.net.mid_channels
@@ -165,7 +187,7 @@ class GridPropagationSchedule(Schedule):
         return ctx.run(f"{name}_backbone", inputs)["feat_out"]
 
     def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:
-        return {"lr": ctx.frames[i], "spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}}
+        return {"spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}}
 
     def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
@@ -232,10 +254,22 @@ class GridPropagationSchedule(Schedule):
                 item = self.reconstruct_inputs(ctx, idx, spatial, feats)
                 for held in (spatial, *feats.values()):
                     held.pop(idx, None)
+                if self.upsample_cell:
+                    pending.append(idx)
                 yield item
                 del item
 
-        for o in ctx.batch_iter("reconstruct", reconstruct_items()):
+        def upsample_items():
+            """Each frame's reconstructed features with its LR frame, in the order they were made."""
+            for o in ctx.batch_iter("reconstruct", reconstruct_items()):
+                yield {"lr": ctx.frames[pending.popleft()], "feat": o["feat"]}
+
+        pending: deque[int] = deque()  # frames whose features are on their way to the upsample cell
+        if self.upsample_cell is None:
+            outputs = ctx.batch_iter("reconstruct", reconstruct_items())
+        else:
+            outputs = ctx.batch_iter(self.upsample_cell, upsample_items())
+        for o in outputs:
             yield o["hr"]
 
     @staticmethod
@@ -322,6 +356,7 @@ class BasicVSRPlusPlusNet(RecurrentVSR):
             cells[f"{name}_align"] = AlignCell(self.deform_align[name], c, s)
             cells[f"{name}_backbone"] = BackboneCell(self.backbone[name], c, BRANCHES[:i], s)
         cells["reconstruct"] = PPReconstructCell(self)
+        cells["upsample"] = PPUpsampleCell(self)
         return cells
 
     @staticmethod

@@ -237,6 +237,8 @@ class PSRTReconstructCell(Cell):
 class PSRTSchedule(GridPropagationSchedule):
     """BasicVSR++'s grid propagation with PSRT's step: chained branches, no residual, no backbone."""
 
+    upsample_cell = None  # PSRTReconstructCell returns the HR frame (a 3x3 conv before the tail: halo 3)
+
     def channels(self) -> int:
         return self.net.embed_dim
 
