@@ -187,7 +187,8 @@ def model_problems(manifest: dict) -> list[str]:
         if listed[name]["stateless"] != cells[name].stateless:
             problems.append(f"cells[{name!r}].stateless must be {str(cells[name].stateless).lower()}")
     from . import __version__
-    made_by = manifest.get("versions", {}).get("vsrdeploy") if isinstance(manifest.get("versions"), dict) else None
+    versions = manifest.get("versions")
+    made_by = versions.get("vsrdeploy") if isinstance(versions, dict) else None
     if problems and made_by != __version__:
         problems.append(f"the cells {arch} is cut into change between vsrdeploy versions (this bundle: "
                         f"{made_by or 'unknown'}, this vsrdeploy: {__version__}); export the checkpoint again "

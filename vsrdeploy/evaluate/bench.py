@@ -201,19 +201,17 @@ def format_bench(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def upstream_forward(net, lrs, batch_bytes="default", stats: dict | None = None) -> list:
+def upstream_forward(net, lrs, **stream_options) -> list:
     """The ``BASELINE`` row: what upstream's forward computes, at upstream's cost. The whole clip is one
     window and each frame's reconstruction runs on the whole frame: no row strips, which upstream does not
     have and which recompute their context rows (``net(lrs)``, the product's whole-clip path, cuts large
     frames into strips to bound memory; BasicVSR++'s reconstruction in 13 strips at 180x320 LR once cost
     the baseline ~1.6x its time: benchmarks/RESULTS.md, "BasicVSR++: the reconstruction split from its x4
-    tail")."""
-    from ..models.budget import DEFAULT_BATCH_BYTES
+    tail"). ``stream_options``: more keywords of ``stream_cells`` (e.g. ``batch_bytes``, ``stats``)."""
     from ..models.cells import TorchRunner
     frames = (lrs[:, i] for i in range(lrs.shape[1]))
-    budget = DEFAULT_BATCH_BYTES if batch_bytes == "default" else batch_bytes
-    return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, batch_bytes=budget, stats=stats,
-                                 row_strips=False))  # every output kept, as upstream's forward returns them
+    return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, row_strips=False,
+                                 **stream_options))  # every output kept, as upstream's forward returns them
 
 
 @dataclass
