@@ -37,13 +37,14 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
 
     def forward(self, x, extra_feat, flow_1, flow_2):
         out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))
-        o1, o2, mask = torch.chunk(out, 3, dim=1)
-        offset = self.max_residue_magnitude * torch.tanh(torch.cat([o1, o2], dim=1))
-        offset_1, offset_2 = torch.chunk(offset, 2, dim=1)
-        reps = offset_1.shape[1] // 2
-        offset_1 = offset_1 + flow_1.flip(1).repeat(1, reps, 1, 1)
-        offset_2 = offset_2 + flow_2.flip(1).repeat(1, reps, 1, 1)
-        return self.deform_conv(x, torch.cat([offset_1, offset_2], dim=1), torch.sigmoid(mask))
+        n, _, h, w = out.shape
+        split = out.shape[1] // 3 * 2  # channels [o1 | o2 | mask]: o1 and o2 are the offsets of the two halves
+        offset = self.max_residue_magnitude * torch.tanh(out[:, :split])
+        # The first half of the deform groups is offset by flow_1, the second by flow_2, each as (dy, dx)
+        # at every tap: one broadcast add (upstream repeats the flows to 144 channels and concatenates).
+        flows = torch.stack([flow_1.flip(1), flow_2.flip(1)], dim=1).view(n, 2, 1, 2, h, w)
+        offset = (offset.view(n, 2, split // 4, 2, h, w) + flows).view(n, split, h, w)
+        return self.deform_conv(x, offset, torch.sigmoid(out[:, split:]))
 
 
 class PPFlowCell(Cell):

@@ -66,7 +66,12 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
 
 def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
     """One kernel tap at a time, summed: the sampled taps of all k at once are k times the input's size
-    (BasicVSR++ c64 at 180x320: 265 MB per DCN call)."""
+    (BasicVSR++ c64 at 180x320: 265 MB per DCN call).
+
+    The sampling grids of all taps are computed at once, in the offsets' own (n, g, k, [dy, dx], h, w)
+    layout, then put into grid_sample's [x, y] order by one gather and one transpose. Nine per-tap
+    stacks of x and y (one Concat each, a reference kernel in OpenVINO) cost ~20% more on OpenVINO:
+    benchmarks/RESULTS.md, "Sampling grids of all taps at once"."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -77,18 +82,20 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     ho, wo = offset.shape[-2:]
     off = offset.view(n, g, k, 2, ho, wo)
     taps_mask = mask.view(n, g, 1, k, ho, wo)
-    grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
-    extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
+    # (dy, dx) of each tap before the learned offset: a constant of the graph
+    tap_yx = torch.tensor([[ty * dilation - padding, tx * dilation - padding]
+                           for ty in range(kh) for tx in range(kw)], dtype=x.dtype, device=x.device)
+    grid_yx = base_grid(offset[:, :2]).flip(1).view(1, 1, 1, 2, ho, wo)  # output pixel (y, x)
+    extent_yx = grid_extent(base_grid(x)).flip(1).view(1, 1, 1, 2, 1, 1)  # (h - 1, w - 1), size-agnostic
+    position = grid_yx * stride + tap_yx.view(1, 1, k, 2, 1, 1) + off  # (n, g, k, [y, x], ho, wo)
+    normalized = 2.0 * position / extent_yx - 1.0
+    xy_order = torch.tensor([1, 0], device=x.device)
+    grids = normalized.index_select(3, xy_order).permute(2, 0, 1, 4, 5, 3).reshape(k, n * g, ho, wo, 2)
     groups = x.reshape(n * g, c // g, h, w)
     out = None
     for tap in range(k):
         ty, tx = divmod(tap, kw)
-        py = grid[:, 1:2] * stride + float(ty * dilation - padding) + off[:, :, tap, 0]  # (n, g, ho, wo)
-        px = grid[:, 0:1] * stride + float(tx * dilation - padding) + off[:, :, tap, 1]
-        gx = 2.0 * px / extent[:, 0:1] - 1.0
-        gy = 2.0 * py / extent[:, 1:2] - 1.0
-        sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, ho, wo, 2)
-        sampled = F.grid_sample(groups, sample_grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        sampled = F.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros", align_corners=True)
         sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
         part = torch.matmul(weight[:, :, ty, tx], sampled.reshape(n, c, ho * wo))
         out = part if out is None else out + part

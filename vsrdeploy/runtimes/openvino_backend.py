@@ -16,6 +16,11 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row strips) keep theirs:
 #: reallocating them every call cost 24% of the stream's time (benchmarks/openvino_buffers.py)
 RELEASE_ABOVE_BYTES = 16 * 2**20
+#: how many large cells (above) keep their buffers between calls: the most recently called ones. 0 by
+#: default, for memory. A BasicVSR++ branch calls its align and backbone cells in turn, and an align call
+#: after a release spends about a third of its time in fresh pages: ``keep_working_sets=2`` streamed
+#: BasicVSR++ INT8 ~1.1x faster for ~290 MB more (benchmarks/RESULTS.md, "Keeping recent cells' buffers").
+KEEP_WORKING_SETS = 0
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
 NATIVE_CAPABILITY = {"bf16": ("BF16", "AVX512_BF16 or AMX on x86"), "fp16": ("FP16", "AVX512_FP16 or AMX-FP16 on x86")}
@@ -57,13 +62,19 @@ class _OpenVINOBackend(Backend):
             return f"OpenVINO sees no {cls.device_name} device (has {', '.join(devices) or 'none'})"
         return None
 
-    def __init__(self, bundle, precision: str = "fp32", threads: int | None = None, **options):
+    def __init__(self, bundle, precision: str = "fp32", threads: int | None = None,
+                 keep_working_sets: int = KEEP_WORKING_SETS, **options):
         super().__init__(bundle, **options)
         self.check_bundle(bundle)
         import openvino as ov
+        from ..errors import ConfigError
         if precision not in PRECISION_HINTS:
-            from ..errors import ConfigError
             raise ConfigError(f"openvino precision must be one of {', '.join(PRECISION_HINTS)}, got {precision!r}")
+        if isinstance(keep_working_sets, bool) or not isinstance(keep_working_sets, int) or keep_working_sets < 0:
+            raise ConfigError(f"keep_working_sets must be an integer >= 0 (0: hand every large cell's buffers "
+                              f"back after each call), got {keep_working_sets!r}")
+        self.keep_working_sets = keep_working_sets
+        self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         reason = precision_unavailable_reason(self.device_name, precision)
         if reason:  # checked before compiling every cell only to find it out
             from ..errors import BackendUnavailable
@@ -107,8 +118,17 @@ class _OpenVINOBackend(Backend):
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
         if sum(a.nbytes for a in arrays.values()) + sum(o.nbytes for o in outs.values()) > RELEASE_ABOVE_BYTES:
-            self.compiled[cell].release_memory()
+            self._keep_large(cell)
         return outs
+
+    def _keep_large(self, cell: str) -> None:
+        """``cell`` just made a large call: it joins the kept cells, and the least recently called ones
+        beyond ``keep_working_sets`` hand their buffers back."""
+        if cell in self.kept:
+            self.kept.remove(cell)
+        self.kept.append(cell)
+        while len(self.kept) > self.keep_working_sets:
+            self.compiled[self.kept.pop(0)].release_memory()
 
 
 def _output_ports(cell: str, wanted: list[str], ports) -> list[tuple[str, object]]:
