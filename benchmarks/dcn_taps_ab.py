@@ -1,5 +1,6 @@
 """Deformable conv one kernel tap at a time (``dcn.deform_conv_per_tap``, what exports use) against all taps
 at once (``dcn.deform_conv_all_taps``: one GridSample over every tap, one MatMul; what eager PyTorch uses),
+and against the per-tap form before 0.2.1 (each tap's sampling grid stacked on its own),
 on one BasicVSR++ align cell: speed on each runtime (interleaved runs, the inputs that cell really
 receives) and the outputs' difference. Each variant is forced for both export and eager runs.
 Peak memory of whole streams is ``benchmarks/memory_real_size.py``'s job (run it on both trees).
@@ -21,11 +22,43 @@ import vsrdeploy
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.models import dcn
+from vsrdeploy.models.blocks import base_grid, grid_extent
 from vsrdeploy.evaluate.cell_parity import first_call_inputs
 from vsrdeploy.runtimes.engine import Upscaler
 
 
-VARIANTS = {"per-tap": dcn.deform_conv_per_tap, "all taps at once": dcn.deform_conv_all_taps}
+def per_tap_grids_stacked(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
+    """The per-tap form before 0.2.1, kept here for the A/B: each tap's x and y coordinates computed and
+    stacked on their own (nine Concat nodes in the export)."""
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    kh, kw = int(kh), int(kw)
+    k, g = kh * kw, deform_groups
+    ho, wo = offset.shape[-2:]
+    off = offset.view(n, g, k, 2, ho, wo)
+    taps_mask = mask.view(n, g, 1, k, ho, wo)
+    grid = base_grid(offset[:, :2])
+    extent = grid_extent(base_grid(x))
+    groups = x.reshape(n * g, c // g, h, w)
+    out = None
+    for tap in range(k):
+        ty, tx = divmod(tap, kw)
+        py = grid[:, 1:2] * stride + float(ty * dilation - padding) + off[:, :, tap, 0]
+        px = grid[:, 0:1] * stride + float(tx * dilation - padding) + off[:, :, tap, 1]
+        sample_grid = torch.stack([2.0 * px / extent[:, 0:1] - 1.0, 2.0 * py / extent[:, 1:2] - 1.0],
+                                  dim=-1).reshape(n * g, ho, wo, 2)
+        sampled = torch.nn.functional.grid_sample(groups, sample_grid, mode="bilinear", padding_mode="zeros",
+                                                  align_corners=True)
+        sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
+        part = torch.matmul(weight[:, :, ty, tx], sampled.reshape(n, c, ho * wo))
+        out = part if out is None else out + part
+    if bias is not None:
+        out = out + bias.view(1, cout, 1)
+    return out.view(n, cout, ho, wo)
+
+
+VARIANTS = {"per-tap": dcn.deform_conv_per_tap, "per-tap, grids stacked per tap (before 0.2.1)": per_tap_grids_stacked,
+            "all taps at once": dcn.deform_conv_all_taps}
 
 
 def main(argv=None) -> int:
