@@ -69,9 +69,11 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     (BasicVSR++ c64 at 180x320: 265 MB per DCN call).
 
     The sampling grids of all taps are computed at once, in the offsets' own (n, g, k, [dy, dx], h, w)
-    layout, then put into grid_sample's [x, y] order by one gather and one transpose. Nine per-tap
-    stacks of x and y (one Concat each, a reference kernel in OpenVINO) cost ~20% more on OpenVINO:
-    benchmarks/RESULTS.md, "Sampling grids of all taps at once"."""
+    layout, then put into grid_sample's [x, y] order by one gather and one transpose. With nine per-tap
+    stacks of x and y instead (one Concat each, a reference kernel in OpenVINO), a BasicVSR++ align cell
+    took 1.09-1.16x as long on OpenVINO (same bits; ONNX Runtime's decomposed FP32 form is ~10% faster
+    that way, but it runs native DeformConv by default): benchmarks/RESULTS.md, "BasicVSR++ alignment on
+    OpenVINO"."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
