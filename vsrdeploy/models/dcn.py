@@ -71,7 +71,7 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     The sampling grids of all taps are computed at once, in the offsets' own (n, g, k, [dy, dx], h, w)
     layout, then put into grid_sample's [x, y] order by one gather and one transpose. With nine per-tap
     stacks of x and y instead (one Concat each, a reference kernel in OpenVINO), a BasicVSR++ align cell
-    took 1.09-1.16x as long on OpenVINO (same bits; ONNX Runtime's decomposed FP32 form is ~10% faster
+    took 1.07-1.17x as long on OpenVINO (same bits; ONNX Runtime's decomposed forms are 5-10% faster
     that way, but it runs native DeformConv by default): benchmarks/RESULTS.md, "BasicVSR++ alignment on
     OpenVINO"."""
     n, c, h, w = x.shape

@@ -18,7 +18,7 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 RELEASE_ABOVE_BYTES = 16 * 2**20
 #: how many large cells (above) keep their buffers between calls: the most recently called ones. 0 by
 #: default, for memory. A BasicVSR++ branch calls its align and backbone cells in turn, and an align call
-#: after a release spends about a third of its time in fresh pages: ``keep_working_sets=2`` streamed
+#: right after a release takes 1.4-2.9x as long (fresh pages): ``keep_working_sets=2`` streamed
 #: BasicVSR++ INT8 1.27-1.34x faster for ~245 MB more, BasicVSR no differently (benchmarks/RESULTS.md,
 #: "BasicVSR++ alignment on OpenVINO").
 KEEP_WORKING_SETS = 0
