@@ -10,6 +10,8 @@ form (NNCF's), calibrated on a few synthetic frames (their scales do not change 
     python benchmarks/realsize_speed.py --arch basicvsr --size 180x320 --frames 3 --threads 2
     python benchmarks/realsize_speed.py --arch iconvsr --frames 5 --warmup 5     # IconVSR needs 5 frames
     python benchmarks/realsize_speed.py --arch basicvsr_pp --dcn native --rows ort-cpu/fp32,ort-cpu/int8
+    python benchmarks/realsize_speed.py --arch basicvsr_pp --rows openvino-cpu/int8-nncf \
+        --variant openvino-cpu:keep_working_sets=2     # each openvino-cpu row once more with that option
 
 Prints a Markdown table with the CPU's model and flags and the load average before and after.
 """
@@ -30,6 +32,7 @@ from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthet
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
+from vsrdeploy.runtimes.base import parse_backend_options
 
 RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
             "iconvsr": {"mid_channels": 64, "num_blocks": 30},
@@ -62,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lookahead", type=int, default=8)
     ap.add_argument("--rows", help="comma-separated backend/precision rows, e.g. "
                     "openvino-cpu/int8,openvino-cpu/int8-nncf (default: all)")
+    ap.add_argument("--variant", action="append", default=[], metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
+                    help="run every selected row of BACKEND once more with these backend options (repeat)")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--dcn", default="decomposed", choices=["decomposed", "native"],
                     help="deformable conv form of the bundle (native: ONNX DeformConv, which OpenVINO cannot import)")
@@ -80,9 +85,15 @@ def main(argv=None) -> int:
         target, _, exclude = INT8_FORMS[tag]
         derived[tag] = calibrate_bundle(fp32, synthetic_clip(6, 64, 64, seed=1), work / f"{tag}.vsr", target=target,
                                         exclude=exclude, progress=False)
+    variants = []  # (backend, options, label suffix)
+    for text in args.variant:
+        backend, _, items = text.partition(":")
+        variants.append((backend, parse_backend_options(backend, items.split(",")), f" ({items})"))
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
-    configs += [BenchConfig(b, p, bundle=str(derived[d]) if d else None,
-                            label=f"{b} {INT8_FORMS[d][1] if d else p}") for b, p, d in rows]
+    for b, p, d in rows:
+        for options, suffix in [({}, "")] + [(o, sfx) for vb, o, sfx in variants if vb == b]:
+            configs.append(BenchConfig(b, p, bundle=str(derived[d]) if d else None, options=options,
+                                       label=f"{b} {INT8_FORMS[d][1] if d else p}{suffix}"))
     load_before = os.getloadavg()
     t0 = time.time()
     results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,
@@ -110,7 +121,7 @@ def main(argv=None) -> int:
           f"{args.frames} --threads {args.threads}" + (f" --warmup {args.warmup}" if args.warmup != 1 else "")
           + (f" --repeat {args.repeat}" if args.repeat != 1 else "")
           + (f" --window {args.window} --lookahead {args.lookahead}" if (args.window, args.lookahead) != (16, 8) else "")
-          + (f" --rows {args.rows}" if args.rows else "") + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
+          + (f" --rows {args.rows}" if args.rows else "") + "".join(f" --variant {v}" for v in args.variant) + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))

@@ -359,12 +359,17 @@ def build(bundle, precision, min_shape, opt_shape, max_shape, max_batch, tile, t
 
 
 @main.command()
-def backends():
+@click.option("--options", "show_options", is_flag=True,
+              help="Also list each backend's constructor options (what `run -O KEY=VALUE` takes).")
+def backends(show_options):
     """List the runtimes and whether each can run on this machine."""
     from .runtimes import availability
+    from .runtimes.base import get_backend_class
 
     for name, reason in availability().items():
         click.echo(f"{name:14} {'available' if reason is None else 'unavailable: ' + reason}")
+        if show_options:
+            click.echo(f"{'':14} options: {', '.join(get_backend_class(name).option_names())}")
 
 
 def parse_time(value: str | None) -> float | None:
@@ -446,10 +451,13 @@ def selftest(gpu, report_dir):
 @click.option("--profile", metavar="auto|PATH",
               help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
                    "one beside the bundle; same as -b auto). Options given on the command line win.")
+@click.option("-O", "--backend-option", "backend_option_items", multiple=True, metavar="KEY=VALUE",
+              help="A constructor option of the backend (repeat), e.g. -O keep_working_sets=2 on openvino-cpu; "
+                   "`vsrdeploy backends` lists each backend's options.")
 @friendly_errors
 def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
-        memory_budget, profile):
+        memory_budget, profile, backend_option_items):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
@@ -480,6 +488,9 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
         threads = threads or settings.threads
         window = window if given("window") else (settings.window or 0)
         lookahead = lookahead if given("lookahead") else settings.lookahead
+    if backend_option_items:
+        from .runtimes.base import parse_backend_options
+        options = {**(options or {}), **parse_backend_options(backends, backend_option_items)}
     try:
         run_job(model, backend=backends, source=source, sink=sink, window=window or None, lookahead=lookahead,
                 dcn=dcn, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio, fps=fps,

@@ -218,11 +218,13 @@ def upstream_forward(net, lrs, **stream_options) -> list:
 class BenchConfig:
     """One row of a benchmark: ``backend`` (or ``BASELINE``, the whole-clip PyTorch forward, which computes
     what upstream's does) at ``precision``; ``bundle``: a derived (INT8 / FP16) bundle to run instead of the
-    main one."""
+    main one; ``options``: more constructor options of the backend (e.g. ``{"keep_working_sets": 2}`` on
+    openvino-cpu), on top of the precision's."""
     backend: str
     precision: str = "fp32"
     bundle: str | None = None
     label: str = ""
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.label:
@@ -248,8 +250,9 @@ def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 2
     for cfg in configs:
         path = str(cfg.bundle or bundle_path)
         try:
-            options = {} if cfg.backend == BASELINE else precision_options(cfg.backend, cfg.precision,
-                                                                          Bundle(path, verify=False))
+            options = {} if cfg.backend == BASELINE else {**precision_options(cfg.backend, cfg.precision,
+                                                                             Bundle(path, verify=False)),
+                                                           **cfg.options}
         except BackendUnavailable as e:
             results.append(BenchResult(cfg.label, "skipped", one_line(e)))
             continue

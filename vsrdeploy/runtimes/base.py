@@ -139,6 +139,29 @@ def check_options(name: str, options: Mapping) -> None:
         raise TypeError(f"backend {name} got unknown option(s) {', '.join(unknown)}; it takes: {', '.join(valid)}")
 
 
+def parse_backend_options(name: str, items) -> dict:
+    """``["keep_working_sets=2", "arena=true"]`` -> ``{"keep_working_sets": 2, "arena": True}`` for backend
+    ``name`` (the CLI's ``--backend-option``): values read as JSON where they parse (numbers, true / false,
+    null), as text otherwise. ConfigError naming the options ``name`` takes for a malformed item or an
+    unknown option; the backend itself validates the values."""
+    import json
+    options = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--backend-option takes KEY=VALUE (e.g. keep_working_sets=2), got {item!r}")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text
+    try:
+        check_options(name, options)
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+    return options
+
+
 def create_backend(name: str, bundle: Bundle, **options) -> Backend:
     cls = get_backend_class(name)
     check_options(name, options)
