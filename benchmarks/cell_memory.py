@@ -27,6 +27,7 @@ def child(cfg: dict) -> None:
 
     from vsrdeploy.bundle import Bundle
     from vsrdeploy.evaluate.memory import peak_rss_mb
+    from vsrdeploy.export.tensorrt import resolve_shape  # manifest dims ('N', 'H', 'H/2', '4W'); no TensorRT needed
     from vsrdeploy.runtimes.engine import Upscaler
     torch.set_num_threads(cfg["threads"])
     bundle = Bundle(cfg["bundle"])
@@ -35,8 +36,7 @@ def child(cfg: dict) -> None:
     rng = np.random.default_rng(0)
 
     def inputs(n, h, w):
-        sizes = {"N": n, "H": h, "W": w}
-        return {p["name"]: torch.from_numpy(rng.random([sizes.get(d, d) for d in p["shape"]], dtype=np.float32))
+        return {p["name"]: torch.from_numpy(rng.random(resolve_shape(p["shape"], n, h, w), dtype=np.float32))
                 for p in bundle.manifest["cells"][cfg["cell"]]["inputs"]}
     backend.run(cfg["cell"], inputs(1, 32, 32))  # loads / compiles the cell: not counted
     feeds = inputs(cfg["items"], *cfg["size"])

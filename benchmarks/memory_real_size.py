@@ -39,7 +39,8 @@ def bundle_path(cache: Path, arch: str, blocks: int, dcn: str) -> Path:
 
     import vsrdeploy
     from vsrdeploy.manifest import FORMAT_VERSION
-    path = cache / f"{arch}-c64n{blocks}-{dcn}-format{FORMAT_VERSION}.vsr"  # a stale format is never reused
+    # a stale format, or cells cut by another version, is never reused
+    path = cache / f"{arch}-c64n{blocks}-{dcn}-format{FORMAT_VERSION}-{vsrdeploy.__version__}.vsr"
     if not (path / "manifest.json").exists():
         torch.manual_seed(0)
         net = vsrdeploy.build_model(arch, **CONFIGS[arch](blocks)).eval()

@@ -223,3 +223,21 @@ def test_run_cli_bad_tile_arguments_are_one_line_errors(tiny_bundle, tmp_path, a
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
+
+
+def test_iconvsr_aligns_neighbours_on_the_batch_axis():
+    """EDVR's refill is three cells: each frame's pyramid once, the neighbours' PCD alignments as batch elements
+    (one per call under a tight budget: what bounds the call's memory), and the fusion once per keyframe."""
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("iconvsr", mid_channels=8, num_blocks=1, keyframe_stride=3, padding=2).eval()
+    lrs = random_clip(t=8, h=32, w=32)
+    whole = CountingRun(TorchRunner(net.cells))
+    unbounded = _stream(net, whole, lrs, batch_bytes=None)
+    tight = CountingRun(whole.run)
+    budgeted = _stream(net, tight, lrs, batch_bytes=1)
+    assert float((unbounded - budgeted).abs().max()) <= 1e-6
+    keys = len(whole.calls["edvr_fusion"])
+    assert keys >= 3 and whole.calls["edvr_align"] == [5] * keys  # five neighbours per keyframe, one call
+    assert tight.calls["edvr_align"] == [1] * (5 * keys)
+    # a frame's pyramid is made once per keyframe window it is in, not once per (key, neighbour)
+    assert sum(whole.calls["edvr_pyramid"]) < 5 * keys

@@ -120,16 +120,17 @@ class EDVRFeatureExtractor(nn.Module):
         self.pcd_alignment = PCDAlignment(c, deform_groups)
         self.fusion = TSAFusion(c, num_frames, center_frame_idx)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, _, h, w = x.shape
-        l1 = self.feature_extraction(lrelu(self.conv_first(x.reshape(-1, 3, h, w))))
+    def pyramid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames (N, 3, h, w) -> features at full, 1/2 and 1/4 size, (N, c, h, w), (N, c, h/2, w/2), ..."""
+        l1 = self.feature_extraction(lrelu(self.conv_first(frames)))
         l2 = self.feat_l2_conv2(self.feat_l2_conv1(l1))
         l3 = self.feat_l3_conv2(self.feat_l3_conv1(l2))
-        c = l1.shape[1]
-        l1 = l1.view(n, t, c, h, w)
-        l2 = l2.view(n, t, c, l2.shape[-2], l2.shape[-1])
-        l3 = l3.view(n, t, c, l3.shape[-2], l3.shape[-1])
+        return l1, l2, l3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, _, h, w = x.shape
+        levels = [lv.view(n, t, *lv.shape[1:]) for lv in self.pyramid(x.reshape(-1, 3, h, w))]
         k = self.center_frame_idx
-        ref = [l1[:, k], l2[:, k], l3[:, k]]
-        aligned = torch.stack([self.pcd_alignment([l1[:, i], l2[:, i], l3[:, i]], ref) for i in range(t)], dim=1)
+        ref = [lv[:, k] for lv in levels]
+        aligned = torch.stack([self.pcd_alignment([lv[:, i] for lv in levels], ref) for i in range(t)], dim=1)
         return self.fusion(aligned)

@@ -15,15 +15,49 @@ from .schedule import WindowContext
 from .spynet import SPyNet
 
 
-class EDVRCell(Cell):
-    def __init__(self, edvr: EDVRFeatureExtractor, num_frames: int):
+class EDVRPyramidCell(Cell):
+    """EDVR's feature pyramid of one frame: full, 1/2 and 1/4 size (each frame once, however many keyframe
+    windows it is in)."""
+
+    def __init__(self, edvr: EDVRFeatureExtractor):
         super().__init__()
         self.edvr = edvr
-        self.inputs = (Port("frames", (num_frames, 3)),)
+        c = edvr.mid_channels
+        self.inputs = (Port("frame", (3,)),)
+        self.outputs = (Port("l1", (c,)), Port("l2", (c,), 0.5), Port("l3", (c,), 0.25))
+
+    def forward(self, frame):
+        return self.edvr.pyramid(frame)
+
+
+class EDVRAlignCell(Cell):
+    """PCD alignment of one neighbour's pyramid onto the keyframe's: neighbours go on the batch axis, so a
+    call holds as many deformable alignments as the byte budget allows (one call over all five held
+    ~1.2 GB on openvino-cpu at 180x320 LR: benchmarks/RESULTS.md, "One call per cell")."""
+
+    def __init__(self, edvr: EDVRFeatureExtractor):
+        super().__init__()
+        self.pcd = edvr.pcd_alignment
+        c = edvr.mid_channels
+        levels = (("l1", 1.0), ("l2", 0.5), ("l3", 0.25))
+        self.inputs = tuple(Port(f"{side}_{name}", (c,), scale) for side in ("nbr", "ref") for name, scale in levels)
+        self.outputs = (Port("aligned", (c,)),)
+
+    def forward(self, nbr_l1, nbr_l2, nbr_l3, ref_l1, ref_l2, ref_l3):
+        return (self.pcd([nbr_l1, nbr_l2, nbr_l3], [ref_l1, ref_l2, ref_l3]),)
+
+
+class EDVRFusionCell(Cell):
+    """TSA fusion of a keyframe's aligned neighbours (T, c) into its refill feature."""
+
+    def __init__(self, edvr: EDVRFeatureExtractor, num_frames: int):
+        super().__init__()
+        self.fusion = edvr.fusion
+        self.inputs = (Port("aligned", (num_frames, edvr.mid_channels)),)
         self.outputs = (Port("refill", (edvr.mid_channels,)),)
 
-    def forward(self, frames):
-        return (self.edvr(frames),)
+    def forward(self, aligned):
+        return (self.fusion(aligned),)
 
 
 class FusionCell(Cell):
@@ -71,10 +105,24 @@ class IconVSRSchedule(BidirectionalSchedule):
         last = ctx.total - 1 if ctx.total is not None else None
         self.back_keys = {i for i in range(s, horizon) if i % stride == 0} | {horizon - 1}
         self.fwd_keys = {i for i in range(s, e) if i % stride == 0 or i == last}
-        keys = sorted(self.back_keys | {i for i in self.fwd_keys})
-        items = [{"frames": torch.stack([ctx.frames[self.source_index(j, horizon)]
-                                          for j in range(i - self.p, i + self.p + 1)], dim=1)} for i in keys]
-        self.refill = {i: o["refill"] for i, o in zip(keys, ctx.batch("edvr", items))}
+        keys = sorted(self.back_keys | self.fwd_keys)
+        self.refill = {}
+        pyramids: dict[int, dict[str, torch.Tensor]] = {}  # source frame -> its pyramid, while a key needs it
+        for n, i in enumerate(keys):
+            sources = [self.source_index(j, horizon) for j in range(i - self.p, i + self.p + 1)]
+            todo = [j for j in dict.fromkeys(sources) if j not in pyramids]
+            pyramids.update(zip(todo, ctx.batch("edvr_pyramid", ({"frame": ctx.frames[j]} for j in todo))))
+            ref = pyramids[sources[self.p]]
+            items = ({**{f"nbr_{k}": v for k, v in pyramids[j].items()}, **{f"ref_{k}": v for k, v in ref.items()}}
+                     for j in sources)
+            aligned = torch.stack([o["aligned"] for o in ctx.batch_iter("edvr_align", items)], dim=1)
+            self.refill[i] = ctx.run("edvr_fusion", {"aligned": aligned})["refill"]
+            del aligned, ref
+            upcoming = keys[n + 1] if n + 1 < len(keys) else None
+            keep = set() if upcoming is None else {self.source_index(j, horizon)
+                                                   for j in range(upcoming - self.p, upcoming + self.p + 1)}
+            for j in [j for j in pyramids if j not in keep]:
+                del pyramids[j]
 
     def backward_extra(self, ctx, i, feat):
         if i in self.back_keys:
@@ -140,7 +188,9 @@ class IconVSRNet(RecurrentVSR):
         c, e = self.mid_channels, self.edvr.mid_channels
         return {
             "flow": FlowCell(self.spynet),
-            "edvr": EDVRCell(self.edvr, 2 * self.padding + 1),
+            "edvr_pyramid": EDVRPyramidCell(self.edvr),
+            "edvr_align": EDVRAlignCell(self.edvr),
+            "edvr_fusion": EDVRFusionCell(self.edvr, 2 * self.padding + 1),
             "warp": WarpCell(c),
             "backward_fusion": FusionCell(self.backward_fusion, c, e),
             "forward_fusion": FusionCell(self.forward_fusion, c, e),
