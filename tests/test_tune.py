@@ -60,8 +60,17 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     rows = {r.label: r for r in result.rows}
     # openvino-cpu runs both INT8 forms where NNCF is installed (the dev/all extras have it): one row each
     ov_forms = ["cpu", "openvino"] if importlib.util.find_spec("nncf") else ["cpu"]
-    n_rows = 11 + len(ov_forms)  # 3 backends x fp32, bf16, fp16, int8; openvino-cpu's int8 once per form
-    assert len(rows) == n_rows
+    plain = [r for r in result.rows if not r.options]
+    assert len(plain) == 11 + len(ov_forms)  # 3 backends x fp32, bf16, fp16, int8; openvino-cpu's int8 once per form
+    # every openvino-cpu row that ran once more with kept buffers: same outputs, so the same drop; its own timing
+    variants = [r for r in result.rows if r.options]
+    ran_ov = [r for r in plain if r.backend == "openvino-cpu" and r.status == "ok"]
+    assert [r.options for r in variants] == [{"keep_working_sets": 2}] * len(ran_ov)
+    for r in variants:
+        base = rows[r.label.removesuffix(" keep_working_sets=2")]
+        assert r.psnr_y_drop_db == base.psnr_y_drop_db and r.bundle == base.bundle
+        assert r.status == "ok" and r.fps > 0 and r.peak_rss_mb > 0, r.reason
+    n_rows = len(plain) + len(variants)
     ov_int8 = [f"openvino-cpu/int8:{f}" for f in ov_forms]
     for label in ("torch/fp32", "ort-cpu/fp32", "openvino-cpu/fp32", "ort-cpu/int8:cpu", *ov_int8):
         r = rows[label]
@@ -93,6 +102,7 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert record["kind"] == PROFILE_KIND and record["backend"] == chosen.backend
     assert record["precision"] == chosen.precision and record["threads"] == 1
+    assert record["options"] == chosen.options
     assert (record["window"], record["lookahead"]) == (2, 1) and len(record["table"]) == n_rows
     assert not list(path.parent.glob(".tiny.profile.json.*"))  # written atomically, nothing left over
 
@@ -236,3 +246,34 @@ def test_a_damaged_or_escaping_profile_is_one_line(tmp_path):
     profile.write_text(json.dumps(record))
     with pytest.raises(BundleError, match=r"escapes the bundle directory"):
         load_profile("unused", str(profile), None)
+
+
+def test_max_memory_keeps_a_larger_row_from_being_chosen(bundle):
+    fast = TuneRow("openvino-cpu", "fp32", str(bundle.path), fps=12.0, peak_rss_mb=900.0, psnr_y_drop_db=0.0,
+                   options={"keep_working_sets": 2})
+    lean = TuneRow("openvino-cpu", "fp32", str(bundle.path), fps=10.0, peak_rss_mb=600.0, psnr_y_drop_db=0.0)
+    assert choose([fast, lean], 0.05) is fast
+    assert choose([fast, lean], 0.05, max_memory_mb=800) is lean
+    assert fast.over_memory and not fast.within_budget and not lean.over_memory
+    result = TuneResult(bundle=str(bundle.path), rows=[fast, lean], max_drop_db=0.05, size=(32, 32), threads=1,
+                        window=4, lookahead=2, clip="x", fp32_psnr_y_db=30.0, chosen=lean, max_memory_mb=800)
+    from vsrdeploy.evaluate.tune import format_tune
+    table = format_tune(result)
+    assert "peak RSS <= 800 MB" in table and "keep_working_sets=2" in table and "over memory budget" in table
+
+
+def test_profile_options_reach_the_backend_and_bad_ones_are_one_line(bundle):
+    result = _forced(bundle, "openvino-cpu", "fp32")
+    result.chosen.options = {"keep_working_sets": 2}
+    path = write_profile(result)
+    settings = load_profile(bundle.path)
+    assert settings.options == {"precision": "fp32", "keep_working_sets": 2}
+    up = Upscaler.create(Bundle(settings.bundle), settings.backend, **settings.options)
+    assert up.backend.keep_working_sets == 2
+    record = json.loads(path.read_text())
+    for bad in ({"no_such_option": 1}, [1, 2]):
+        path.write_text(json.dumps({**record, "options": bad}))
+        with pytest.raises(ConfigError, match="damaged.*tune"):
+            load_profile(bundle.path)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "options"}))  # written before 0.3.0
+    assert load_profile(bundle.path).options == {"precision": "fp32"}

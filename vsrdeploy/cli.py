@@ -752,10 +752,12 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 @click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed runs (median).")
 @click.option("--dcn", type=click.Choice(["native", "decomposed"]), default="decomposed", show_default=True,
               help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included).")
+@click.option("--max-memory", metavar="SIZE", help="e.g. 2GB: a configuration whose timed run peaked above SIZE "
+              "(resident memory of the whole process) is not chosen.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the table.")
 @friendly_errors
 def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, max_frames, calib_frames, skip,
-         threads, window, lookahead, timing_frames, repeat, dcn, as_json):
+         threads, window, lookahead, timing_frames, repeat, dcn, max_memory, as_json):
     """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
     --max-drop as NAME.profile.json beside the bundle (used by `run --profile auto` / `run -b auto`).
 
@@ -769,11 +771,13 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     from .runtimes.base import check_backend_names
     from .export.cache import bundle_for
     from .evaluate.tune import format_tune, json_safe, tune as run_tune, write_profile
+    from .models.budget import parse_bytes
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
     check_backend_names(names)
     hw = parse_size(size, "--size")
+    max_memory_mb = parse_bytes(max_memory, "--max-memory") / 2**20 if max_memory else None
     lr, gt_clip, _, clip_desc = prepare_clips(frames_spec, gt, None if gt else degrade, max_frames + calib_frames,
                                               notice=echo, skip=skip)
     timed = hw if hw else (tuple(gt_clip.shape[2:]) if not gt else tuple(lr.shape[2:]))
@@ -782,7 +786,7 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     result = run_tune(bundle, lr[:max_frames], gt_clip[:max_frames], backends=names,
                       precisions=split_list(precisions), max_drop=max_drop, size=timed, threads=threads,
                       window=window or None, lookahead=lookahead, timing_frames=timing_frames, repeat=repeat,
-                      calib_lr=calib, clip=clip_desc, progress=echo)
+                      calib_lr=calib, clip=clip_desc, max_memory_mb=max_memory_mb, progress=echo)
     path = write_profile(result) if result.chosen else None
     if as_json:
         click.echo(json.dumps(json_safe({**asdict(result), "profile": str(path) if path else None}), indent=1,

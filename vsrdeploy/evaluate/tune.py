@@ -14,6 +14,7 @@ derived from is unchanged.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -35,6 +36,12 @@ TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
 #: is the faster one on every CPU and network)
 INT8_TARGETS = {"ort-cpu": ("cpu",), "openvino-cpu": ("openvino", "cpu")}
+#: backend -> option sets that change speed and peak memory but never the outputs, each timed as a row of its
+#: own beside the backend's plain rows (its accuracy is the plain row's). openvino-cpu's ``keep_working_sets``:
+#: bit-identical outputs (tests/test_openvino_buffers.py); BasicVSR++ INT8 streamed 1.27-1.34x faster with 2 kept
+#: at ~+250 MB, BasicVSR neither faster nor larger (benchmarks/RESULTS.md, "kept buffers"). ``--max-memory``
+#: keeps a row whose peak is too high from being chosen.
+OPTION_VARIANTS: dict[str, tuple[dict, ...]] = {"openvino-cpu": ({"keep_working_sets": 2},)}
 #: why a backend x precision is not a candidate, for pairs no backend option can give
 NOT_NATIVE = {
     ("ort-cpu", "fp16"): "ONNX Runtime's CPU provider has no FP16 kernels for most ops (it would run them in "
@@ -58,11 +65,14 @@ class TuneRow:
     within_budget: bool = False
     chosen: bool = False
     int8_target: str = ""  # INT8 rows: the ``calibrate --target`` form this row runs
+    options: dict = field(default_factory=dict)  # backend options on top of the precision's (OPTION_VARIANTS)
+    over_memory: bool = False  # peak RSS above tune's max_memory: not chosen
 
     @property
     def label(self) -> str:
         form = f":{self.int8_target}" if self.int8_target else ""
-        return f"{self.backend}/{self.precision}{form}"
+        extra = "".join(f" {k}={v}" for k, v in self.options.items())
+        return f"{self.backend}/{self.precision}{form}{extra}"
 
 
 @dataclass
@@ -79,6 +89,7 @@ class TuneResult:
     chosen: TuneRow | None = None
     notes: list[str] = field(default_factory=list)
     profile_path: str | None = None
+    max_memory_mb: float | None = None  # rows peaking above it are not chosen
 
 
 # -- machine --------------------------------------------------------------------------------------------
@@ -162,7 +173,7 @@ def measure_accuracy(rows: list[TuneRow], bundles: dict[str, Bundle], lr: np.nda
     from .compare import Target, run_compare
     fp32_psnr = math.nan
     for key, bundle in bundles.items():
-        todo = [r for r in rows if r.status == "ok" and r.bundle == key]
+        todo = [r for r in rows if r.status == "ok" and r.bundle == key and not r.options]
         if not todo:
             continue
         result = run_compare(bundle, lr, [Target(r.backend, r.precision) for r in todo], gt=gt, window=None,
@@ -181,7 +192,7 @@ def measure_speed(rows: list[TuneRow], *, size, frames: int, repeat: int, warmup
                   window, lookahead: int, isolate: bool, progress) -> None:
     from .bench import BenchConfig, run_configs
     todo = [r for r in rows if r.status == "ok"]
-    configs = [BenchConfig(r.backend, r.precision, bundle=r.bundle) for r in todo]
+    configs = [BenchConfig(r.backend, r.precision, bundle=r.bundle, options=r.options) for r in todo]
     results = run_configs(todo[0].bundle, configs, frames=frames, size=size, warmup=warmup, repeat=repeat,
                           window=window, lookahead=lookahead, threads=threads, isolate=isolate, progress=progress)
     for row, res in zip(todo, results):
@@ -191,10 +202,13 @@ def measure_speed(rows: list[TuneRow], *, size, frames: int, repeat: int, warmup
         row.fps, row.s_per_frame, row.peak_rss_mb = res.fps, 1.0 / res.fps, res.peak_rss_mb
 
 
-def choose(rows: list[TuneRow], max_drop: float) -> TuneRow | None:
-    """The fastest measured row whose PSNR-Y drop is within ``max_drop`` dB (FP32 rows always are)."""
+def choose(rows: list[TuneRow], max_drop: float, max_memory_mb: float | None = None) -> TuneRow | None:
+    """The fastest measured row whose PSNR-Y drop is within ``max_drop`` dB (FP32 rows always are) and whose
+    peak RSS is within ``max_memory_mb`` (when given)."""
     for r in rows:
-        r.within_budget = r.status == "ok" and (r.precision == "fp32" or r.psnr_y_drop_db <= max_drop)
+        r.over_memory = max_memory_mb is not None and r.peak_rss_mb > max_memory_mb
+        r.within_budget = r.status == "ok" and (r.precision == "fp32" or r.psnr_y_drop_db <= max_drop) \
+            and not r.over_memory
     ok = [r for r in rows if r.within_budget and not math.isnan(r.fps)]
     best = max(ok, key=lambda r: r.fps, default=None)
     if best is not None:
@@ -206,9 +220,12 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
          precisions: list[str] = list(TUNE_PRECISIONS), max_drop: float = 0.05, size=None, threads: int | None = None,
          window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
          calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
+         max_memory_mb: float | None = None, option_variants: dict = OPTION_VARIANTS,
          progress: Callable[[str], None] = lambda m: None) -> TuneResult:
     """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
-    ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s)."""
+    ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s).
+    ``option_variants``: backend -> option sets timed as extra rows (``OPTION_VARIANTS``); ``max_memory_mb``:
+    rows peaking above it are not chosen."""
     from ..runtimes.base import check_backend_names
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
@@ -255,12 +272,15 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
             bundles[str(form.path)] = form
             r.bundle = str(form.path)
     fp32_psnr = measure_accuracy(rows, bundles, lr, gt, clip, progress)
+    # option variants give their plain row's outputs (OPTION_VARIANTS), so its accuracy; each is timed on its own
+    rows = [v for r in rows for v in [r] + [dataclasses.replace(r, options=dict(o))
+                                            for o in option_variants.get(r.backend, ()) if r.status == "ok"]]
     if any(r.status == "ok" for r in rows):
         measure_speed(rows, size=size, frames=timing_frames, repeat=repeat, warmup=warmup, threads=threads,
                       window=window, lookahead=lookahead, isolate=isolate, progress=progress)
     result = TuneResult(bundle=key, rows=rows, max_drop_db=max_drop, size=size, threads=threads, window=window,
-                        lookahead=lookahead, clip=clip, fp32_psnr_y_db=fp32_psnr)
-    result.chosen = choose(rows, max_drop)
+                        lookahead=lookahead, clip=clip, fp32_psnr_y_db=fp32_psnr, max_memory_mb=max_memory_mb)
+    result.chosen = choose(rows, max_drop, max_memory_mb)
     return result
 
 
@@ -297,7 +317,7 @@ def write_profile(result: TuneResult, path=None) -> Path:
         "bundle_manifest_sha256": sha256_file(bundle_dir / MANIFEST),
         "run_bundle": os.path.relpath(run_bundle, path.parent),
         "run_bundle_manifest_sha256": sha256_file(run_bundle / MANIFEST),
-        "backend": c.backend, "precision": c.precision, "threads": result.threads,
+        "backend": c.backend, "precision": c.precision, "options": c.options, "threads": result.threads,
         "window": result.window, "lookahead": result.lookahead,
         "max_drop_db": result.max_drop_db, "psnr_y_drop_db": c.psnr_y_drop_db, "fps": c.fps,
         "timed_lr_size": list(result.size), "clip": result.clip,
@@ -343,7 +363,7 @@ class RunSettings:
 def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSettings:
     """Settings from ``profile`` (a path, or ``auto``: the profile beside ``model``'s bundle; a checkpoint
     resolves to its cached decomposed-DCN bundle, the one ``tune`` measures)."""
-    from ..runtimes.base import precision_options
+    from ..runtimes.base import check_options, precision_options
     from ..export.cache import bundle_for
     if profile == "auto":
         model_path = Path(model)
@@ -382,6 +402,14 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
         raise ConfigError(f"{path} belongs to {record['bundle']}, not {bundle_dir}; run `vsrdeploy tune` again")
     run_bundle = Bundle(safe_join(base, record["run_bundle"]))
     options = precision_options(record["backend"], record["precision"], run_bundle)
+    extra = record.get("options") or {}  # absent in profiles written before 0.3.0
+    try:
+        if not isinstance(extra, dict):
+            raise TypeError("options is not an object")
+        check_options(record["backend"], extra)
+    except TypeError as e:
+        raise ConfigError(f"{path} is damaged ({e}); run `vsrdeploy tune` again") from None
+    options.update(extra)
     note = ""
     here = cpu_description()
     tuned_on = record.get("machine", {}).get("cpu", {})
@@ -396,20 +424,22 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
 
 def format_tune(result: TuneResult) -> str:
     h, w = result.size
+    width = max([28] + [len(r.label) for r in result.rows])
     lines = [f"tuned at LR {w}x{h}, {result.threads} threads, window {result.window}, lookahead {result.lookahead}; "
              f"budget: PSNR-Y drop <= {result.max_drop_db:g} dB vs FP32 ({result.fp32_psnr_y_db:.3f} dB on "
-             f"{result.clip or 'the clip'})",
-             f"  {'configuration':28} {'s/frame':>8} {'frames/s':>9} {'x FP32':>7} {'drop dB':>8} "
+             f"{result.clip or 'the clip'})" + (f"; peak RSS <= {result.max_memory_mb:.0f} MB"
+                                                 if result.max_memory_mb is not None else ""),
+             f"  {'configuration':{width}} {'s/frame':>8} {'frames/s':>9} {'x FP32':>7} {'drop dB':>8} "
              f"{'vs FP32 dB':>10} {'peak MB':>8}  "]
     first = next((r for r in result.rows if r.precision == "fp32" and not math.isnan(r.fps)), None)
     base_fps = first.fps if first else math.nan
     for r in result.rows:
         mark = "*" if r.chosen else " "
         if r.status != "ok" or math.isnan(r.fps):
-            lines.append(f"{mark} {r.label:28} {r.status}: {r.reason}")
+            lines.append(f"{mark} {r.label:{width}} {r.status}: {r.reason}")
             continue
-        budget = "" if r.within_budget else "  over budget"
-        lines.append(f"{mark} {r.label:28} {r.s_per_frame:8.3f} {r.fps:9.2f} {r.fps / base_fps:7.2f} "
+        budget = "" if r.within_budget else ("  over memory budget" if r.over_memory else "  over budget")
+        lines.append(f"{mark} {r.label:{width}} {r.s_per_frame:8.3f} {r.fps:9.2f} {r.fps / base_fps:7.2f} "
                      f"{r.psnr_y_drop_db:8.3f} {min(r.psnr_y_vs_fp32_db, 100.0):10.2f} {r.peak_rss_mb:8.0f}{budget}")
     if result.chosen:
         c = result.chosen
