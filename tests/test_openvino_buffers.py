@@ -1,6 +1,8 @@
 """OpenVINO's kept working sets (issue #12 memory / #13 speed): after a large call a cell hands its buffers
 back unless it is one of the ``keep_working_sets`` most recently called large cells. Which cells are kept
 must not change a single output bit."""
+import functools
+
 import pytest
 import torch
 
@@ -77,3 +79,52 @@ def test_kept_working_sets_do_not_change_outputs(tiny_bundle, monkeypatch):
 def test_bad_keep_working_sets_is_a_config_error(tiny_bundle, bad):
     with pytest.raises(ConfigError, match="keep_working_sets must be an integer >= 0"):
         vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu", keep_working_sets=bad)
+
+
+def _tiny_video(path):
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 32))
+    base = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    for i in range(3):
+        writer.write(np.ascontiguousarray(base[i:i + 32, 2 * i:2 * i + 40]))
+    writer.release()
+    return path
+
+
+def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    seen = []
+    real_init = openvino_backend._OpenVINOBackend.__init__
+
+    @functools.wraps(real_init)  # the same signature: the backend's option names come from it
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen.append(self.keep_working_sets)
+    monkeypatch.setattr(openvino_backend._OpenVINOBackend, "__init__", spy)
+    clip = _tiny_video(tmp_path / "in.avi")
+    out = tmp_path / "frames"
+    result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-b", "openvino-cpu", "-i", str(clip), "-o", str(out),
+                                       "-O", "keep_working_sets=2", "--window", "2", "--lookahead", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen == [2] and len(list(out.glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("item, message", [
+    ("keep_working_sets", "takes KEY=VALUE"),
+    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, threads"),
+    ("keep_working_sets=-1", "keep_working_sets must be an integer >= 0"),
+    ("keep_working_sets=two", "keep_working_sets must be an integer >= 0"),
+])
+def test_run_cli_bad_backend_options_are_one_line(tiny_bundle, tmp_path, item, message):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    clip = _tiny_video(tmp_path / "in.avi")
+    result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-b", "openvino-cpu", "-i", str(clip), "-o",
+                                       str(tmp_path / "o"), "-O", item])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
