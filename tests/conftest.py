@@ -27,6 +27,19 @@ def random_clip(t=5, h=32, w=32, n=1, seed=0) -> torch.Tensor:
     return torch.stack(frames, dim=1).contiguous()
 
 
+def moving_clip(path, frames: int, width: int, height: int) -> Path:
+    """A small MJPG .avi of ``frames`` frames, ``width`` x ``height``, random content moving 1-2 pixels a frame
+    (OpenCV writes it: no ffmpeg needed)."""
+    import numpy as np
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (width, height))
+    base = (np.random.default_rng(0).random((height + frames, width + 2 * frames, 3)) * 255).astype(np.uint8)
+    for i in range(frames):
+        writer.write(np.ascontiguousarray(base[i:i + height, 2 * i:2 * i + width]))
+    writer.release()
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """A BasicVSR c8n1 bundle with random weights (no DCN, so every runtime takes it)."""

@@ -10,7 +10,7 @@ from vsrdeploy.models.budget import CellCosts, parse_bytes
 from vsrdeploy.models.cells import TorchRunner
 from vsrdeploy.models.tiles import TileGrid, plan_tiles
 
-from conftest import random_clip
+from conftest import moving_clip, random_clip
 
 TINY = {"basicvsr": {"mid_channels": 8, "num_blocks": 1},
         "iconvsr": {"mid_channels": 8, "num_blocks": 1},
@@ -185,13 +185,7 @@ def test_memory_budget_refusal_names_what_would_fit():
 # -- vsrdeploy run --tile / --tile-overlap / --memory-budget ------------------------------------
 
 def _clip(path):
-    cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (48, 36))
-    base = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
-    for i in range(4):
-        writer.write(np.ascontiguousarray(base[i:i + 36, 2 * i:2 * i + 48]))
-    writer.release()
-    return path
+    return moving_clip(path, 4, 48, 36)
 
 
 def test_run_cli_tiles(tiny_bundle, tmp_path):

@@ -10,7 +10,7 @@ import vsrdeploy
 from vsrdeploy.errors import ConfigError
 from vsrdeploy.runtimes import openvino_backend
 
-from conftest import random_clip
+from conftest import moving_clip, random_clip
 
 pytest.importorskip("openvino")
 
@@ -81,17 +81,6 @@ def test_bad_keep_working_sets_is_a_config_error(tiny_bundle, bad):
         vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu", keep_working_sets=bad)
 
 
-def _tiny_video(path):
-    cv2 = pytest.importorskip("cv2")
-    import numpy as np
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (40, 32))
-    base = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
-    for i in range(3):
-        writer.write(np.ascontiguousarray(base[i:i + 32, 2 * i:2 * i + 40]))
-    writer.release()
-    return path
-
-
 def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -104,7 +93,7 @@ def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
         real_init(self, *args, **kwargs)
         seen.append(self.keep_working_sets)
     monkeypatch.setattr(openvino_backend._OpenVINOBackend, "__init__", spy)
-    clip = _tiny_video(tmp_path / "in.avi")
+    clip = moving_clip(tmp_path / "in.avi", 3, 40, 32)
     out = tmp_path / "frames"
     result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-b", "openvino-cpu", "-i", str(clip), "-o", str(out),
                                        "-O", "keep_working_sets=2", "--window", "2", "--lookahead", "1"])
@@ -122,7 +111,7 @@ def test_run_cli_bad_backend_options_are_one_line(tiny_bundle, tmp_path, item, m
     from click.testing import CliRunner
 
     from vsrdeploy.cli import main
-    clip = _tiny_video(tmp_path / "in.avi")
+    clip = moving_clip(tmp_path / "in.avi", 3, 40, 32)
     result = CliRunner().invoke(main, ["run", str(tiny_bundle), "-b", "openvino-cpu", "-i", str(clip), "-o",
                                        str(tmp_path / "o"), "-O", item])
     assert result.exit_code != 0
