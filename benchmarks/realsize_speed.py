@@ -121,7 +121,8 @@ def main(argv=None) -> int:
           f"{args.frames} --threads {args.threads}" + (f" --warmup {args.warmup}" if args.warmup != 1 else "")
           + (f" --repeat {args.repeat}" if args.repeat != 1 else "")
           + (f" --window {args.window} --lookahead {args.lookahead}" if (args.window, args.lookahead) != (16, 8) else "")
-          + (f" --rows {args.rows}" if args.rows else "") + "".join(f" --variant {v}" for v in args.variant) + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
+          + (f" --rows {args.rows}" if args.rows else "") + "".join(f" --variant {v}" for v in args.variant)
+          + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))

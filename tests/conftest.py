@@ -28,7 +28,7 @@ def random_clip(t=5, h=32, w=32, n=1, seed=0) -> torch.Tensor:
 
 
 def moving_clip(path, frames: int, width: int, height: int) -> Path:
-    """A small MJPG .avi of ``frames`` frames, ``width`` x ``height``, random content moving 1-2 pixels a frame
+    """A small MJPG .avi of ``frames`` frames, ``width`` x ``height``, random content moving 1 pixel down and 2 right a frame
     (OpenCV writes it: no ffmpeg needed)."""
     import numpy as np
     cv2 = pytest.importorskip("cv2")

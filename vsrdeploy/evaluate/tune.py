@@ -37,10 +37,10 @@ TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: is the faster one on every CPU and network)
 INT8_TARGETS = {"ort-cpu": ("cpu",), "openvino-cpu": ("openvino", "cpu")}
 #: backend -> option sets that change speed and peak memory but never the outputs, each timed as a row of its
-#: own beside the backend's plain rows (its accuracy is the plain row's). openvino-cpu's ``keep_working_sets``:
-#: bit-identical outputs (tests/test_openvino_buffers.py); BasicVSR++ INT8 streamed 1.27-1.34x faster with 2 kept
-#: at ~+250 MB, BasicVSR neither faster nor larger (benchmarks/RESULTS.md, "kept buffers"). ``--max-memory``
-#: keeps a row whose peak is too high from being chosen.
+#: own beside the backend's plain rows (added after accuracy is measured: its accuracy is the plain row's).
+#: openvino-cpu's ``keep_working_sets``: bit-identical outputs (tests/test_openvino_buffers.py), 0.81-1.23x the
+#: plain rows' speed through bench's timed runs at ~+250-320 MB, no consistent sign (benchmarks/RESULTS.md,
+#: "kept buffers measured end to end"). ``--max-memory`` keeps a row whose peak is too high from being chosen.
 OPTION_VARIANTS: dict[str, tuple[dict, ...]] = {"openvino-cpu": ({"keep_working_sets": 2},)}
 #: why a backend x precision is not a candidate, for pairs no backend option can give
 NOT_NATIVE = {
@@ -173,7 +173,7 @@ def measure_accuracy(rows: list[TuneRow], bundles: dict[str, Bundle], lr: np.nda
     from .compare import Target, run_compare
     fp32_psnr = math.nan
     for key, bundle in bundles.items():
-        todo = [r for r in rows if r.status == "ok" and r.bundle == key and not r.options]
+        todo = [r for r in rows if r.status == "ok" and r.bundle == key]
         if not todo:
             continue
         result = run_compare(bundle, lr, [Target(r.backend, r.precision) for r in todo], gt=gt, window=None,

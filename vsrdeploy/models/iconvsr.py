@@ -108,8 +108,9 @@ class IconVSRSchedule(BidirectionalSchedule):
         keys = sorted(self.back_keys | self.fwd_keys)
         self.refill = {}
         pyramids: dict[int, dict[str, torch.Tensor]] = {}  # source frame -> its pyramid, while a key needs it
-        for n, i in enumerate(keys):
-            sources = [self.source_index(j, horizon) for j in range(i - self.p, i + self.p + 1)]
+        # each key's source frames, temporal padding applied
+        windows = [[self.source_index(j, horizon) for j in range(i - self.p, i + self.p + 1)] for i in keys]
+        for n, (i, sources) in enumerate(zip(keys, windows)):
             todo = [j for j in dict.fromkeys(sources) if j not in pyramids]
             pyramids.update(zip(todo, ctx.batch("edvr_pyramid", ({"frame": ctx.frames[j]} for j in todo))))
             ref = pyramids[sources[self.p]]
@@ -118,9 +119,7 @@ class IconVSRSchedule(BidirectionalSchedule):
             aligned = torch.stack([o["aligned"] for o in ctx.batch_iter("edvr_align", items)], dim=1)
             self.refill[i] = ctx.run("edvr_fusion", {"aligned": aligned})["refill"]
             del aligned, ref
-            upcoming = keys[n + 1] if n + 1 < len(keys) else None
-            keep = set() if upcoming is None else {self.source_index(j, horizon)
-                                                   for j in range(upcoming - self.p, upcoming + self.p + 1)}
+            keep = set(windows[n + 1]) if n + 1 < len(windows) else set()
             for j in [j for j in pyramids if j not in keep]:
                 del pyramids[j]
 

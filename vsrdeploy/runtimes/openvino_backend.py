@@ -13,14 +13,15 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: back (``CompiledModel.release_memory``): OpenVINO otherwise keeps each cell's largest working set for
 #: good, and the sum over cells, not the largest one, becomes the process's floor. Inputs and outputs,
 #: not inputs alone: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR frames and made a 64-channel
-#: map, and its kept buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row strips) keep theirs:
-#: reallocating them every call cost 24% of the stream's time (benchmarks/openvino_buffers.py)
+#: map, and its kept buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row
+#: strips) keep theirs: reallocating them every call cost 24% of the stream's time (benchmarks/openvino_buffers.py)
 RELEASE_ABOVE_BYTES = 16 * 2**20
 #: how many large cells (above) keep their buffers between calls: the most recently called ones. 0 by
 #: default, for memory. A BasicVSR++ branch calls its align and backbone cells in turn, and an align call
-#: right after a release takes 1.4-2.9x as long (fresh pages): ``keep_working_sets=2`` streamed
-#: BasicVSR++ INT8 1.27-1.34x faster for ~245 MB more, BasicVSR no differently (benchmarks/RESULTS.md,
-#: "BasicVSR++ alignment on OpenVINO"). ``vsrdeploy tune`` times 2 as a row of its own
+#: right after a release takes 1.4-2.9x as long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of
+#: BasicVSR++ INT8 1.27-1.34x faster for ~245 MB more, but through bench's timed runs of BasicVSR++ and
+#: IconVSR it was 0.81-1.23x, no consistent gain (benchmarks/RESULTS.md, "BasicVSR++ alignment on OpenVINO"
+#: and "kept buffers measured end to end"). ``vsrdeploy tune`` times 2 as a row of its own
 #: (``tune.OPTION_VARIANTS``) and writes it into the profile when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
 
