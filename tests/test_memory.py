@@ -8,7 +8,7 @@ from vsrdeploy.errors import ConfigError
 from vsrdeploy.models.base import RecurrentVSR
 from vsrdeploy.models.budget import CellCosts, parse_bytes
 from vsrdeploy.models.cells import TorchRunner
-from vsrdeploy.models.tiles import TileGrid, plan_tiles
+from vsrdeploy.models.tiles import TileGrid, even_tile, plan_tiles
 
 from conftest import moving_clip, random_clip
 
@@ -159,6 +159,67 @@ def test_memory_budget_picks_a_tile_only_when_needed():
     assert grid is not None and len(grid) > 1 and grid.tile_h >= 16
     with pytest.raises(ConfigError, match="raise --memory-budget to at least"):
         plan_tiles(540, 960, memory_budget="200MB", costs=CellCosts(net), frames_held=25, min_size=16)
+
+
+def test_even_tiles_cut_the_frame_with_as_many_tiles_and_less_overlap():
+    assert even_tile(540, 256, 16) == 191 and even_tile(960, 256, 16) == 252
+    assert even_tile(100, 256, 16) == 100  # one tile: the frame
+    for length, tile, overlap in [(540, 256, 16), (960, 256, 16), (181, 64, 8), (1000, 333, 0), (97, 48, 47)]:
+        even = even_tile(length, tile, overlap)
+        assert even <= tile
+        grid, evened = TileGrid(length, 9, tile, 9, overlap), TileGrid(length, 9, even, 9, overlap)
+        assert len(grid) == len(evened)
+        ys = evened.ys
+        assert ys[0] == 0 and ys[-1] + even == length
+        assert all(b - a <= even - overlap for a, b in zip(ys, ys[1:]))  # every overlap still >= the asked one
+
+
+def test_memory_budget_tiles_are_cut_evenly():
+    with torch.device("meta"):
+        net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
+    grid = plan_tiles(540, 960, memory_budget="2GB", costs=CellCosts(net), frames_held=4, min_size=16,
+                      base_bytes=300 * 2**20)
+    assert grid is not None and len(grid) > 1
+    assert (grid.tile_h, grid.tile_w) == (even_tile(540, grid.tile_h, 16), even_tile(960, grid.tile_w, 16))
+    assert len(grid) * grid.tile_h * grid.tile_w < 1.25 * 540 * 960
+
+
+@pytest.mark.parametrize("arch, config", [
+    ("basicvsr", dict(mid_channels=8, num_blocks=1)),
+    ("iconvsr", dict(mid_channels=8, num_blocks=1)),
+    ("basicvsr_pp", dict(mid_channels=8, num_blocks=1)),
+    ("realbasicvsr", dict(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)),
+])
+def test_held_bytes_bounds_the_outputs_a_stream_keeps(arch, config):
+    """The schedule's own count of the state it holds (what ``--memory-budget`` plans with) against the cell
+    outputs really alive before each call of a stream, one frame per call: an upper bound, and not a loose one."""
+    import weakref
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(arch, **config).eval()
+    runner = TorchRunner(net.cells)
+    outputs: list[weakref.ref] = []
+    held = 0
+
+    def run(cell, inputs):
+        nonlocal held
+        alive = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in outputs)
+                 if t is not None}
+        held = max(held, sum(alive.values()))
+        out = runner(cell, inputs)
+        if cell != "upsample":  # output frames: counted apart by the budget (one on its way out)
+            outputs.extend(weakref.ref(t) for t in out.values())
+        return out
+
+    h = w = 64
+    window, lookahead = 4, 3
+    frames = (torch.rand(1, 3, h, w) for _ in range(11))
+    with torch.no_grad():
+        n = sum(1 for _ in net.stream_cells(run, frames, window, lookahead, batch_bytes="1KB", row_strips=False))
+    assert n == 11
+    costs = CellCosts(net)
+    estimate = net.schedule().held_bytes(lambda cell: costs.output_bytes(cell, h, w), window, lookahead)
+    assert held <= estimate, (held, estimate)
+    assert held >= 0.6 * estimate, (held, estimate)
 
 
 def test_memory_budget_refusal_names_what_would_fit():

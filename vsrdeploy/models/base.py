@@ -130,9 +130,15 @@ class RecurrentVSR(nn.Module):
         held = (window or DEFAULT_HELD_FRAMES) + lookahead + schedule.history
 
         def plan(h: int, w: int):
+            state = None
+            if budget is not None:
+                state = schedule.held_bytes(lambda cell: costs.output_bytes(cell, h, w),
+                                            window or DEFAULT_HELD_FRAMES, lookahead)
+                if state is not None:  # the input frames the stream keeps, an output frame on its way out
+                    state += (held + 1) * 4 * 3 * h * w + 4 * 3 * h * w * self.scale ** 2
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
                               memory_budget=budget, costs=costs, frames_held=held,
-                              base_bytes=int(rss_mb() * 2**20), history=schedule.history)
+                              base_bytes=int(rss_mb() * 2**20), history=schedule.history, held_bytes=state)
 
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,

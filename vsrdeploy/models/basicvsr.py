@@ -103,6 +103,11 @@ class BidirectionalSchedule(Schedule):
     def upsample_inputs(self, i: int, back, fwd) -> dict[str, torch.Tensor]:
         return {"backward": back, "forward": fwd}
 
+    def held_bytes(self, out_bytes, window, lookahead):
+        # the window's backward features (run_window's ``back``), the forward state, the warped and the new
+        # feature in flight; the span's flows (backward pairs, forward pairs)
+        return (window + 3) * out_bytes("backward_trunk") + (2 * window + lookahead) * out_bytes("flow")
+
     def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         c = self.net.mid_channels

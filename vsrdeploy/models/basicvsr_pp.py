@@ -174,6 +174,20 @@ class GridPropagationSchedule(Schedule):
     def channels(self) -> int:
         return self.net.mid_channels
 
+    def branch_cell(self, name: str) -> str:
+        """The cell whose output is branch ``name``'s feature."""
+        return f"{name}_backbone"
+
+    def held_bytes(self, out_bytes, window, lookahead):
+        span = window + lookahead
+        spatial = out_bytes("feat_extract")
+        feat = [out_bytes(self.branch_cell(b)) for b in BRANCHES]
+        # the peak is where backward_2 starts (spatial, backward_1, forward_1 over the span) or ends (those
+        # and backward_2 over the window; the lookahead's were dropped on the way)
+        state = max(span * (spatial + feat[0] + feat[1]), window * (spatial + sum(feat[:3])))
+        flows = 4 * span * out_bytes("flow")  # both directions' flows and their compositions
+        return state + flows + 3 * max(feat) + 2 * (feat[1] + feat[3])  # steps in flight, forward states
+
     def branch_step(self, ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2, zero, zero_flow):
         """One step of branch ``name`` at frame ``idx`` (``step``-th of the branch): align + residual backbone."""
         if step == 0:
@@ -185,7 +199,7 @@ class GridPropagationSchedule(Schedule):
                                                 "flow_n1": flow_n1, "flow_n2": flow_n2})["aligned"]
         earlier = BRANCHES[:BRANCHES.index(name)]
         inputs = {"spatial": spatial[idx], **{b: feats[b][idx] for b in earlier}, "aligned": aligned}
-        return ctx.run(f"{name}_backbone", inputs)["feat_out"]
+        return ctx.run(self.branch_cell(name), inputs)["feat_out"]
 
     def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:
         return {"spatial": spatial[i], **{b: feats[b][i] for b in BRANCHES}}

@@ -122,6 +122,10 @@ class CellCosts:
         """The largest least-call cost over all cells (what one call must be able to hold)."""
         return max(self.least_call(name, h, w) for name in self._meta_cells())
 
+    def output_bytes(self, cell: str, h: int, w: int) -> int:
+        """Bytes of one batch element's outputs of ``cell`` (float32) at LR frame size ``h`` x ``w``."""
+        return sum(4 * math.prod(p.shape(1, h, w)) for p in self.cell(cell).outputs)
+
     def held_per_frame(self, h: int, w: int) -> int:
         """Rough bytes a schedule keeps per frame of its span: the input frame and every stateful cell's
         outputs (features kept for later branches / the other direction)."""

@@ -123,6 +123,14 @@ class IconVSRSchedule(BidirectionalSchedule):
             for j in [j for j in pyramids if j not in keep]:
                 del pyramids[j]
 
+    def held_bytes(self, out_bytes, window, lookahead):
+        span = window + lookahead
+        refill = (span // self.net.keyframe_stride + 2) * out_bytes("edvr_fusion")  # held through the window
+        # prepare: one key's source pyramids and its aligned neighbours (a list, then stacked)
+        frames = 2 * self.p + 1
+        prepare = frames * (out_bytes("edvr_pyramid") + 2 * out_bytes("edvr_align"))
+        return refill + max(prepare, super().held_bytes(out_bytes, window, lookahead))
+
     def backward_extra(self, ctx, i, feat):
         if i in self.back_keys:
             feat = ctx.run("backward_fusion", {"feat_in": feat, "refill": self.refill[i]})["feat_out"]

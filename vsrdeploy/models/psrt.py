@@ -242,6 +242,9 @@ class PSRTSchedule(GridPropagationSchedule):
     def channels(self) -> int:
         return self.net.embed_dim
 
+    def branch_cell(self, name: str) -> str:
+        return f"{name}_step"
+
     def branch_step(self, ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2, zero, zero_flow):
         current = spatial[idx] if _CHAIN[name] == "spatial" else feats[_CHAIN[name]][idx]
         if step == 0:
@@ -249,7 +252,7 @@ class PSRTSchedule(GridPropagationSchedule):
             flow_n1 = flow_n2 = zero_flow
         elif step == 1:
             prev2, flow_n2 = zero, zero_flow
-        return ctx.run(f"{name}_step", {"feat_prop": prev1, "feat_n2": prev2, "current": current,
+        return ctx.run(self.branch_cell(name), {"feat_prop": prev1, "feat_n2": prev2, "current": current,
                                          "flow_n1": flow_n1, "flow_n2": flow_n2})["feat_out"]
 
     def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:

@@ -33,6 +33,10 @@ class CleaningSchedule(BidirectionalSchedule):
     absolute residue of the whole clip; here of the span, which is the whole clip when it fits),
     then BasicVSR on the cleaned frames."""
 
+    def held_bytes(self, out_bytes, window, lookahead):
+        cleaned = (window + lookahead + self.history) * out_bytes("clean")  # the span's cleaned frames
+        return cleaned + super().held_bytes(out_bytes, window, lookahead)
+
     def prepare(self, ctx: WindowContext) -> None:
         indices = sorted(i for i in ctx.frames if i < ctx.span_end)
         frames = {i: ctx.frames[i] for i in indices}

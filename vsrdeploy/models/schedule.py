@@ -145,6 +145,13 @@ class Schedule:
         """The output frames of ``[ctx.start, ctx.end)`` in order (a generator: frames leave as they are final)."""
         raise NotImplementedError
 
+    def held_bytes(self, out_bytes: Callable[[str], int], window: int, lookahead: int) -> int | None:
+        """Bytes of cell outputs this schedule holds at its peak with ``window`` / ``lookahead`` (features kept
+        for later branches or the other direction, flows), from ``out_bytes(cell)``, one frame's outputs of
+        a cell; the budget adds the call in progress and the input frames. ``None``: not known, the budget
+        then counts every stateful cell's outputs for every held frame (the safe side)."""
+        return None
+
 
 def is_mirror_extended(frames: Sequence[torch.Tensor]) -> bool:
     """Upstream's check: an even clip whose second half is the first half reversed."""

@@ -61,6 +61,17 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def even_tile(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile that covers ``length`` with as many tiles as ``tile`` needs, at ``overlap``: the
+    frame cut evenly. A 540-row frame in tiles of 256 with overlap 16 takes 3 tiles either way; evenly they
+    are 191 rows each (573 rows computed) instead of 256 (768 rows, the last tile shifted back over the
+    second)."""
+    if tile >= length:
+        return length
+    count = len(_starts(length, tile, overlap))
+    return min(tile, -(-(length + (count - 1) * overlap) // count))
+
+
 def _owned(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
     """The part of the frame each tile's output is kept for: overlaps split at their middle."""
     bounds = [0]
@@ -118,13 +129,15 @@ class TileGrid:
 
 def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
                memory_budget=None, costs: CellCosts | None = None, frames_held: int = 1,
-               base_bytes: int = 0, history: int = 0) -> TileGrid | None:
+               base_bytes: int = 0, history: int = 0, held_bytes: int | None = None) -> TileGrid | None:
     """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
-    the largest candidate tile whose working set fits the budget after the held state
-    (``frames_held`` frames' features, tiling does not shrink those) and ``base_bytes`` (the process so
+    the largest candidate tile (cut evenly over the frame: :func:`even_tile`) whose working set fits the
+    budget after the held state (``frames_held`` frames' features, tiling does not shrink those) and ``base_bytes`` (the process so
     far); the budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed. When nothing
     fits, the ConfigError names the least budget these settings need and how many frames (``frames_held``,
-    of which ``history`` are earlier frames the schedule reads) the budget can hold."""
+    of which ``history`` are earlier frames the schedule reads) the budget can hold. ``held_bytes``: the
+    schedule's own count of the state it holds untiled (:meth:`Schedule.held_bytes` plus the input frames);
+    without it every stateful cell's outputs count for every held frame."""
     if tile is not None:
         th, tw = check_tile_args(tile, overlap, min_size)
         if th >= height and tw >= width:
@@ -134,8 +147,12 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         return None
     budget = parse_bytes(memory_budget)
     check_tile_args(max(min_size, overlap + 1), overlap, min_size)  # the overlap itself must be valid
-    per_frame = costs.held_per_frame(height, width)
-    held = frames_held * per_frame
+    if held_bytes is None:
+        per_frame = costs.held_per_frame(height, width)
+        held = frames_held * per_frame
+    else:
+        held = held_bytes
+        per_frame = max(1, held // max(1, frames_held))  # per held frame, on average
     room = budget - base_bytes - held
     if room > 0:
         costs.batch_bytes = min(costs.batch_bytes or room, room)  # each call's working set must fit too
@@ -145,10 +162,16 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
     # nothing fits yet: the most frames any choice leaves room for, the least budget these settings need
     fits = int((budget - base_bytes - whole) // per_frame)
     least = base_bytes + held + whole
+    tried = set()
     for t in CANDIDATE_TILES:
         if t < min_size or t <= overlap or t >= max(height, width):
             continue
-        grid = TileGrid(height, width, t, t, overlap)
+        # each candidate cut evenly: fewer pixels computed twice, so less state and less work
+        th, tw = (max(min_size, overlap + 1, even_tile(n, t, overlap)) for n in (height, width))
+        if (th, tw) in tried:
+            continue
+        tried.add((th, tw))
+        grid = TileGrid(height, width, th, tw, overlap)
         extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
         call = costs.largest_item(grid.tile_h, grid.tile_w)
         need = call + held * extra

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import psutil
 import torch
 
 from ..models.dcn import PLUGIN_NODE
@@ -9,20 +10,23 @@ from .base import Backend, register_backend
 from .host_buffers import cpu_array, output_shapes
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-#: after a call whose inputs and outputs together exceed this, the cell's intermediate buffers are handed
-#: back (``CompiledModel.release_memory``): OpenVINO otherwise keeps each cell's largest working set for
-#: good, and the sum over cells, not the largest one, becomes the process's floor. Inputs and outputs,
-#: not inputs alone: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR frames and made a 64-channel
-#: map, and its kept buffers took streaming at 180x320 to 3.0 GB. Small calls (flows, upsampling row
-#: strips) keep theirs: reallocating them every call cost 24% of the stream's time (benchmarks/openvino_buffers.py)
+#: a cell is *large* when a call's inputs and outputs together, or the resident memory it added beyond its
+#: outputs (its intermediate buffers), exceed this. OpenVINO otherwise keeps each cell's largest working set
+#: for good, and the sum over cells, not the largest one, becomes the process's floor, so before a large
+#: cell runs, the other large cells hand their buffers back (``CompiledModel.release_memory``; see
+#: ``KEEP_WORKING_SETS``). Inputs and outputs: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR
+#: frames and made a 64-channel map, and its kept buffers took streaming at 180x320 to 3.0 GB. The memory a
+#: call added (0.3.1): row strips of the upsampling tail and SPyNet's flows have small inputs and outputs
+#: but ~100 MB of buffers each at 180x320, which until 0.3.1 they kept for good (IconVSR: 208 MB of its
+#: openvino-cpu stream; benchmarks/RESULTS.md, "Buffers released by what a call holds").
 RELEASE_ABOVE_BYTES = 16 * 2**20
-#: how many large cells (above) keep their buffers between calls: the most recently called ones. 0 by
-#: default, for memory. A BasicVSR++ branch calls its align and backbone cells in turn, and an align call
-#: right after a release takes 1.4-2.9x as long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of
-#: BasicVSR++ INT8 1.27-1.34x faster for ~245 MB more, but through bench's timed runs of BasicVSR++ and
-#: IconVSR it was 0.81-1.23x, no consistent gain (benchmarks/RESULTS.md, "BasicVSR++ alignment on OpenVINO"
-#: and "kept buffers measured end to end"). ``vsrdeploy tune`` times 2 as a row of its own
-#: (``tune.OPTION_VARIANTS``) and writes it into the profile when it is the fastest within the budgets.
+#: how many other large cells keep their buffers while a large cell runs: the most recently called ones.
+#: 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row (row
+#: strips, batches) keep theirs, and the last large cell keeps them until another large cell runs: its
+#: buffers are handed back before that call, not after its own (until 0.3.1, after every large call, so
+#: each row strip of the upsampling tail would have allocated its buffers afresh). A BasicVSR++ branch
+#: calls its align and backbone cells in turn, and an align call right after a release takes 1.4-2.9x as
+#: long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of
 KEEP_WORKING_SETS = 0
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
@@ -78,6 +82,7 @@ class _OpenVINOBackend(Backend):
                               f"back after each call), got {keep_working_sets!r}")
         self.keep_working_sets = keep_working_sets
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
+        self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
         reason = precision_unavailable_reason(self.device_name, precision)
         if reason:  # checked before compiling every cell only to find it out
             from ..errors import BackendUnavailable
@@ -98,6 +103,7 @@ class _OpenVINOBackend(Backend):
                                      "(this device has no native support for it)")
         self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
                         for name, c in self.compiled.items()}
+        self.blanks = {name: _blank_tensors(c) for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
         """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
@@ -108,6 +114,11 @@ class _OpenVINOBackend(Backend):
         arrays = {k: cpu_array(v) for k, v in inputs.items()}
         info = self.bundle.cells[cell]
         shapes = output_shapes(info.inputs, info.outputs, {k: a.shape for k, a in arrays.items()})
+        in_bytes = sum(a.nbytes for a in arrays.values())
+        if cell in self.large or (shapes is not None and in_bytes + sum(
+                4 * int(np.prod(v)) for v in shapes.values()) > RELEASE_ABOVE_BYTES):
+            self._make_room(cell)
+        before = resident_bytes()
         if shapes is None:  # the manifest does not give the output shapes: a fresh request, outputs copied once
             result = self.compiled[cell].create_infer_request().infer(arrays, share_inputs=True)
             outs = {name: torch.from_numpy(result[port]) for name, port in self.outputs[cell]}
@@ -120,18 +131,50 @@ class _OpenVINOBackend(Backend):
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
-        if sum(a.nbytes for a in arrays.values()) + sum(o.nbytes for o in outs.values()) > RELEASE_ABOVE_BYTES:
-            self._keep_large(cell)
+            for port, blank in self.blanks[cell]:  # the request would keep this call's arrays alive
+                request.set_tensor(port, blank)
+        out_bytes = sum(o.nbytes for o in outs.values())
+        added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
+        if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
+            self.large.add(cell)
+        if cell in self.large:
+            self.kept = [c for c in self.kept if c != cell] + [cell]
         return outs
 
-    def _keep_large(self, cell: str) -> None:
-        """``cell`` just made a large call: it joins the kept cells, and the least recently called ones
-        beyond ``keep_working_sets`` hand their buffers back."""
-        if cell in self.kept:
-            self.kept.remove(cell)
-        self.kept.append(cell)
-        while len(self.kept) > self.keep_working_sets:
-            self.compiled[self.kept.pop(0)].release_memory()
+    def _make_room(self, cell: str) -> None:
+        """Before large ``cell`` runs: the large cells called least recently hand their buffers back, so that
+        at most ``keep_working_sets`` others hold theirs during the call."""
+        others = [c for c in self.kept if c != cell]
+        while len(others) > self.keep_working_sets:
+            self.compiled[others.pop(0)].release_memory()
+        self.kept = others + [c for c in self.kept if c == cell]
+
+
+def _blank_tensors(compiled) -> list[tuple[object, object]]:
+    """(port, tiny tensor) for every port of ``compiled`` with a dynamic dimension. A request holds the
+    tensors last set on it, and with shared memory they are the caller's arrays: set after each call, these
+    let the call's inputs and outputs go (until 0.3.1 every cell's request held its last ones: ~270 MB of
+    IconVSR's openvino-cpu stream at 180x320). Static ports keep theirs (a blank would be full size)."""
+    import openvino as ov
+    blanks = []
+    for port in (*compiled.inputs, *compiled.outputs):
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or shape.is_static:
+            continue
+        dims = [d.get_length() if d.is_static else 0 for d in shape]  # empty: accepted for any shape
+        blanks.append((port, ov.Tensor(np.zeros(dims, dtype=port.get_element_type().to_dtype()))))
+    return blanks
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (bytes); 0 where psutil cannot tell."""
+    try:
+        return _PROCESS.memory_info().rss
+    except Exception:  # psutil unsupported here: large cells are then found by their inputs and outputs
+        return 0
+
+
+_PROCESS = psutil.Process()
 
 
 def _output_ports(cell: str, wanted: list[str], ports) -> list[tuple[str, object]]:
