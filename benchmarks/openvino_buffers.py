@@ -11,6 +11,7 @@ inputs + outputs than this) x ``keep_working_sets`` (the optional third field; d
         --configs 256MiB:16MiB 256MiB:4MiB 160MiB:16MiB 128MiB:16MiB
     python benchmarks/openvino_buffers.py --bundle pp_int8_nncf.vsr --frames 8 --rounds 2 \\
         --configs 160MiB:16MiB:0 160MiB:16MiB:2
+    python benchmarks/openvino_buffers.py --frames 20 --rounds 2 --configs 160MiB:16MiB --trees ../v030 .
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def child(cfg: dict) -> None:
+    if cfg.get("tree"):  # another checkout's vsrdeploy (A/B of code versions)
+        sys.path.insert(0, cfg["tree"])
     import torch
     torch.set_num_threads(cfg["threads"])
     from memory_real_size import frames
@@ -57,6 +60,9 @@ def main() -> None:
                    help="BATCH_BYTES:RELEASE_ABOVE[:KEEP_WORKING_SETS]")
     p.add_argument("--bundle", help="stream this bundle (e.g. an INT8 BasicVSR++ one) instead of BasicVSR c64n2")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
+    p.add_argument("--trees", nargs="+", default=[""], metavar="DIR",
+                   help="checkouts of vsrdeploy to compare (each configuration runs once per tree, interleaved); "
+                        "default: the installed one")
     args = p.parse_args()
     from memory_real_size import bundle_path
     cache = Path(args.cache)
@@ -67,14 +73,16 @@ def main() -> None:
     print(f"# CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()}; bundle {bundle}", flush=True)
     for r in range(args.rounds):
         for spec in args.configs:
-            batch, release, keep = (spec.split(":") + ["0"])[:3]
-            cfg = {"bundle": bundle, "size": [h, w], "frames": args.frames, "threads": args.threads,
-                   "batch_bytes": batch, "release": release, "keep": int(keep)}
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True,
-                                 text=True)
-            row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-300:]}
-            print(json.dumps({"round": r, "batch_bytes": batch, "release_above": release, "keep_working_sets": int(keep),
-                              **row}), flush=True)
+            for tree in args.trees:
+                batch, release, keep = (spec.split(":") + ["0"])[:3]
+                cfg = {"bundle": bundle, "size": [h, w], "frames": args.frames, "threads": args.threads,
+                       "batch_bytes": batch, "release": release, "keep": int(keep), "tree": tree}
+                out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True,
+                                     text=True)
+                row = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
+                       else {"error": out.stderr[-300:]})
+                print(json.dumps({"round": r, "tree": tree, "batch_bytes": batch, "release_above": release,
+                                  "keep_working_sets": int(keep), **row}), flush=True)
 
 
 if __name__ == "__main__":
