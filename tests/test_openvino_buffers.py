@@ -84,20 +84,6 @@ def test_a_call_that_allocates_much_marks_its_cell_large(tiny_bundle, monkeypatc
         assert len(backend.kept) == 1
 
 
-def test_requests_let_go_of_the_arrays_of_their_last_call(tiny_bundle):
-    """An OpenVINO request holds the tensors last set on it; ours are the caller's arrays (shared memory),
-    so after each call every dynamic port gets an empty tensor instead."""
-    with vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu") as up:
-        backend = up.backend
-        lrs = random_clip(t=4, h=32, w=40)[0]
-        outs = list(up.stream(iter(lrs), window=2, lookahead=1))
-        assert len(outs) == 4
-        for name, request in backend.requests.items():
-            compiled = backend.compiled[name]
-            for port in (*compiled.inputs, *compiled.outputs):
-                assert request.get_tensor(port).get_size() == 0, (name, port.get_any_name())
-
-
 def test_kept_working_sets_do_not_change_outputs(tiny_bundle, monkeypatch):
     released, _ = _stream_logged(tiny_bundle, 0, monkeypatch)
     kept, _ = _stream_logged(tiny_bundle, 3, monkeypatch)

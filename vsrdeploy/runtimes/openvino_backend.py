@@ -17,8 +17,8 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: ``KEEP_WORKING_SETS``). Inputs and outputs: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR
 #: frames and made a 64-channel map, and its kept buffers took streaming at 180x320 to 3.0 GB. The memory a
 #: call added (0.3.1): row strips of the upsampling tail and SPyNet's flows have small inputs and outputs
-#: but ~100 MB of buffers each at 180x320, which until 0.3.1 they kept for good (IconVSR: 208 MB of its
-#: openvino-cpu stream; benchmarks/RESULTS.md, "Buffers released by what a call holds").
+#: but ~100 MB of buffers each at 180x320, which until 0.3.1 they kept for good (IconVSR's openvino-cpu
+#: stream at 180x320: 1434 -> 1280 MB; benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds").
 RELEASE_ABOVE_BYTES = 16 * 2**20
 #: how many other large cells keep their buffers while a large cell runs: the most recently called ones.
 #: 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row (row
@@ -26,7 +26,11 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: buffers are handed back before that call, not after its own (until 0.3.1, after every large call, so
 #: each row strip of the upsampling tail would have allocated its buffers afresh). A BasicVSR++ branch
 #: calls its align and backbone cells in turn, and an align call right after a release takes 1.4-2.9x as
-#: long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of
+#: long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of BasicVSR++ INT8 1.27-1.34x faster for
+#: ~245 MB more, but through bench's timed runs of BasicVSR++ and IconVSR it was 0.81-1.23x, no consistent
+#: gain (benchmarks/RESULTS.md, "BasicVSR++ alignment on OpenVINO" and "kept buffers measured end to end").
+#: ``vsrdeploy tune`` times 2 as a row of its own (``tune.OPTION_VARIANTS``) and writes it into the profile
+#: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
@@ -103,7 +107,6 @@ class _OpenVINOBackend(Backend):
                                      "(this device has no native support for it)")
         self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
                         for name, c in self.compiled.items()}
-        self.blanks = {name: _blank_tensors(c) for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
         """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
@@ -131,8 +134,6 @@ class _OpenVINOBackend(Backend):
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
-            for port, blank in self.blanks[cell]:  # the request would keep this call's arrays alive
-                request.set_tensor(port, blank)
         out_bytes = sum(o.nbytes for o in outs.values())
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
         if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
@@ -148,22 +149,6 @@ class _OpenVINOBackend(Backend):
         while len(others) > self.keep_working_sets:
             self.compiled[others.pop(0)].release_memory()
         self.kept = others + [c for c in self.kept if c == cell]
-
-
-def _blank_tensors(compiled) -> list[tuple[object, object]]:
-    """(port, tiny tensor) for every port of ``compiled`` with a dynamic dimension. A request holds the
-    tensors last set on it, and with shared memory they are the caller's arrays: set after each call, these
-    let the call's inputs and outputs go (until 0.3.1 every cell's request held its last ones: ~270 MB of
-    IconVSR's openvino-cpu stream at 180x320). Static ports keep theirs (a blank would be full size)."""
-    import openvino as ov
-    blanks = []
-    for port in (*compiled.inputs, *compiled.outputs):
-        shape = port.get_partial_shape()
-        if shape.rank.is_dynamic or shape.is_static:
-            continue
-        dims = [d.get_length() if d.is_static else 0 for d in shape]  # empty: accepted for any shape
-        blanks.append((port, ov.Tensor(np.zeros(dims, dtype=port.get_element_type().to_dtype()))))
-    return blanks
 
 
 def resident_bytes() -> int:
