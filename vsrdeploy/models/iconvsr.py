@@ -113,22 +113,37 @@ class IconVSRSchedule(BidirectionalSchedule):
         for n, (i, sources) in enumerate(zip(keys, windows)):
             todo = [j for j in dict.fromkeys(sources) if j not in pyramids]
             pyramids.update(zip(todo, ctx.batch("edvr_pyramid", ({"frame": ctx.frames[j]} for j in todo))))
-            ref = pyramids[sources[self.p]]
-            items = ({**{f"nbr_{k}": v for k, v in pyramids[j].items()}, **{f"ref_{k}": v for k, v in ref.items()}}
-                     for j in sources)
-            aligned = torch.stack([o["aligned"] for o in ctx.batch_iter("edvr_align", items)], dim=1)
+            ref_source = sources[self.p]
+            ref = pyramids[ref_source]
+            later = set(windows[n + 1]) if n + 1 < len(windows) else set()
+
+            def items(sources=sources, ref=ref, later=later):
+                for k, j in enumerate(sources):
+                    # a neighbour's pyramid goes with its last use unless the next key reads it too
+                    done = j != ref_source and j not in later and j not in sources[k + 1:]
+                    pyramid = pyramids.pop(j) if done else pyramids[j]
+                    yield {**{f"nbr_{name}": v for name, v in pyramid.items()},
+                           **{f"ref_{name}": v for name, v in ref.items()}}
+            # each neighbour's alignment is copied into its slot as it comes (a stack at the end would hold
+            # all of them twice)
+            aligned = None
+            for k, out in enumerate(ctx.batch_iter("edvr_align", items())):
+                out = out["aligned"]
+                if aligned is None:
+                    aligned = out.new_empty((out.shape[0], len(sources), *out.shape[1:]))
+                aligned[:, k] = out
+            del out
             self.refill[i] = ctx.run("edvr_fusion", {"aligned": aligned})["refill"]
             del aligned, ref
-            keep = set(windows[n + 1]) if n + 1 < len(windows) else set()
-            for j in [j for j in pyramids if j not in keep]:
+            for j in [j for j in pyramids if j not in later]:
                 del pyramids[j]
 
     def held_bytes(self, out_bytes, window, lookahead):
         span = window + lookahead
         refill = (span // self.net.keyframe_stride + 2) * out_bytes("edvr_fusion")  # held through the window
-        # prepare: one key's source pyramids and its aligned neighbours (a list, then stacked)
+        # prepare: one key's source pyramids, its aligned neighbours and the one in flight
         frames = 2 * self.p + 1
-        prepare = frames * (out_bytes("edvr_pyramid") + 2 * out_bytes("edvr_align"))
+        prepare = frames * out_bytes("edvr_pyramid") + (frames + 1) * out_bytes("edvr_align")
         return refill + max(prepare, super().held_bytes(out_bytes, window, lookahead))
 
     def backward_extra(self, ctx, i, feat):
