@@ -117,7 +117,7 @@ class IconVSRSchedule(BidirectionalSchedule):
             ref = pyramids[ref_source]
             later = set(windows[n + 1]) if n + 1 < len(windows) else set()
 
-            def items(sources=sources, ref=ref, later=later):
+            def items(sources=sources, ref=ref, ref_source=ref_source, later=later):
                 for k, j in enumerate(sources):
                     # a neighbour's pyramid goes with its last use unless the next key reads it too
                     done = j != ref_source and j not in later and j not in sources[k + 1:]

@@ -132,12 +132,12 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
                base_bytes: int = 0, history: int = 0, held_bytes: int | None = None) -> TileGrid | None:
     """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
     the largest candidate tile (cut evenly over the frame: :func:`even_tile`) whose working set fits the
-    budget after the held state (``frames_held`` frames' features, tiling does not shrink those) and ``base_bytes`` (the process so
-    far); the budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed. When nothing
-    fits, the ConfigError names the least budget these settings need and how many frames (``frames_held``,
-    of which ``history`` are earlier frames the schedule reads) the budget can hold. ``held_bytes``: the
-    schedule's own count of the state it holds untiled (:meth:`Schedule.held_bytes` plus the input frames);
-    without it every stateful cell's outputs count for every held frame."""
+    budget after the held state (tiling does not shrink it) and ``base_bytes`` (the process so far); the
+    budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed. The held state is
+    ``held_bytes`` (the schedule's own count, :meth:`Schedule.held_bytes` plus the input frames), or without
+    it every stateful cell's outputs for each of ``frames_held`` frames. When nothing fits, the ConfigError
+    names the least budget these settings need and how many frames (``frames_held``, of which ``history``
+    are earlier frames the schedule reads) the budget can hold."""
     if tile is not None:
         th, tw = check_tile_args(tile, overlap, min_size)
         if th >= height and tw >= width:
