@@ -222,6 +222,24 @@ def test_held_bytes_bounds_the_outputs_a_stream_keeps(arch, config):
     assert held >= 0.6 * estimate, (held, estimate)
 
 
+def test_memory_budget_plans_with_the_runtimes_overhead():
+    """A runtime whose resident memory runs above the estimate (openvino-cpu) gets smaller tiles from the same
+    budget, and the budget is refused sooner."""
+    from vsrdeploy.runtimes.openvino_backend import OpenVINOCpuBackend
+    from vsrdeploy.runtimes.onnxruntime_backend import OrtCpuBackend
+    assert OrtCpuBackend.memory_overhead == 1.0 and OpenVINOCpuBackend.memory_overhead > 1.0
+    with torch.device("meta"):
+        net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
+    plain = plan_tiles(540, 960, memory_budget="2.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
+                       base_bytes=300 * 2**20, held_bytes=1000 * 2**20)
+    scaled = plan_tiles(540, 960, memory_budget="2.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
+                        base_bytes=300 * 2**20, held_bytes=1000 * 2**20, overhead=1.3)
+    assert plain is None and scaled is not None and len(scaled) > 1
+    with pytest.raises(ConfigError, match="raise --memory-budget"):
+        plan_tiles(540, 960, memory_budget="1.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
+                   base_bytes=300 * 2**20, held_bytes=1000 * 2**20, overhead=1.3)
+
+
 def test_memory_budget_refusal_names_what_would_fit():
     """Too little budget for the window: the error names the least budget these settings need and how many
     held frames the given budget allows; both are consistent with what plan_tiles then accepts."""

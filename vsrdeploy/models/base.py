@@ -105,7 +105,8 @@ class RecurrentVSR(nn.Module):
     def stream_cells(self, run, frames: Iterable[torch.Tensor], window: int | None, lookahead: int, *,
                      stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                      tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
-                     first_window: int | None = None, row_strips: bool = True) -> Iterator[torch.Tensor]:
+                     first_window: int | None = None, row_strips: bool = True,
+                     memory_overhead: float = 1.0) -> Iterator[torch.Tensor]:
         """This network's schedule over ``frames`` with cells run by ``run`` (any backend).
 
         - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
@@ -120,6 +121,8 @@ class RecurrentVSR(nn.Module):
         - ``row_strips``: local cells (``Cell.halo``, e.g. the upsampling tail) whose one-frame call does not
           fit ``batch_bytes`` run in row strips with enough context to give the same rows
           (``models.strips``). ``False`` for runtimes whose shapes are fixed in advance (TensorRT profiles).
+        - ``memory_overhead``: the runtime's resident bytes per byte of estimated tensors (``Backend.memory_overhead``);
+          ``memory_budget`` plans with the estimates scaled by it.
         """
         if tile is not None:
             check_tile_args(tile, tile_overlap, self.min_input_size)
@@ -138,7 +141,8 @@ class RecurrentVSR(nn.Module):
                     state += (held + 1) * 4 * 3 * h * w + 4 * 3 * h * w * self.scale ** 2
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
                               memory_budget=budget, costs=costs, frames_held=held,
-                              base_bytes=int(rss_mb() * 2**20), history=schedule.history, held_bytes=state)
+                              base_bytes=int(rss_mb() * 2**20), history=schedule.history, held_bytes=state,
+                              overhead=memory_overhead)
 
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,

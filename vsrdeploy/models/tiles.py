@@ -129,7 +129,8 @@ class TileGrid:
 
 def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
                memory_budget=None, costs: CellCosts | None = None, frames_held: int = 1,
-               base_bytes: int = 0, history: int = 0, held_bytes: int | None = None) -> TileGrid | None:
+               base_bytes: int = 0, history: int = 0, held_bytes: int | None = None,
+               overhead: float = 1.0) -> TileGrid | None:
     """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
     the largest candidate tile (cut evenly over the frame: :func:`even_tile`) whose working set fits the
     budget after the held state (tiling does not shrink it) and ``base_bytes`` (the process so far); the
@@ -137,7 +138,8 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
     ``held_bytes`` (the schedule's own count, :meth:`Schedule.held_bytes` plus the input frames), or without
     it every stateful cell's outputs for each of ``frames_held`` frames. When nothing fits, the ConfigError
     names the least budget these settings need and how many frames (``frames_held``, of which ``history``
-    are earlier frames the schedule reads) the budget can hold."""
+    are earlier frames the schedule reads) the budget can hold. Every estimate is scaled by ``overhead``, the
+    runtime's resident bytes per estimated byte (``Backend.memory_overhead``)."""
     if tile is not None:
         th, tw = check_tile_args(tile, overlap, min_size)
         if th >= height and tw >= width:
@@ -148,15 +150,16 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
     budget = parse_bytes(memory_budget)
     check_tile_args(max(min_size, overlap + 1), overlap, min_size)  # the overlap itself must be valid
     if held_bytes is None:
-        per_frame = costs.held_per_frame(height, width)
+        per_frame = int(costs.held_per_frame(height, width) * overhead)
         held = frames_held * per_frame
     else:
-        held = held_bytes
+        held = int(held_bytes * overhead)
         per_frame = max(1, held // max(1, frames_held))  # per held frame, on average
     room = budget - base_bytes - held
     if room > 0:
-        costs.batch_bytes = min(costs.batch_bytes or room, room)  # each call's working set must fit too
-    whole = costs.largest_item(height, width)
+        cap = int(room / overhead)  # each call's working set must fit too (batch_bytes counts estimated bytes)
+        costs.batch_bytes = min(costs.batch_bytes or cap, cap)
+    whole = int(costs.largest_item(height, width) * overhead)
     if room > 0 and whole <= room:
         return None
     # nothing fits yet: the most frames any choice leaves room for, the least budget these settings need
@@ -173,7 +176,7 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         tried.add((th, tw))
         grid = TileGrid(height, width, th, tw, overlap)
         extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
-        call = costs.largest_item(grid.tile_h, grid.tile_w)
+        call = int(costs.largest_item(grid.tile_h, grid.tile_w) * overhead)
         need = call + held * extra
         if need <= room:
             return grid

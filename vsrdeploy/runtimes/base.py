@@ -40,6 +40,9 @@ class Backend:
     #: whether local cells may be called on row strips (input heights the frame size does not have);
     #: False where shapes are fixed ahead of time (TensorRT optimization profiles)
     row_strips: bool = True
+    #: this runtime's resident memory per byte of the cells' own tensors, which ``--memory-budget`` estimates
+    #: (1.0: ONNX Runtime and PyTorch, measured at or under the estimate)
+    memory_overhead: float = 1.0
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle

@@ -109,7 +109,7 @@ class Upscaler:
             outs = self.net.stream_cells(backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
                                          memory_budget=memory_budget, first_window=first_window,
-                                         row_strips=backend.row_strips)
+                                         row_strips=backend.row_strips, memory_overhead=backend.memory_overhead)
         except BaseException:
             if owned:
                 source.close()
