@@ -12,6 +12,7 @@ inputs + outputs than this) x ``keep_working_sets`` (the optional third field; d
     python benchmarks/openvino_buffers.py --bundle pp_int8_nncf.vsr --frames 8 --rounds 2 \\
         --configs 160MiB:16MiB:0 160MiB:16MiB:2
     python benchmarks/openvino_buffers.py --frames 20 --rounds 2 --configs 160MiB:16MiB --trees ../v030 .
+    python benchmarks/openvino_buffers.py --frames 8 --configs 160MiB:16MiB --bundle a.vsr b.vsr   # exports A/B
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--configs", nargs="+", default=["256MiB:16MiB", "256MiB:4MiB", "160MiB:16MiB", "128MiB:16MiB"],
                    help="BATCH_BYTES:RELEASE_ABOVE[:KEEP_WORKING_SETS]")
-    p.add_argument("--bundle", help="stream this bundle (e.g. an INT8 BasicVSR++ one) instead of BasicVSR c64n2")
+    p.add_argument("--bundle", nargs="+", help="stream this bundle (e.g. an INT8 BasicVSR++ one) instead of BasicVSR "
+                                               "c64n2; several: each runs once per configuration, interleaved")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
     p.add_argument("--trees", nargs="+", default=[""], metavar="DIR",
                    help="checkouts of vsrdeploy to compare (each configuration runs once per tree, interleaved); "
@@ -67,13 +69,13 @@ def main() -> None:
     from memory_real_size import bundle_path
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    bundle = args.bundle or str(bundle_path(cache, "basicvsr", 2, "decomposed"))
+    bundles = args.bundle or [str(bundle_path(cache, "basicvsr", 2, "decomposed"))]
     h, w = (int(v) for v in args.size.lower().split("x"))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"# CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()}; bundle {bundle}", flush=True)
+    print(f"# CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()}; bundles {bundles}", flush=True)
     for r in range(args.rounds):
         for spec in args.configs:
-            for tree in args.trees:
+            for tree, bundle in ((t, b) for t in args.trees for b in bundles):
                 batch, release, keep = (spec.split(":") + ["0"])[:3]
                 cfg = {"bundle": bundle, "size": [h, w], "frames": args.frames, "threads": args.threads,
                        "batch_bytes": batch, "release": release, "keep": int(keep), "tree": tree}
@@ -81,7 +83,7 @@ def main() -> None:
                                      text=True)
                 row = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
                        else {"error": out.stderr[-300:]})
-                print(json.dumps({"round": r, "tree": tree, "batch_bytes": batch, "release_above": release,
+                print(json.dumps({"round": r, "tree": tree, "bundle": bundle, "batch_bytes": batch, "release_above": release,
                                   "keep_working_sets": int(keep), **row}), flush=True)
 
 

@@ -78,3 +78,52 @@ def test_exports_take_one_tap_at_a_time():
     with torch.no_grad():
         eager = Wrap()(x, offset, mask).numpy()
     assert np.abs(exported - eager).max() <= 1e-5
+
+
+def _align_cell_and_inputs(h, w):
+    from vsrdeploy.models.basicvsr_pp import BasicVSRPlusPlusNet
+    torch.manual_seed(0)
+    net = BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1).eval()
+    for align in net.deform_align.values():  # offsets of several pixels: samples far from the strip's rows
+        torch.nn.init.normal_(align.conv_offset[-1].weight, std=0.05)
+    cell = net.build_cells()["backward_2_align"]
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(*p.shape(2, h, w), generator=g) * (3.0 if p.name.startswith("flow") else 1.0)
+              for p in cell.inputs]
+    return cell, inputs
+
+
+def test_alignment_in_row_strips_is_the_whole_frame_computation():
+    """BasicVSR++'s offset conv + deformable conv cut into row strips (what decomposed exports run) gives the
+    whole-frame result, at a height the strips do not divide evenly."""
+    from vsrdeploy.models.blocks import flow_warp
+    cell, (feat_prop, feat_n2, spatial, flow_n1, flow_n2) = _align_cell_and_inputs(23, 19)
+    align = cell.align
+    with torch.no_grad():
+        whole = cell(feat_prop, feat_n2, spatial, flow_n1, flow_n2)[0]
+        cond = torch.cat([flow_warp(feat_prop, flow_n1), spatial, flow_warp(feat_n2, flow_n2)], dim=1)
+        hidden = align.conv_offset[:-1](torch.cat([cond, flow_n1, flow_n2], dim=1))
+        for strips in (2, 4, 7):
+            cut = align._aligned_in_strips(torch.cat([feat_prop, feat_n2], dim=1), hidden, flow_n1, flow_n2, strips)
+            assert cut.shape == whole.shape
+            assert (cut - whole).abs().max().item() <= 1e-5
+
+
+def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
+    """The exported strips take their cuts from the input's shape: a graph traced at one size is right at
+    another (ONNX Runtime against eager PyTorch's whole-frame alignment)."""
+    from vsrdeploy.export.onnx_export import export_cell
+    cell, inputs = _align_cell_and_inputs(70, 45)
+    path = tmp_path / "align.onnx"
+    export_cell(cell, path, 17, (64, 80), None, "decomposed")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    strips = cell.align.export_row_strips
+    assert strips > 1
+    assert ops.count("Conv") == 3 + strips  # the offset branch's last conv once per strip
+    assert ops.count("GridSample") == 2 + 9 * strips  # two flow warps, then 9 taps per strip
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {p.name: t.numpy() for p, t in zip(cell.inputs, inputs)})[0]
+    with torch.no_grad():
+        eager = cell(*inputs)[0].numpy()
+    assert ours.shape == eager.shape
+    assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())

@@ -12,9 +12,10 @@ from torch import nn
 from ..errors import InputError
 from .base import RecurrentVSR
 from .basicvsr import count_blocks
-from .blocks import ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp, upsample_x4
+from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, base_grid, flow_warp,
+                     upsample_x4)
 from .cells import Cell, Port
-from .dcn import ModulatedDeformConv2d
+from .dcn import ModulatedDeformConv2d, deform_conv_per_tap, exporting_decomposed
 from .registry import register_model
 from .schedule import Schedule, WindowContext
 from .spynet import SPyNet
@@ -23,6 +24,10 @@ BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
 
 
 class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
+    #: exported decomposed graphs run the offsets' last conv and the deformable conv in this many row
+    #: strips (memory: benchmarks/RESULTS.md, "BasicVSR++ alignment in row strips"); 1: whole frame
+    export_row_strips = 4
+
     def __init__(self, in_channels: int, out_channels: int, deform_groups: int = 16,
                  max_residue_magnitude: float = 10.0):
         super().__init__(in_channels, out_channels, 3, 1, 1, 1, deform_groups)
@@ -36,7 +41,14 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         )
 
     def forward(self, x, extra_feat, flow_1, flow_2):
-        out = self.conv_offset(torch.cat([extra_feat, flow_1, flow_2], dim=1))
+        hidden = self.conv_offset[:-1](torch.cat([extra_feat, flow_1, flow_2], dim=1))
+        if self.export_row_strips > 1 and exporting_decomposed():
+            return self._aligned_in_strips(x, hidden, flow_1, flow_2, self.export_row_strips)
+        return self._aligned(x, self.conv_offset[-1](hidden), flow_1, flow_2)
+
+    def _aligned(self, x, out, flow_1, flow_2, out_grid=None):
+        """The deformable conv of ``x`` at the rows ``out`` (the offset branch's last conv) covers: all of the
+        output, or one row strip whose coordinates are ``out_grid``."""
         n, _, h, w = out.shape
         split = out.shape[1] // 3 * 2  # channels [o1 | o2 | mask]: o1 and o2 are the offsets of the two halves
         offset = self.max_residue_magnitude * torch.tanh(out[:, :split])
@@ -44,7 +56,27 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         # at every tap: one broadcast add (upstream repeats the flows to 144 channels and concatenates).
         flows = torch.stack([flow_1.flip(1), flow_2.flip(1)], dim=1).view(n, 2, 1, 2, h, w)
         offset = (offset.view(n, 2, split // 4, 2, h, w) + flows).view(n, split, h, w)
-        return self.deform_conv(x, offset, torch.sigmoid(out[:, split:]))
+        mask = torch.sigmoid(out[:, split:])
+        if out_grid is None:
+            return self.deform_conv(x, offset, mask)
+        return deform_conv_per_tap(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
+                                   self.dilation, self.deform_groups, out_grid=out_grid)
+
+    def _aligned_in_strips(self, x, hidden, flow_1, flow_2, strips: int):
+        """The offset branch's last conv (64 -> 432 channels) and the deformable conv, ``strips`` row strips
+        at a time: each strip's offsets, mask and sampled taps are 1/strips of the frame's. Every strip
+        samples the whole of ``x`` (offsets are unbounded), so this is the frame's computation cut by output
+        rows, not an approximation. Cut sizes come from the traced shape: the graph stays size-agnostic."""
+        last = self.conv_offset[-1]
+        padded = F.pad(hidden, (0, 0, 1, 1))  # the last conv's zero padding above and below the frame
+        grid = base_grid(hidden)
+        h = hidden.shape[2]
+        parts = []
+        for i in range(strips):
+            r0, r1 = h * i // strips, h * (i + 1) // strips
+            out = F.conv2d(padded[:, :, r0:r1 + 2], last.weight, last.bias, padding=(0, 1))
+            parts.append(self._aligned(x, out, flow_1[:, :, r0:r1], flow_2[:, :, r0:r1], grid[:, :, r0:r1]))
+        return torch.cat(parts, dim=2)
 
 
 class PPFlowCell(Cell):

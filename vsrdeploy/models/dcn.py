@@ -64,7 +64,8 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     return out.view(n, cout, ho, wo)
 
 
-def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
+def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1,
+                        out_grid=None):
     """One kernel tap at a time, summed: the sampled taps of all k at once are k times the input's size
     (BasicVSR++ c64 at 180x320: 265 MB per DCN call).
 
@@ -73,7 +74,10 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     stacks of x and y instead (one Concat each, a reference kernel in OpenVINO), a BasicVSR++ align cell
     took 1.07-1.17x as long on OpenVINO (same bits; ONNX Runtime's decomposed forms are 5-10% faster
     that way, but it runs native DeformConv by default): benchmarks/RESULTS.md, "BasicVSR++ alignment on
-    OpenVINO"."""
+    OpenVINO".
+
+    ``out_grid`` (1, 2, ho, wo), [x, y]: the output pixels' coordinates when ``offset`` covers only some of
+    the output's rows (a row strip: the rows' own coordinates in the whole output); default: all of it."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -87,7 +91,9 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     # (dy, dx) of each tap before the learned offset: a constant of the graph
     tap_yx = torch.tensor([[ty * dilation - padding, tx * dilation - padding]
                            for ty in range(kh) for tx in range(kw)], dtype=x.dtype, device=x.device)
-    grid_yx = base_grid(offset[:, :2]).flip(1).view(1, 1, 1, 2, ho, wo)  # output pixel (y, x)
+    if out_grid is None:
+        out_grid = base_grid(offset[:, :2])
+    grid_yx = out_grid.flip(1).view(1, 1, 1, 2, ho, wo)  # output pixel (y, x)
     extent_yx = grid_extent(base_grid(x)).flip(1).view(1, 1, 1, 2, 1, 1)  # (h - 1, w - 1), size-agnostic
     position = grid_yx * stride + tap_yx.view(1, 1, k, 2, 1, 1) + off  # (n, g, k, [y, x], ho, wo)
     normalized = 2.0 * position / extent_yx - 1.0
@@ -123,6 +129,11 @@ def set_cuda_kernel(fn) -> None:
     """Use ``fn`` (signature of ``modulated_deform_conv2d``) for DCNs on CUDA tensors; None restores PyTorch."""
     global _cuda_kernel
     _cuda_kernel = fn
+
+
+def exporting_decomposed() -> bool:
+    """True while an ONNX export traces the decomposed (GridSample + MatMul) form."""
+    return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
 
 
 @contextlib.contextmanager
