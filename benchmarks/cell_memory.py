@@ -8,6 +8,7 @@ streaming engine batches by (``CellCosts.per_item``: ports + the largest single 
 meta device).
 
     python benchmarks/cell_memory.py --arch iconvsr --backends ort-cpu openvino-cpu --size 180x320
+    python benchmarks/cell_memory.py --arch basicvsr_pp --backends ort-cpu --dcn decomposed --cells backward_1_align
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cells", nargs="*", help="default: every cell")
+    ap.add_argument("--dcn", choices=["native", "decomposed"],
+                    help="export form for every backend (default: each backend's own, ort-cpu native)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
     args = ap.parse_args()
     import vsrdeploy
@@ -67,7 +70,8 @@ def main() -> None:
           f"{args.threads} threads. MB = MiB.\n")
     print("| cell | estimate (per_item x items) | " + " | ".join(f"{b} one call" for b in args.backends) + " |")
     print("|---|---:|" + "---:|" * len(args.backends))
-    paths = {b: bundle_path(Path(args.cache), args.arch, args.blocks, DCN.get(b, "decomposed")) for b in args.backends}
+    paths = {b: bundle_path(Path(args.cache), args.arch, args.blocks, args.dcn or DCN.get(b, "decomposed"))
+             for b in args.backends}
     from vsrdeploy.bundle import Bundle
     for cell in args.cells or list(Bundle(paths[args.backends[0]]).cells):
         row = [f"{costs.per_item(cell, *size) * args.items / 2**20:.0f} MB"]
