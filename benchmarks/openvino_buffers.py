@@ -17,6 +17,7 @@ inputs + outputs than this) x ``keep_working_sets`` (the optional third field; d
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -75,7 +76,7 @@ def main() -> None:
     print(f"# CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()}; bundles {bundles}", flush=True)
     for r in range(args.rounds):
         for spec in args.configs:
-            for tree, bundle in ((t, b) for t in args.trees for b in bundles):
+            for tree, bundle in itertools.product(args.trees, bundles):
                 batch, release, keep = (spec.split(":") + ["0"])[:3]
                 cfg = {"bundle": bundle, "size": [h, w], "frames": args.frames, "threads": args.threads,
                        "batch_bytes": batch, "release": release, "keep": int(keep), "tree": tree}
@@ -83,8 +84,8 @@ def main() -> None:
                                      text=True)
                 row = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
                        else {"error": out.stderr[-300:]})
-                print(json.dumps({"round": r, "tree": tree, "bundle": bundle, "batch_bytes": batch, "release_above": release,
-                                  "keep_working_sets": int(keep), **row}), flush=True)
+                print(json.dumps({"round": r, "tree": tree, "bundle": bundle, "batch_bytes": batch,
+                                  "release_above": release, "keep_working_sets": int(keep), **row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -230,14 +230,14 @@ def test_memory_budget_plans_with_the_runtimes_overhead():
     assert OrtCpuBackend.memory_overhead == 1.0 and OpenVINOCpuBackend.memory_overhead > 1.0
     with torch.device("meta"):
         net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
-    plain = plan_tiles(540, 960, memory_budget="2.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
-                       base_bytes=300 * 2**20, held_bytes=1000 * 2**20)
-    scaled = plan_tiles(540, 960, memory_budget="2.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
-                        base_bytes=300 * 2**20, held_bytes=1000 * 2**20, overhead=1.3)
+
+    def plan(budget, **overhead):
+        return plan_tiles(540, 960, memory_budget=budget, costs=CellCosts(net), frames_held=7, min_size=16,
+                          base_bytes=300 * 2**20, held_bytes=1000 * 2**20, **overhead)
+    plain, scaled = plan("2.5GB"), plan("2.5GB", overhead=1.3)
     assert plain is None and scaled is not None and len(scaled) > 1
     with pytest.raises(ConfigError, match="raise --memory-budget"):
-        plan_tiles(540, 960, memory_budget="1.5GB", costs=CellCosts(net), frames_held=7, min_size=16,
-                   base_bytes=300 * 2**20, held_bytes=1000 * 2**20, overhead=1.3)
+        plan("1.5GB", overhead=1.3)
 
 
 def test_memory_budget_refusal_names_what_would_fit():
