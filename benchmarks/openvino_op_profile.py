@@ -1,14 +1,20 @@
-"""Where one BasicVSR++ align cell spends its time inside OpenVINO: per-op-type totals and the slowest nodes
-from OpenVINO's own profiler (``PERF_COUNT``), on the inputs the cell really receives (recorded from a stream).
+"""Where one cell spends its time inside OpenVINO, per inference precision: per-op-type totals with the
+kernel OpenVINO picked, and the slowest nodes, from OpenVINO's own profiler (``PERF_COUNT``), on the inputs
+the cell really receives (recorded from a stream).
 
-    python benchmarks/openvino_op_profile.py --size 180x320 --threads 2
+    python benchmarks/openvino_op_profile.py --size 180x320 --threads 2        # BasicVSR++ align cell, f32
+    python benchmarks/openvino_op_profile.py --arch basicvsr --cell backward_trunk --precision f32,bf16,f16
 
-(c64n7, random weights, decomposed DCN; the times are the last of ``--runs`` inferences.)
+Released channel widths, random weights, decomposed DCN. Each precision is compiled once; the timed runs
+alternate between precisions (``--runs`` rounds) and the median is reported; the per-op table is the
+profile of the last run. A precision the CPU does not execute natively (OpenVINO's
+``OPTIMIZATION_CAPABILITIES``) is skipped with the reason, since OpenVINO would silently run f32.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import statistics
 import sys
 import tempfile
 import time
@@ -22,46 +28,72 @@ from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.evaluate.cell_parity import first_call_inputs
 from vsrdeploy.evaluate.machine import cpu_info
 
+RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
+            "iconvsr": {"mid_channels": 64, "num_blocks": 30},
+            "realbasicvsr": {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20}}
+DEFAULT_CELL = {"basicvsr_pp": "backward_1_align", "basicvsr": "backward_trunk", "iconvsr": "backward_trunk",
+                "realbasicvsr": "backward_trunk"}
+#: OpenVINO's precision hint -> the capability the CPU plugin must report to execute it
+CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="basicvsr_pp", choices=sorted(RELEASED))
     ap.add_argument("--size", default="180x320", help="LR HxW")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cell", default="backward_1_align")
+    ap.add_argument("--cell", help="cell to profile (default: the arch's main cost, e.g. backward_1_align)")
+    ap.add_argument("--precision", default="f32", help="comma-separated OpenVINO precision hints: f32, bf16, f16")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--top", type=int, default=15, help="slowest nodes to list")
     args = ap.parse_args(argv)
     import openvino as ov
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
+    cell = args.cell or DEFAULT_CELL[args.arch]
     torch.manual_seed(0)
-    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=64, num_blocks=7).eval()
-    bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "pp.vsr", dcn="decomposed"))
-    feeds = first_call_inputs(bundle, args.cell, synthetic_clip(2, h, w), threads=args.threads)
+    net = vsrdeploy.build_model(args.arch, **RELEASED[args.arch]).eval()
+    bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "m.vsr", dcn="decomposed"))
+    feeds = first_call_inputs(bundle, cell, synthetic_clip(2, h, w), threads=args.threads)
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(bundle.cell_path(args.cell))), "CPU",
-                                  {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": args.threads,
-                                   "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    for i in range(args.runs):
-        t = time.perf_counter()
-        request.infer(feeds)
-        print(f"run {i + 1}: {time.perf_counter() - t:.3f} s")
-    nodes = request.get_profiling_info()
-    by_type = collections.Counter()
-    count = collections.Counter()
-    for n in nodes:
-        by_type[(n.node_type, n.exec_type)] += n.real_time.total_seconds()
-        count[(n.node_type, n.exec_type)] += 1
-    total = sum(by_type.values())
-    print(f"\n{args.cell}, LR {h}x{w}, {args.threads} threads; CPU {cpu_info()['model']}\n")
-    print("| op type | kernel | nodes | s | share |\n|---|---|---:|---:|---:|")
-    for (op, kernel), s in by_type.most_common():
-        if s > 0:
-            print(f"| {op} | {kernel} | {count[(op, kernel)]} | {s:.3f} | {100 * s / total:.1f}% |")
-    print("\nslowest nodes:")
-    for n in sorted(nodes, key=lambda n: -n.real_time.total_seconds())[:args.top]:
-        print(f"  {n.node_name[:70]:70} {n.node_type:14} {n.exec_type:18} {n.real_time.total_seconds():.4f} s")
+    have = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    requests, times = {}, collections.defaultdict(list)
+    for hint in args.precision.split(","):
+        if CAPABILITY[hint] not in have:
+            print(f"{hint}: skipped, OpenVINO's CPU capabilities here are {have}")
+            continue
+        compiled = core.compile_model(core.read_model(str(bundle.cell_path(cell))), "CPU",
+                                      {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": args.threads,
+                                       "INFERENCE_PRECISION_HINT": hint})
+        requests[hint] = compiled.create_infer_request()
+        requests[hint].infer(feeds)  # warm-up
+    for _ in range(args.runs):
+        for hint, request in requests.items():
+            t = time.perf_counter()
+            request.infer(feeds)
+            times[hint].append(time.perf_counter() - t)
+    info = cpu_info()
+    print(f"\n{args.arch} {RELEASED[args.arch]}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
+          f"flags {', '.join(info['flags'])}; OpenVINO {ov.__version__}\n")
+    base = statistics.median(times["f32"]) if "f32" in times else None
+    print("| precision | median s per call | vs f32 |\n|---|---:|---:|")
+    for hint, ts in times.items():
+        ratio = f"{base / statistics.median(ts):.2f}x" if base else "-"
+        print(f"| {hint} | {statistics.median(ts):.3f} | {ratio} |")
+    for hint, request in requests.items():
+        nodes = request.get_profiling_info()
+        by_type, count = collections.Counter(), collections.Counter()
+        for n in nodes:
+            by_type[(n.node_type, n.exec_type)] += n.real_time.total_seconds()
+            count[(n.node_type, n.exec_type)] += 1
+        total = sum(by_type.values())
+        print(f"\n#### {hint}\n\n| op type | kernel | nodes | s | share |\n|---|---|---:|---:|---:|")
+        for (op, kernel), s in by_type.most_common():
+            if s > 0:
+                print(f"| {op} | {kernel} | {count[(op, kernel)]} | {s:.3f} | {100 * s / total:.1f}% |")
+        print(f"\nslowest nodes ({hint}):")
+        for n in sorted(nodes, key=lambda n: -n.real_time.total_seconds())[:args.top]:
+            print(f"  {n.node_name[:70]:70} {n.node_type:14} {n.exec_type:18} {n.real_time.total_seconds():.4f} s")
     return 0
 
 

@@ -2,7 +2,7 @@
 and against ground truth, for FP16 keep-FP32 lists and INT8 quantization recipes.
 
     python benchmarks/precision_accuracy.py --model CKPT --clip CLIP [--frames 30] [--fp16 RULES ...]
-        [--int8 TARGET:METHOD[:EXCLUDE,...] ...] [--calib CLIP --calib-frames N]
+        [--int8 TARGET:METHOD[:EXCLUDE,...] ...] [--calib CLIP --calib-frames N] [--ov-precision bf16 ...]
 
 Each ``--fp16`` value is a comma-separated keep-FP32 rule list ('' = everything FP16). FP16 is
 emulated (``calib.fp16.emulate_fp16``): every tensor and weight of an FP16 node is rounded to FP16,
@@ -60,9 +60,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dcn", default="native")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backend", default="ort-cpu", help="ort-cpu or openvino-cpu (use --dcn decomposed)")
-    ap.add_argument("--ov-bf16", action="store_true",
-                    help="also run the FP32 bundle on openvino-cpu with precision bf16 (real BF16 execution on CPUs "
-                         "whose OpenVINO reports BF16; needs --dcn decomposed for BasicVSR++)")
+    ap.add_argument("--ov-precision", action="append", default=[], choices=["bf16", "fp16"],
+                    help="also run the FP32 bundle on openvino-cpu with this inference precision (real execution on "
+                         "CPUs whose OpenVINO reports it: BF16 with AVX512_BF16 or AMX, FP16 with AVX512_FP16 or "
+                         "AMX-FP16; needs --dcn decomposed for BasicVSR++); repeat for both")
+    ap.add_argument("--ov-bf16", dest="ov_precision", action="append_const", const="bf16",
+                    help="same as --ov-precision bf16")
     ap.add_argument("--int8-backends", help="run each INT8 bundle on these backends (default: --backend)")
     ap.add_argument("--json", help="write the rows here too")
     args = ap.parse_args(argv)
@@ -88,14 +91,14 @@ def main(argv=None) -> int:
         label = "fp16" if dtype == "float16" else "bf16"
         rows.append({"variant": f"{label} (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
                      "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
-    if args.ov_bf16:
+    for precision in dict.fromkeys(args.ov_precision):
         from vsrdeploy.errors import BackendUnavailable
         try:
-            out, ms = run(fp32, lr, "openvino-cpu", args.threads, precision="bf16")
-            rows.append({"variant": "bf16 (openvino-cpu, real execution)", "psnr_vs_fp32": y_psnr(out, ref),
+            out, ms = run(fp32, lr, "openvino-cpu", args.threads, precision=precision)
+            rows.append({"variant": f"{precision} (openvino-cpu, real execution)", "psnr_vs_fp32": y_psnr(out, ref),
                          "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
         except BackendUnavailable as e:
-            print(f"bf16 on openvino-cpu: not run here: {e}", file=sys.stderr)
+            print(f"{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
     if args.int8:
         from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
         calib_clip, _ = read_clip(args.calib or args.clip, args.calib_frames, skip=args.calib_skip)

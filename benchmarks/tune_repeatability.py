@@ -17,9 +17,11 @@ import sys
 
 
 def _label(row: dict) -> str:
-    """``TuneRow.label`` from a row of tune's JSON (INT8 rows name their calibrate --target form)."""
+    """``TuneRow.label`` from a row of tune's JSON (INT8 rows name their calibrate --target form, option
+    variants their backend options: without them a variant and its plain row would share one label)."""
     form = f":{row['int8_target']}" if row.get("int8_target") else ""
-    return f"{row['backend']}/{row['precision']}{form}"
+    extra = "".join(f" {k}={v}" for k, v in (row.get("options") or {}).items())
+    return f"{row['backend']}/{row['precision']}{form}{extra}"
 
 
 def main(argv=None) -> int:
