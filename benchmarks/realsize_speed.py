@@ -41,15 +41,21 @@ ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp
         ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
         ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf")]
 #: rows run only when named in --rows: INT8 with the exclusions before session 6 (the offset / flow convs
-#: upstream of a sampling grid kept float too)
+#: upstream of a sampling grid kept float too), and INT8 with convs on concatenations quantized too (``-nocat``)
 OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-grid"), ("openvino-cpu", "int8", "int8-grid"),
-                 ("openvino-cpu", "int8", "int8-nncf-grid")]
+                 ("openvino-cpu", "int8", "int8-nncf-grid"),
+                 ("ort-cpu", "int8", "int8-nocat"), ("openvino-cpu", "int8", "int8-nocat"),
+                 ("openvino-cpu", "int8", "int8-nncf-nocat")]
 _GRID = ("sampling-grid", "concat-input", "cell-input")
+#: the default exclusions without ``concat-input`` (convs on concatenations quantized too)
+_NOCAT = tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input")
 #: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules)
 INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
               "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", DEFAULT_EXCLUDE),
               "int8-grid": ("cpu", "int8 (ORT Q/DQ, exclude sampling-grid)", _GRID),
-              "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID)}
+              "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID),
+              "int8-nocat": ("cpu", "int8 (ORT Q/DQ, concat-input quantized)", _NOCAT),
+              "int8-nncf-nocat": ("openvino", "int8 (NNCF, concat-input quantized)", _NOCAT)}
 
 
 def main(argv=None) -> int:

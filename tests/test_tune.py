@@ -277,3 +277,88 @@ def test_profile_options_reach_the_backend_and_bad_ones_are_one_line(bundle):
             load_profile(bundle.path)
     path.write_text(json.dumps({k: v for k, v in record.items() if k != "options"}))  # written before 0.3.0
     assert load_profile(bundle.path).options == {"precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def pp_forms(tmp_path_factory):
+    """A tiny BasicVSR++ exported in both DCN forms, side by side (as the cache keeps them)."""
+    import torch
+
+    import vsrdeploy
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval()
+    where = tmp_path_factory.mktemp("pp")
+    return (Bundle(vsrdeploy.export_onnx(net, where / "pp-decomposed.vsr", dcn="decomposed")),
+            Bundle(vsrdeploy.export_onnx(net, where / "pp-native.vsr", dcn="native")))
+
+
+def test_tune_times_the_native_dcn_form_where_a_runtime_imports_it(pp_forms):
+    decomposed, native = pp_forms
+    result = _tune(decomposed, alternates=[native], precisions=["fp32"], option_variants={})
+    rows = {r.label: r for r in result.rows}
+    for label in ("ort-cpu/fp32 dcn=native", "ort-cpu/fp32 dcn=decomposed", "openvino-cpu/fp32 dcn=decomposed",
+                  "torch/fp32 dcn=decomposed"):
+        r = rows[label]
+        assert r.status == "ok" and r.fps > 0 and np.isfinite(r.psnr_y_drop_db), (label, r.reason)
+    assert abs(rows["ort-cpu/fp32 dcn=native"].psnr_y_drop_db) < 1e-3  # the same network, another graph
+    assert rows["ort-cpu/fp32 dcn=native"].bundle == str(native.path)
+    ov_native = rows["openvino-cpu/fp32 dcn=native"]
+    assert ov_native.status == "skipped" and "cannot import DeformConv" in ov_native.reason
+    torch_native = rows["torch/fp32 dcn=native"]
+    assert torch_native.status == "skipped" and "same for every export form" in torch_native.reason
+    assert result.chosen is not None and result.chosen.fps == max(r.fps for r in result.rows if r.within_budget)
+
+
+@pytest.mark.slow
+def test_tune_calibrates_int8_from_each_dcn_form(pp_forms):
+    decomposed, native = pp_forms
+    result = _tune(decomposed, alternates=[native], backends=["ort-cpu"], precisions=["int8"], option_variants={})
+    rows = {r.label: r for r in result.rows}
+    for form in ("native", "decomposed"):  # each calibrated from its own FP32 export, written beside it
+        r = rows[f"ort-cpu/int8:cpu dcn={form}"]
+        assert r.status == "ok" and r.fps > 0 and np.isfinite(r.psnr_y_drop_db), r.reason
+        assert r.bundle.endswith(f"pp-{form}-int8-cpu.vsr")
+
+
+def test_a_profile_choosing_the_native_form_runs_it(pp_forms):
+    decomposed, native = pp_forms
+    write_profile(_forced(decomposed, "ort-cpu", "fp32", run_bundle=native.path))
+    settings = load_profile(decomposed.path)
+    assert settings.bundle == str(native.path) and settings.backend == "ort-cpu"
+
+
+def test_tune_refuses_an_alternate_of_another_network(pp_forms, tiny_bundle):
+    decomposed, _ = pp_forms
+    with pytest.raises(ConfigError, match="not another export"):
+        _tune(decomposed, alternates=[Bundle(tiny_bundle)], precisions=["fp32"])
+
+
+def test_dcn_both_needs_a_checkpoint(bundle, video):
+    ran = CliRunner().invoke(main, ["tune", str(bundle.path), "--frames", str(video), "--dcn", "both"])
+    assert ran.exit_code != 0 and "--dcn both needs a checkpoint" in ran.output
+    assert len(ran.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_tune_dcn_both_from_a_checkpoint_then_run_auto(video, tmp_path, monkeypatch):
+    """The command as users run it: both forms exported into the cache, ort-cpu timed on each, the profile
+    beside the decomposed bundle, and `run -b auto` runs whatever it chose."""
+    import torch
+
+    import vsrdeploy
+    monkeypatch.setenv("VSRDEPLOY_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "pp.pth"
+    torch.save(vsrdeploy.build_model("basicvsr_pp", mid_channels=8, num_blocks=1).eval().state_dict(), ckpt)
+    ran = CliRunner().invoke(main, ["tune", str(ckpt), "--frames", str(video), "--dcn", "both", "--backends",
+                                    "ort-cpu,openvino-cpu", "--precisions", "fp32", "--max-frames", "2",
+                                    "--calib-frames", "2", "--timing-frames", "2", "--repeat", "1", "--threads", "1"],
+                             catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    assert "ort-cpu/fp32 dcn=native" in ran.output and "ort-cpu/fp32 dcn=decomposed" in ran.output
+    assert "cannot import DeformConv" in ran.output  # openvino-cpu's native row, with the reason
+    out = tmp_path / "up.mp4"
+    ran = CliRunner().invoke(main, ["run", str(ckpt), "-b", "auto", "-i", str(video), "-o", str(out)],
+                             catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    assert "wrote 6 frames" in ran.output

@@ -750,8 +750,9 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 @click.option("--timing-frames", type=click.IntRange(min=1), default=4, show_default=True,
               help="Frames per timed run (synthetic, at --size); memory grows with it (batched upsampling).")
 @click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True, help="Timed runs (median).")
-@click.option("--dcn", type=click.Choice(["native", "decomposed"]), default="decomposed", show_default=True,
-              help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included).")
+@click.option("--dcn", type=click.Choice(["native", "decomposed", "both"]), default="decomposed", show_default=True,
+              help="DCN mode when MODEL is a checkpoint (decomposed runs on every runtime, OpenVINO included; both: "
+                   "also time the native form where a runtime imports it, e.g. ONNX Runtime's DeformConv).")
 @click.option("--max-memory", metavar="SIZE", help="e.g. 2GB: a configuration whose timed run peaked above SIZE "
               "(resident memory of the whole process) is not chosen.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the table.")
@@ -776,17 +777,29 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     names = split_list(backends)
     check_backend_names(names)
+    if dcn == "both" and os.path.isdir(model):
+        raise ConfigError(f"--dcn both needs a checkpoint (it exports both forms); {model} is a bundle with one "
+                          "form: tune it as it is, or pass its checkpoint")
     hw = parse_size(size, "--size")
     max_memory_mb = parse_bytes(max_memory, "--max-memory") / 2**20 if max_memory else None
     lr, gt_clip, _, clip_desc = prepare_clips(frames_spec, gt, None if gt else degrade, max_frames + calib_frames,
                                               notice=echo, skip=skip)
     timed = hw if hw else (tuple(gt_clip.shape[2:]) if not gt else tuple(lr.shape[2:]))
     calib = lr[max_frames:] if len(lr) >= max_frames + 2 else lr[:max_frames]
-    bundle = bundle_for(model, "ort-cpu", dcn, progress=lambda c: echo(f"exporting cell {c}"))
+    exporting = lambda c: echo(f"exporting cell {c}")  # noqa: E731
+    bundle = bundle_for(model, "ort-cpu", "decomposed" if dcn == "both" else dcn, progress=exporting)
+    alternates = []
+    if dcn == "both":
+        native = bundle_for(model, "ort-cpu", "native", progress=exporting)
+        if "DeformConv" in native.cell_ops():
+            alternates.append(native)
+        else:
+            echo(f"--dcn both: {bundle.arch} has no deformable conv, so both forms are one graph; tuning it once")
     result = run_tune(bundle, lr[:max_frames], gt_clip[:max_frames], backends=names,
                       precisions=split_list(precisions), max_drop=max_drop, size=timed, threads=threads,
                       window=window or None, lookahead=lookahead, timing_frames=timing_frames, repeat=repeat,
-                      calib_lr=calib, clip=clip_desc, max_memory_mb=max_memory_mb, progress=echo)
+                      calib_lr=calib, clip=clip_desc, max_memory_mb=max_memory_mb, alternates=alternates,
+                      progress=echo)
     path = write_profile(result) if result.chosen else None
     if as_json:
         click.echo(json.dumps(json_safe({**asdict(result), "profile": str(path) if path else None}), indent=1,

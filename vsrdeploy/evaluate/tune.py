@@ -10,7 +10,9 @@ Q/DQ, U8 activations / S8 weights) on ort-cpu and openvino-cpu, and ``--target o
 on openvino-cpu. Which one is faster depends on the CPU and the network (measured: NNCF on the non-DCN
 networks, the imported ORT Q/DQ form on the DCN networks of an AVX2-only CPU), so tune times both rather
 than assume. Each is kept beside the bundle as ``NAME-int8-TARGET.vsr`` and reused while the bundle it was
-derived from is unchanged.
+derived from is unchanged. Given ``alternates`` (``tune --dcn both``: the native-DCN export beside the
+decomposed one), the runtimes that import another form get its rows too, since which form is faster depends on
+the runtime (ONNX Runtime's DeformConv against its GridSample: RESULTS.md).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -67,12 +69,14 @@ class TuneRow:
     int8_target: str = ""  # INT8 rows: the ``calibrate --target`` form this row runs
     options: dict = field(default_factory=dict)  # backend options on top of the precision's (OPTION_VARIANTS)
     over_memory: bool = False  # peak RSS above tune's max_memory: not chosen
+    dcn: str = ""  # the FP32 export's DCN form, named when tune compares several forms (``alternates``)
 
     @property
     def label(self) -> str:
         form = f":{self.int8_target}" if self.int8_target else ""
+        dcn = f" dcn={self.dcn}" if self.dcn else ""
         extra = "".join(f" {k}={v}" for k, v in self.options.items())
-        return f"{self.backend}/{self.precision}{form}{extra}"
+        return f"{self.backend}/{self.precision}{form}{dcn}{extra}"
 
 
 @dataclass
@@ -128,6 +132,18 @@ def candidate_reason(backend: str, precision: str) -> str | None:
         from ..runtimes.openvino_backend import precision_unavailable_reason
         return precision_unavailable_reason(cls.device_name, precision)
     return None
+
+
+def export_form_reason(backend: str, bundle: Bundle, first: Bundle) -> str | None:
+    """Why ``backend`` gets no rows for ``bundle``, another export of ``first``'s network (one line), or None."""
+    from ..runtimes.base import get_backend_class
+    cls = get_backend_class(backend)
+    if bundle is first:
+        return None
+    if not cls.runs_exported_cells:
+        return f"{backend} runs the PyTorch network, the same for every export form (see its dcn={first.dcn} rows)"
+    bad = sorted(bundle.cell_ops() & cls.unsupported_ops)
+    return f"{backend} cannot import {', '.join(bad)} (see its dcn={first.dcn} rows)" if bad else None
 
 
 def int8_targets_for(backend: str) -> list[str]:
@@ -221,11 +237,13 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
          window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
          calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
          max_memory_mb: float | None = None, option_variants: dict = OPTION_VARIANTS,
-         progress: Callable[[str], None] = lambda m: None) -> TuneResult:
+         alternates: Sequence[Bundle] = (), progress: Callable[[str], None] = lambda m: None) -> TuneResult:
     """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
     ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s).
     ``option_variants``: backend -> option sets timed as extra rows (``OPTION_VARIANTS``); ``max_memory_mb``:
-    rows peaking above it are not chosen."""
+    rows peaking above it are not chosen. ``alternates``: other FP32 exports of the same network (e.g. the
+    native-DCN form beside a decomposed ``bundle``): each backend that runs exported cells and can import one
+    gets its rows too (INT8 calibrated from it), labelled with the form (``dcn=native``)."""
     from ..runtimes.base import check_backend_names
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
@@ -234,38 +252,47 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
     if bad or not precisions:
         raise ConfigError(f"unknown precision(s) {', '.join(bad) or '(none given)'}; choose from "
                           f"{', '.join(TUNE_PRECISIONS)}")
-    if bundle.precision != "fp32":
-        raise ConfigError(f"{bundle.path} is {bundle.precision}; tune the FP32 bundle (tune derives INT8 itself)")
+    for b in (bundle, *alternates):
+        if b.precision != "fp32":
+            raise ConfigError(f"{b.path} is {b.precision}; tune the FP32 bundle (tune derives INT8 itself)")
+    for alt in alternates:
+        weights = [b.manifest["files"].get(b.manifest["weights"]) for b in (alt, bundle)]
+        if (alt.arch, alt.config) != (bundle.arch, bundle.config) or weights[0] != weights[1]:
+            raise ConfigError(f"{alt.path} is not another export of {bundle.path.name}'s network (arch, config or "
+                              "weights differ); tune each network on its own")
     if max_drop < 0:
         raise ConfigError(f"--max-drop must be >= 0 dB, got {max_drop}")
     threads = threads or os.cpu_count() or 1
     size = tuple(size or lr.shape[2:])
     key = str(bundle.path)
     rows = []
-    for b in backends:
-        for p in precisions:
-            reason = candidate_reason(b, p)
-            targets = int8_targets_for(b) if p == "int8" and not reason else [""]
-            if not targets:
-                reason = (f"no INT8 quantizer for {b} is installed (onnxruntime's quantization tools, or nncf: "
-                          "pip install 'vsrdeploy[openvino]')")
-                targets = [""]
-            rows.extend(TuneRow(b, p, key, "skipped" if reason else "ok", reason or "", int8_target=t)
-                        for t in targets)
-    bundles = {key: bundle}
+    fp32_bundles = {str(b.path): b for b in (bundle, *alternates)}
+    for fp32 in fp32_bundles.values():
+        dcn = fp32.dcn if alternates else ""
+        for b in backends:
+            for p in precisions:
+                reason = candidate_reason(b, p) or export_form_reason(b, fp32, bundle)
+                targets = int8_targets_for(b) if p == "int8" and not reason else [""]
+                if not targets:
+                    reason = (f"no INT8 quantizer for {b} is installed (onnxruntime's quantization tools, or nncf: "
+                              "pip install 'vsrdeploy[openvino]')")
+                    targets = [""]
+                rows.extend(TuneRow(b, p, str(fp32.path), "skipped" if reason else "ok", reason or "",
+                                    int8_target=t, dcn=dcn) for t in targets)
+    bundles = dict(fp32_bundles)
     calib = calib_lr if calib_lr is not None else lr
-    int8_forms: dict[str, Bundle | Exception] = {}  # calibrate --target -> its bundle, or why not
+    int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, calibrate --target) -> bundle, or why not
     for r in rows:
         if r.precision != "int8" or r.status != "ok":
             continue
         target = r.int8_target
-        if target not in int8_forms:
+        if (r.bundle, target) not in int8_forms:
             try:
-                int8_forms[target] = int8_bundle_for(bundle, calib, clip or "the tuning clip", echo=progress,
-                                                     target=target)
+                int8_forms[r.bundle, target] = int8_bundle_for(fp32_bundles[r.bundle], calib,
+                                                               clip or "the tuning clip", echo=progress, target=target)
             except (ImportError, BackendUnavailable) as e:  # e.g. no onnxruntime.quantization here
-                int8_forms[target] = e
-        form = int8_forms[target]
+                int8_forms[r.bundle, target] = e
+        form = int8_forms[r.bundle, target]
         if isinstance(form, Exception):
             r.status, r.reason = "skipped", f"cannot calibrate INT8 (--target {target}) here: {form}"
         else:

@@ -31,6 +31,9 @@ class Backend:
     unsupported_ops: frozenset[str] = frozenset()
     #: DCN export mode used when this backend is given a checkpoint instead of a bundle
     preferred_dcn: str = "native"
+    #: whether this backend runs the bundle's exported cells (False: the network rebuilt from the bundle's
+    #: weights, the same computation whichever DCN form the bundle was exported in)
+    runs_exported_cells: bool = True
     #: precision name -> constructor options; precisions missing here are reported as unsupported
     precisions: dict[str, dict] = {"fp32": {}}
     #: options read from ``self.options`` rather than named in ``__init__`` (the others come from signatures)

@@ -13,6 +13,7 @@ from .base import Backend, register_backend
 class TorchBackend(Backend):
     device_name = "cpu"
     resources = ("runner", "net")
+    runs_exported_cells = False
 
     def __init__(self, bundle, fp16: bool = False, dcn_kernel: str = "torch", fp32_weights: bool = False,
                  threads: int | None = None, **options):
