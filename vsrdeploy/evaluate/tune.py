@@ -271,7 +271,10 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
         dcn = fp32.dcn if alternates else ""
         for b in backends:
             for p in precisions:
-                reason = candidate_reason(b, p) or export_form_reason(b, fp32, bundle)
+                reason = candidate_reason(b, p)
+                if reason and fp32 is not bundle:
+                    continue  # not a candidate in any form: the first bundle's row already says why
+                reason = reason or export_form_reason(b, fp32, bundle)
                 targets = int8_targets_for(b) if p == "int8" and not reason else [""]
                 if not targets:
                     reason = (f"no INT8 quantizer for {b} is installed (onnxruntime's quantization tools, or nncf: "
