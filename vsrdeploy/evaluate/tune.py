@@ -284,7 +284,7 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
                                     int8_target=t, dcn=dcn) for t in targets)
     bundles = dict(fp32_bundles)
     calib = calib_lr if calib_lr is not None else lr
-    int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, calibrate --target) -> bundle, or why not
+    int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, --target) -> bundle, or why not
     for r in rows:
         if r.precision != "int8" or r.status != "ok":
             continue
