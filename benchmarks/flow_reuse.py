@@ -121,7 +121,7 @@ def macs(args, settings):
         return runner(cell, inputs)
 
     frames = clip(args.frames, args.macs_size, args.macs_size)
-    print(f"| arch | window:lookahead | GMAC/frame before | after | saved | flow cell share before |")
+    print("| arch | window:lookahead | GMAC/frame before | after | saved | flow cell share before |")
     print("|---|---|---:|---:|---:|---:|")
     for window, lookahead in settings:
         totals = {}
