@@ -28,9 +28,7 @@ from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.evaluate.cell_parity import first_call_inputs
 from vsrdeploy.evaluate.machine import cpu_info
 
-RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
-            "iconvsr": {"mid_channels": 64, "num_blocks": 30},
-            "realbasicvsr": {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20}}
+#: arch (built at its released configuration, the model's defaults) -> the cell profiled unless --cell says
 DEFAULT_CELL = {"basicvsr_pp": "backward_1_align", "basicvsr": "backward_trunk", "iconvsr": "backward_trunk",
                 "realbasicvsr": "backward_trunk"}
 #: OpenVINO's precision hint -> the capability the CPU plugin must report to execute it
@@ -39,7 +37,7 @@ CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="basicvsr_pp", choices=sorted(RELEASED))
+    ap.add_argument("--arch", default="basicvsr_pp", choices=sorted(DEFAULT_CELL))
     ap.add_argument("--size", default="180x320", help="LR HxW")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cell", help="cell to profile (default: the arch's main cost, e.g. backward_1_align)")
@@ -52,7 +50,7 @@ def main(argv=None) -> int:
     h, w = (int(v) for v in args.size.split("x"))
     cell = args.cell or DEFAULT_CELL[args.arch]
     torch.manual_seed(0)
-    net = vsrdeploy.build_model(args.arch, **RELEASED[args.arch]).eval()
+    net = vsrdeploy.build_model(args.arch).eval()
     bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "m.vsr", dcn="decomposed"))
     feeds = first_call_inputs(bundle, cell, synthetic_clip(2, h, w), threads=args.threads)
     core = ov.Core()
@@ -73,7 +71,7 @@ def main(argv=None) -> int:
             request.infer(feeds)
             times[hint].append(time.perf_counter() - t)
     info = cpu_info()
-    print(f"\n{args.arch} {RELEASED[args.arch]}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
+    print(f"\n{args.arch} {net.config()}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
           f"flags {', '.join(info['flags'])}; OpenVINO {ov.__version__}\n")
     base = statistics.median(times["f32"]) if "f32" in times else None
     print("| precision | median s per call | vs f32 |\n|---|---:|---:|")

@@ -142,7 +142,7 @@ def export_form_reason(backend: str, bundle: Bundle, first: Bundle) -> str | Non
         return None
     if not cls.runs_exported_cells:
         return f"{backend} runs the PyTorch network, the same for every export form (see its dcn={first.dcn} rows)"
-    bad = sorted(bundle.cell_ops() & cls.unsupported_ops)
+    bad = cls.unimportable_ops(bundle)
     return f"{backend} cannot import {', '.join(bad)} (see its dcn={first.dcn} rows)" if bad else None
 
 

@@ -58,8 +58,13 @@ class Backend:
         """Why this backend cannot run on this machine (one line), or None."""
         return None
 
+    @classmethod
+    def unimportable_ops(cls, bundle: Bundle) -> list[str]:
+        """The operator types of ``bundle``'s cells this runtime cannot import (sorted; empty: none)."""
+        return sorted(bundle.cell_ops() & cls.unsupported_ops)
+
     def check_bundle(self, bundle: Bundle) -> None:
-        bad = sorted(bundle.cell_ops() & self.unsupported_ops)
+        bad = self.unimportable_ops(bundle)
         if bad:
             raise BackendUnavailable(
                 f"{self.name} cannot run this bundle: it cannot import {', '.join(bad)} "
