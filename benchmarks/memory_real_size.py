@@ -12,6 +12,11 @@ Examples (the issue's table):
         --backends torch ort-cpu openvino-cpu --size 180x320 --frames 100 --marks 20 --threads 2 --json mem.json
     python benchmarks/memory_real_size.py --archs basicvsr --size 540x960 --tile 256 --frames 20
     python benchmarks/memory_real_size.py --archs basicvsr --size 180x320 --whole-clip 6
+    python benchmarks/memory_real_size.py --archs basicvsr_pp --backends ort-cpu openvino-cpu --spill off auto \
+        --frames 30 --marks 10 30      # held features spilled to a temp file (models.spill) vs in memory
+
+With spilling, the spilled bytes live in the kernel's page cache (reclaimable, not the process's RSS) and
+in an anonymous temp file; ``spill_file_mb`` reports the file's size.
 """
 from __future__ import annotations
 
@@ -75,7 +80,7 @@ def child(cfg: dict) -> None:
         lrs = torch.from_numpy(np.stack(list(frames(cfg["frames"], h, w))))[None]
         base = rss_mb()
         with torch.no_grad():
-            out = net(lrs)
+            out = net(lrs, spill=cfg["spill"])
         n_out = out.shape[1]
     else:
         from vsrdeploy.runtimes.engine import Upscaler
@@ -85,13 +90,16 @@ def child(cfg: dict) -> None:
         base = rss_mb()
         n_out = 0
         for _ in up.stream(frames(cfg["frames"], h, w), window=cfg["window"], lookahead=cfg["lookahead"],
-                           tile=cfg["tile"], tile_overlap=cfg["overlap"], memory_budget=cfg["budget"], stats=stats):
+                           tile=cfg["tile"], tile_overlap=cfg["overlap"], memory_budget=cfg["budget"], stats=stats,
+                           spill=cfg["spill"]):
             n_out += 1
             if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
                 marks[n_out] = peak_rss_mb()
     print(json.dumps({"peak_mb": peak_rss_mb(), "base_mb": base, "frames_out": n_out, "peak_mb_after": marks,
                       "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),
-                      "row_strips": stats.get("row_strips")}))
+                      "row_strips": stats.get("row_strips"), "spill": stats.get("spill"),
+                      "spilled_mb": stats.get("spilled_bytes", 0) / 2**20,
+                      "spill_file_mb": stats.get("spill_file_bytes", 0) / 2**20}))
 
 
 def measure(cfg: dict) -> dict:
@@ -127,6 +135,8 @@ def main() -> None:
     p.add_argument("--tile", type=int)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--memory-budget")
+    p.add_argument("--spill", nargs="+", default=["auto"],
+                   help="auto, off or a directory; several: one row each, side by side")
     p.add_argument("--whole-clip", type=int, metavar="T", help="Instead: the whole-clip model(lrs) on T frames")
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -142,12 +152,15 @@ def main() -> None:
     for arch in args.archs:
         runs = []
         if args.whole_clip:
-            runs.append({"mode": "whole-clip", "backend": "torch (model(lrs))", "frames": args.whole_clip})
+            for spill in args.spill:
+                runs.append({"mode": "whole-clip", "backend": "torch (model(lrs))", "frames": args.whole_clip,
+                             "spill": spill})
         else:
             for backend in args.backends:
                 for n in args.frames:
-                    runs.append({"mode": "stream", "backend": backend, "frames": n,
-                                 "bundle": str(bundle_path(cache, arch, args.blocks, DCN[backend]))})
+                    for spill in args.spill:
+                        runs.append({"mode": "stream", "backend": backend, "frames": n, "spill": spill,
+                                     "bundle": str(bundle_path(cache, arch, args.blocks, DCN[backend]))})
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,

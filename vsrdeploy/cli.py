@@ -448,6 +448,10 @@ def selftest(gpu, report_dir):
 @click.option("--tile-overlap", type=int, default=16, show_default=True, help="LR pixels shared by neighbouring tiles.")
 @click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
               "process stays within SIZE, and bound every cell call by it.")
+@click.option("--spill", default="auto", show_default=True, metavar="auto|off|DIR",
+              help="Where features the network holds for later frames go beyond 256 MB: an anonymous temp file "
+                   "(auto: in the system temp directory when it is on disk and the held state is larger), or "
+                   "off. Same frames either way; less memory for BasicVSR++ at large frames.")
 @click.option("--profile", metavar="auto|PATH",
               help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
                    "one beside the bundle; same as -b auto). Options given on the command line win.")
@@ -457,7 +461,7 @@ def selftest(gpu, report_dir):
 @friendly_errors
 def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
-        memory_budget, profile, backend_option_items):
+        memory_budget, spill, profile, backend_option_items):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
@@ -470,9 +474,11 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
       vsrdeploy run m.vsr -i frames/ --fps 24 -o out.mp4 --pix-fmt yuv420p10le
       ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | vsrdeploy run m.vsr -i - --raw-size 320x180 -o -
     """
+    from .models.spill import plan_spill
     from .upscale_job import Terminated, run_job
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    plan_spill(spill, None)  # a missing or unwritable --spill DIR fails before anything is opened
     options = None
     if backends == "auto" or profile:
         from .evaluate.tune import load_profile
@@ -497,7 +503,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=echo, backend_options=options,
+                echo=echo, backend_options=options, spill=spill,
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)

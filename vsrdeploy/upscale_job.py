@@ -80,7 +80,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             preset: str | None = None, pix_fmt: str | None = None, fps: float | None = None, audio: bool = True,
             start: float | None = None, max_frames: int | None = None, duration: float | None = None,
             warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None,
-            tiling: dict | None = None, backend_options: dict | None = None) -> dict:
+            tiling: dict | None = None, backend_options: dict | None = None, spill="auto") -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. ``start`` (seconds),
@@ -91,7 +91,9 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     frames equal a full run's; the run's settings are recorded beside the frames and a resume under other
     settings is refused. ``tiling`` (``tile``, ``tile_overlap``, ``memory_budget``) goes to
     :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries; ``backend_options`` go
-    to the backend (e.g. ``precision='bf16'`` from a tune profile). Returns a summary dict.
+    to the backend (e.g. ``precision='bf16'`` from a tune profile). ``spill`` (``auto``, ``off`` or a
+    directory) is where held features go beyond a resident limit (``models.spill``; it does not change the
+    frames, so it is not part of the resume record). Returns a summary dict.
     """
     limited = max_frames is not None or duration is not None
     selection = Selection(start=start, frames=max_frames, duration=duration, warmup=warmup if start else 0,
@@ -132,7 +134,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                     bar = tqdm(total=info.num_frames, unit="frame", desc=f"{bundle.arch} x{upscaler.scale} [{backend}]",
                                disable=not progress, dynamic_ncols=True, leave=False)
                     t1 = time.perf_counter()
-                    written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap, tiling)
+                    written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap,
+                                            {**(tiling or {}), "spill": spill})
                     run_s = time.perf_counter() - t1
         finally:
             if bar is not None:

@@ -11,6 +11,7 @@ from ..evaluate.memory import return_large_frees_to_os, rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows
+from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, plan_spill
 from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
 
 #: frames assumed held by a whole-clip run (window=None) when a memory budget picks the tile
@@ -88,10 +89,10 @@ class RecurrentVSR(nn.Module):
 
     def stream(self, frames: Iterable[torch.Tensor], window: int | None = None, lookahead: int = 0,
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
-               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None) -> Iterator[torch.Tensor]:
+               tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None, spill="auto") -> Iterator[torch.Tensor]:
         """Upscale an iterable of (N, 3, H, W) frames window by window, yielding (N, 3, 4H, 4W).
 
-        See :meth:`stream_cells` for ``batch_bytes``, ``tile``, ``tile_overlap`` and ``memory_budget``.
+        See :meth:`stream_cells` for ``batch_bytes``, ``tile``, ``tile_overlap``, ``memory_budget`` and ``spill``.
         """
         def checked(it):
             for x in it:
@@ -100,13 +101,14 @@ class RecurrentVSR(nn.Module):
                 yield x
         return self.stream_cells(TorchRunner(self.cells), checked(frames), window, lookahead, stats=stats,
                                  batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
-                                 memory_budget=memory_budget)
+                                 memory_budget=memory_budget, spill=spill)
 
     def stream_cells(self, run, frames: Iterable[torch.Tensor], window: int | None, lookahead: int, *,
                      stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                      tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
                      first_window: int | None = None, row_strips: bool = True,
-                     memory_overhead: float = 1.0) -> Iterator[torch.Tensor]:
+                     memory_overhead: float = 1.0, spill="auto",
+                     spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> Iterator[torch.Tensor]:
         """This network's schedule over ``frames`` with cells run by ``run`` (any backend).
 
         - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
@@ -123,6 +125,10 @@ class RecurrentVSR(nn.Module):
           (``models.strips``). ``False`` for runtimes whose shapes are fixed in advance (TensorRT profiles).
         - ``memory_overhead``: the runtime's resident bytes per byte of estimated tensors (``Backend.memory_overhead``);
           ``memory_budget`` plans with the estimates scaled by it.
+        - ``spill``: where the features the schedule holds for later steps go beyond ``spill_resident`` bytes
+          (``models.spill``): ``"auto"`` (the system temp directory when it is on disk and the held state
+          would exceed the resident limit), ``"off"``, or a directory. Bit-identical results either way;
+          ``stats["spill"]`` says what was done, ``stats["spilled_bytes"]`` how much.
         """
         if tile is not None:
             check_tile_args(tile, tile_overlap, self.min_input_size)
@@ -131,6 +137,18 @@ class RecurrentVSR(nn.Module):
         costs = CellCosts(self, batch_bytes)
         schedule = self.schedule()
         held = (window or DEFAULT_HELD_FRAMES) + lookahead + schedule.history
+        resident = parse_bytes(spill_resident, "spill resident limit")
+        plan_spill(spill, None, resident)  # a bad value or directory raises now, not at the first frame
+
+        def spill_file(h: int, w: int) -> SpillFile | None:
+            held_state = schedule.held_bytes(lambda cell: costs.output_bytes(cell, h, w),
+                                             window or DEFAULT_HELD_FRAMES, lookahead)
+            spill_plan = plan_spill(spill, held_state, resident)
+            if spill_plan.directory is None:
+                if stats is not None:
+                    stats["spill"] = spill_plan.reason
+                return None
+            return SpillFile(spill_plan, stats)
 
         def plan(h: int, w: int):
             state = None
@@ -147,17 +165,19 @@ class RecurrentVSR(nn.Module):
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,
                               tiles=plan if (tile is not None or budget is not None) else None,
-                              first_window=first_window, row_strips=row_strips)
+                              first_window=first_window, row_strips=row_strips, spill=spill_file)
 
-    def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0) -> torch.Tensor:
+    def forward(self, lrs: torch.Tensor, window: int | None = None, lookahead: int = 0,
+                spill="auto") -> torch.Tensor:
         """``lrs`` (N, T, 3, H, W) RGB in [0, 1] -> (N, T, 3, 4H, 4W), not clamped.
 
-        ``window=None`` runs the whole clip at once (upstream); otherwise see ``schedule.py``.
+        ``window=None`` runs the whole clip at once (upstream); otherwise see ``schedule.py``. ``spill``: see
+        :meth:`stream_cells` (same result either way).
         """
         self.check_frames(lrs)
         t = lrs.shape[1]
         result = None  # filled frame by frame: no list of outputs beside the result
-        for i, out in enumerate(self.stream((lrs[:, i] for i in range(t)), window, lookahead)):
+        for i, out in enumerate(self.stream((lrs[:, i] for i in range(t)), window, lookahead, spill=spill)):
             if result is None:
                 result = out.new_empty(out.shape[0], t, *out.shape[1:])
             result[:, i] = out

@@ -115,7 +115,7 @@ class BidirectionalSchedule(Schedule):
         x = ctx.frames
         flows = ctx.flows([(i, i + 1) for i in range(s, span_end - 1)]
                           + [ctx.forward_pair(i) for i in range(max(s, 1), e)])
-        back = {}
+        back = ctx.held()  # the window's backward features: in memory, or spilled (models.spill)
         feat = ctx.zeros(x[s], c)
         for i in reversed(range(s, span_end)):
             if i < span_end - 1:

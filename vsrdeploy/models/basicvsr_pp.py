@@ -18,6 +18,7 @@ from .cells import Cell, Port
 from .dcn import ModulatedDeformConv2d, deform_conv_per_tap, exporting_decomposed
 from .registry import register_model
 from .schedule import Schedule, WindowContext
+from .spill import HeldFeatures
 from .spynet import SPyNet
 
 BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
@@ -239,8 +240,10 @@ class GridPropagationSchedule(Schedule):
     def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         x = ctx.frames
-        spatial = {i: o["spatial"] for i, o in
-                   zip(range(s, span_end), ctx.batch_iter("feat_extract", ({"lr": x[i]} for i in range(s, span_end))))}
+        spatial = ctx.held()  # features held for later branches: in memory, or spilled (models.spill)
+        for i, o in zip(range(s, span_end), ctx.batch_iter("feat_extract", ({"lr": x[i]} for i in range(s, span_end)))):
+            spatial[i] = o["spatial"]
+        del o
         back_pairs = {i: (i, i + 1) for i in range(s, span_end - 1)}
         fwd_pairs = {i: ctx.forward_pair(i) for i in range(max(s - 1, 1), span_end)}
         flows = ctx.flows(list(back_pairs.values()) + list(fwd_pairs.values()))
@@ -251,7 +254,7 @@ class GridPropagationSchedule(Schedule):
         comp_f = self._compose(ctx, {i: (flow_f[i], flow_f[i - 1]) for i in range(max(s, 2), span_end)})
         zero = ctx.zeros(spatial[s], self.channels())
         zero_flow = ctx.zeros(spatial[s], 2)
-        feats: dict[str, dict[int, torch.Tensor]] = {}
+        feats: dict[str, HeldFeatures] = {}
         last_backward = BRANCHES[2]
         for name in BRANCHES[:3]:
             backward = name.startswith("backward")
@@ -263,7 +266,7 @@ class GridPropagationSchedule(Schedule):
                 order = list(range(s, span_end if name == "forward_1" else e))
                 prev1, prev2 = ctx.state.get(name, (None, None))
                 step = s
-            out: dict[int, torch.Tensor] = {}
+            out = ctx.held()
             feats[name] = out
             for idx in order:
                 flow_n1 = (flow_b if backward else flow_f).get(idx) if step > 0 else None
@@ -277,7 +280,7 @@ class GridPropagationSchedule(Schedule):
                 if name == last_backward and idx >= e:
                     # beyond the window only the last backward branch reads these: drop them now
                     for earlier in (spatial, *[feats[b] for b in BRANCHES[:2]]):
-                        earlier.pop(idx, None)
+                        earlier.discard(idx)
                 else:
                     out[idx] = feat
             del prev1, prev2, feat
@@ -287,7 +290,7 @@ class GridPropagationSchedule(Schedule):
             """forward_2, one frame at a time; each frame's reconstruction inputs leave as soon as they
             exist, and every feature of that frame is dropped with them."""
             name = BRANCHES[3]
-            feats[name] = {}
+            feats[name] = ctx.held()
             prev1, prev2 = ctx.state.get(name, (None, None))
             for step, idx in enumerate(range(s, e), start=s):
                 flow_n1 = flow_f.get(idx) if step > 0 else None
@@ -300,7 +303,7 @@ class GridPropagationSchedule(Schedule):
                 feats[name][idx] = feat
                 item = self.reconstruct_inputs(ctx, idx, spatial, feats)
                 for held in (spatial, *feats.values()):
-                    held.pop(idx, None)
+                    held.discard(idx)
                 if self.upsample_cell:
                     pending.append(idx)
                 yield item

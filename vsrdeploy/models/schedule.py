@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, InputError
 from .budget import CellCosts
 from .cells import RunFn
+from .spill import HeldFeatures, SpillFile
 from .strips import RowStripRun
 from .tiles import TileGrid
 
@@ -46,12 +47,18 @@ class WindowContext:
     state: dict  # forward-direction state carried across windows (the schedule owns its content)
     mirror: bool = False  # whole clip is frames + reversed frames (upstream's mirror extension)
     costs: CellCosts | None = None  # batch elements per call of a cell (None: every item in one call)
+    spill: SpillFile | None = None  # where held features beyond the resident limit go (None: memory)
     #: reuse the previous window's flows (:meth:`flows`); False recomputes every pair (tests compare both)
     reuse_flows: ClassVar[bool] = True
 
     def zeros(self, like: torch.Tensor, channels: int, scale: float = 1.0) -> torch.Tensor:
         n, _, h, w = like.shape
         return like.new_zeros(n, channels, int(h * scale), int(w * scale))
+
+    def held(self) -> HeldFeatures:
+        """A dict (frame index -> tensor) for features the schedule keeps for later steps: in memory, or
+        beyond the stream's resident limit in its spill file (``models.spill``; bit-identical either way)."""
+        return HeldFeatures(self.spill)
 
     def items_per_call(self, cell: str) -> int:
         if self.costs is None:
@@ -195,7 +202,8 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                    lookahead: int = 0, pad_multiple: int = 1, scale: int = 4, stats: dict | None = None,
                    min_size: int = 1, costs: CellCosts | None = None,
                    tiles: Callable[[int, int], TileGrid | None] | None = None,
-                   first_window: int | None = None, row_strips: bool = True) -> Iterator[torch.Tensor]:
+                   first_window: int | None = None, row_strips: bool = True,
+                   spill: Callable[[int, int], SpillFile | None] | None = None) -> Iterator[torch.Tensor]:
     """Yield output frames (N, 3, sH, sW) in order, each as soon as it is final.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
@@ -207,6 +215,8 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     uses it to put its window boundaries where a run from frame 0 has them.
     ``row_strips``: a call of a local cell (``Cell.halo``) that does not fit ``costs`` runs in row strips
     (``models.strips``; same result); ``stats["row_strips"]`` then names the cells cut and into how many.
+    ``spill(H, W)`` may return a :class:`SpillFile` for the features the schedule holds (``models.spill``); it
+    is closed (and its anonymous file freed) when the stream ends or is abandoned.
     """
     if window is not None and window < 1:
         raise ConfigError(f"window must be >= 1 (got {window})")
@@ -228,6 +238,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     state: dict = {}
     in_size = None
     grid: TileGrid | None = None
+    spill_file: SpillFile | None = None
     if stats is not None:
         stats.setdefault("max_frames_held", 0)
     if row_strips and costs is not None and costs.batch_bytes is not None:
@@ -236,7 +247,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             stats["row_strips"] = run.used
 
     def load_until(n: int):
-        nonlocal loaded, ended, in_size, grid, run
+        nonlocal loaded, ended, in_size, grid, run, spill_file
         while not ended and (n is None or loaded < n):
             try:
                 x = next(it)
@@ -251,6 +262,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                 if grid is not None and costs is not None:
                     th, tw = pad_frame(x[..., :grid.tile_h, :grid.tile_w], pad_multiple, min_size).shape[-2:]
                     run = SplitRun(run, costs, (th, tw))
+                spill_file = spill(*in_size) if spill is not None else None
             elif tuple(x.shape[-2:]) != in_size:
                 raise InputError(f"frame {loaded} is {tuple(x.shape[-2:])}, earlier frames were {in_size}; "
                                  "all frames of a clip must have the same size")
@@ -259,29 +271,33 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             buf[loaded] = pad_frame(x, pad_multiple, min_size)
             loaded += 1
 
-    while True:
-        if window is None:
-            load_until(None)
-            end = loaded
-        else:
-            size = first_window if (first_window and start == 0) else window
-            load_until(start + size + lookahead + 1)  # +1: know whether the span ends the clip
-            end = min(start + size, loaded)
-        if start >= loaded:
-            break
-        span_end = loaded if window is None else min(end + lookahead, loaded)
-        total = loaded if (ended and span_end == loaded) else None
-        if stats is not None:
-            stats["max_frames_held"] = max(stats["max_frames_held"], len(buf))
-        ctx = WindowContext(run=run, frames=buf, start=start, end=end, span_end=span_end, total=total,
-                            state=state, costs=costs)
-        if total is not None and start == 0 and span_end == total:
-            ctx.mirror = is_mirror_extended([buf[i] for i in range(total)])
-        h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
-        for out in schedule.run_window(ctx):
-            out = out[..., :h * scale, :w * scale]
-            yield grid.stitch(out, scale) if grid is not None else out
-        del ctx
-        start = end
-        for i in [k for k in buf if k < start - schedule.history]:
-            del buf[i]
+    try:
+        while True:
+            if window is None:
+                load_until(None)
+                end = loaded
+            else:
+                size = first_window if (first_window and start == 0) else window
+                load_until(start + size + lookahead + 1)  # +1: know whether the span ends the clip
+                end = min(start + size, loaded)
+            if start >= loaded:
+                break
+            span_end = loaded if window is None else min(end + lookahead, loaded)
+            total = loaded if (ended and span_end == loaded) else None
+            if stats is not None:
+                stats["max_frames_held"] = max(stats["max_frames_held"], len(buf))
+            ctx = WindowContext(run=run, frames=buf, start=start, end=end, span_end=span_end, total=total,
+                                state=state, costs=costs, spill=spill_file)
+            if total is not None and start == 0 and span_end == total:
+                ctx.mirror = is_mirror_extended([buf[i] for i in range(total)])
+            h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
+            for out in schedule.run_window(ctx):
+                out = out[..., :h * scale, :w * scale]
+                yield grid.stitch(out, scale) if grid is not None else out
+            del ctx
+            start = end
+            for i in [k for k in buf if k < start - schedule.history]:
+                del buf[i]
+    finally:
+        if spill_file is not None:
+            spill_file.close()

@@ -12,6 +12,7 @@ from ..bundle import Bundle
 from ..errors import BackendUnavailable, InputError
 from ..models.budget import DEFAULT_BATCH_BYTES
 from ..models.tiles import DEFAULT_TILE_OVERLAP
+from ..models.spill import DEFAULT_RESIDENT_BYTES
 from .base import Backend, create_backend
 from .frame_types import frame_kind, from_network, to_network
 
@@ -89,7 +90,8 @@ class Upscaler:
     def stream(self, frames, window: int | None = DEFAULT_WINDOW, lookahead: int = DEFAULT_LOOKAHEAD,
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
-               first_window: int | None = None, clamp: bool = True) -> Iterator:
+               first_window: int | None = None, clamp: bool = True, spill="auto",
+               spill_resident=DEFAULT_RESIDENT_BYTES) -> Iterator:
         """Yield the upscaled frames in order, each as soon as it is final, each of its input's kind.
 
         ``frames``: an iterable / generator of frames, a 4-D array or tensor (a clip, frames on axis 0) or a
@@ -100,6 +102,9 @@ class Upscaler:
         overlapping tiles, ``memory_budget`` (e.g. ``"2GB"``) picks the tile when a frame would not fit.
         ``first_window``: length of the first window (segments use it to align windows with a full run).
         ``clamp=False`` keeps float outputs outside [0, 1] as the network made them.
+        ``spill``: ``"auto"`` (default), ``"off"`` or a directory: where held features beyond a resident limit
+        go (``models.spill``; bit-identical results, less memory for networks that hold many maps per frame);
+        ``spill_resident`` (bytes or ``"256MB"``) is that limit.
         Bad arguments raise at once (ConfigError), not at the first frame.
         """
         backend = self._check_open()
@@ -109,7 +114,8 @@ class Upscaler:
             outs = self.net.stream_cells(backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
                                          memory_budget=memory_budget, first_window=first_window,
-                                         row_strips=backend.row_strips, memory_overhead=backend.memory_overhead)
+                                         row_strips=backend.row_strips, memory_overhead=backend.memory_overhead,
+                                         spill=spill, spill_resident=spill_resident)
         except BaseException:
             if owned:
                 source.close()

@@ -1,0 +1,226 @@
+"""Spilling held features to disk: what a schedule keeps for later branches, beyond a resident limit.
+
+A recurrent schedule holds features of every frame of its span until a later branch (or the other
+direction) reads them: BasicVSR++ keeps three 64-channel maps per frame of window + lookahead, ~1.06 GB at
+180x320 LR with the default 16 + 8 frames. Those bytes are written once and read a few times, in an order
+the schedule knows, so they can live in a file instead of in the process: :class:`SpillFile` writes them
+to an anonymous temporary file (``tempfile.TemporaryFile``: on Linux it never has a name, and the kernel
+frees it when the process ends, however it ends) and reads each back when asked. A round trip copies
+bytes, so the result is bit-identical. The file's pages pass through the kernel's page cache, which is not
+the process's memory and which the kernel reclaims under pressure; on a RAM-backed filesystem (tmpfs) that
+would only move the bytes, so ``auto`` does not spill there.
+
+:class:`HeldFeatures` is the dict (frame index -> tensor) schedules keep features in; with a spill file it
+keeps the first ``resident_bytes`` in memory and spills the rest.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+
+#: held features kept in memory before spilling starts (per stream); BasicVSR's default window fits in it,
+#: so only schedules that hold several maps per frame of the span (BasicVSR++) spill at 180x320
+DEFAULT_RESIDENT_BYTES = 256 * 2**20
+#: filesystems whose files are memory: spilling there saves nothing
+RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
+#: ``auto`` spills only where the filesystem has this much free space beyond what the held state needs
+FREE_MARGIN = 2**30
+
+
+def filesystem_type(path) -> str | None:
+    """The filesystem type of the mount holding ``path`` (Linux ``/proc/self/mounts``; None elsewhere)."""
+    try:
+        real = os.path.realpath(path)
+        best, kind = "", None
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, kind = mount, parts[2]
+        return kind
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class SpillPlan:
+    """Where held features go: ``directory`` None means they stay in memory (``reason`` says why)."""
+    directory: str | None
+    resident_bytes: int = DEFAULT_RESIDENT_BYTES
+    reason: str = ""
+    explicit: bool = False  # the user named the directory: failures raise instead of falling back
+
+
+def plan_spill(spill, held_estimate: int | None, resident_bytes: int = DEFAULT_RESIDENT_BYTES) -> SpillPlan:
+    """``spill``: ``"auto"`` (the default: the system temp directory when it is on disk, has room, and the
+    schedule's held state, ``held_estimate`` bytes, exceeds ``resident_bytes``), ``"off"`` / ``None`` /
+    ``False``, or a directory (always used, checked now)."""
+    if spill in (None, False, "off", "none", "no"):
+        return SpillPlan(None, resident_bytes, "spill off")
+    if spill in (True, "auto", "on"):
+        if held_estimate is not None and held_estimate <= resident_bytes:
+            return SpillPlan(None, resident_bytes, "held state fits the resident limit")
+        directory = tempfile.gettempdir()
+        kind = filesystem_type(directory)
+        if kind in RAM_FILESYSTEMS:
+            return SpillPlan(None, resident_bytes, f"{directory} is {kind} (memory): spilling there saves nothing; "
+                                                   "pass --spill DIR on a disk to spill")
+        need = (held_estimate or 0) + FREE_MARGIN
+        if shutil.disk_usage(directory).free < need:
+            return SpillPlan(None, resident_bytes, f"{directory} has less than {need / 2**20:.0f} MB free")
+        return SpillPlan(directory, resident_bytes, f"spilling to {directory}")
+    if not isinstance(spill, (str, os.PathLike)):
+        raise ConfigError(f"spill must be 'auto', 'off' or a directory (got {spill!r})")
+    path = Path(spill).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"spill directory {str(path)!r} does not exist or is not a directory; create it, or "
+                          "use --spill auto (the system temp directory) or --spill off")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"spill directory {str(path)!r} is not writable; choose another with --spill DIR")
+    kind = filesystem_type(path)
+    note = f" ({kind}: memory, so this saves nothing)" if kind in RAM_FILESYSTEMS else ""
+    return SpillPlan(str(path), resident_bytes, f"spilling to {path}{note}", explicit=True)
+
+
+@dataclass(frozen=True)
+class _Spilled:
+    offset: int
+    shape: tuple
+    dtype: torch.dtype
+    nbytes: int
+
+
+class SpillFile:
+    """Tensors written to one anonymous temporary file; space of freed tensors is reused (same size)."""
+
+    def __init__(self, plan: SpillPlan, stats: dict | None = None):
+        self.plan = plan
+        self.resident = 0  # bytes of held features kept in memory (HeldFeatures count them here)
+        self._file = None
+        self._end = 0
+        self._free: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+        self.failed: str | None = None
+        self.stats = stats if stats is not None else {}
+        self.stats.setdefault("spilled_bytes", 0)
+        self.stats.setdefault("spill_file_bytes", 0)
+        self.stats["spill"] = plan.reason
+
+    def wants(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` should go to the file: a CPU tensor that would take the resident bytes past the limit."""
+        return (self.plan.directory is not None and self.failed is None and t.device.type == "cpu"
+                and self.resident + t.nbytes > self.plan.resident_bytes)
+
+    def _open(self):
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.plan.directory, prefix="vsrdeploy-spill-")
+        return self._file
+
+    def put(self, t: torch.Tensor):
+        """Write ``t`` and return its handle; on a write error (disk full) in ``auto`` mode, return ``t`` itself
+        and keep every later tensor in memory (``stats['spill']`` says why)."""
+        data = t.detach().contiguous()
+        view = memoryview(data.view(torch.uint8).reshape(-1).numpy())
+        n = view.nbytes
+        with self._lock:
+            slots = self._free.get(n)
+            offset = slots.pop() if slots else self._end
+            try:
+                f = self._open()
+                f.seek(offset)
+                f.write(view)
+            except OSError as e:
+                if self.plan.explicit:
+                    raise ConfigError(f"cannot spill held features to {self.plan.directory}: {e}; free space there, "
+                                      "choose another with --spill DIR, or use --spill off") from e
+                self.failed = f"spill stopped: {e}; held features stay in memory"
+                self.stats["spill"] = self.failed
+                if slots is not None and offset != self._end:
+                    slots.append(offset)
+                return t
+            if offset == self._end:
+                self._end += n
+                self.stats["spill_file_bytes"] = self._end
+        self.stats["spilled_bytes"] += n
+        return _Spilled(offset, tuple(data.shape), data.dtype, n)
+
+    def get(self, h: _Spilled) -> torch.Tensor:
+        out = torch.empty(h.shape, dtype=h.dtype)
+        view = memoryview(out.view(torch.uint8).reshape(-1).numpy())
+        with self._lock:
+            self._file.seek(h.offset)
+            got = self._file.readinto(view)
+        if got != h.nbytes:
+            raise OSError(f"spill file: read {got} of {h.nbytes} bytes at {h.offset}")
+        return out
+
+    def free(self, h: _Spilled) -> None:
+        with self._lock:
+            self._free.setdefault(h.nbytes, []).append(h.offset)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class HeldFeatures(MutableMapping):
+    """Frame index -> feature tensor, in memory up to the spill file's resident limit and in the file beyond
+    it (``spill=None``: a plain dict). Reading a spilled feature returns a new tensor each time; drop
+    features with :meth:`discard` (``pop`` would read a spilled one back first)."""
+
+    def __init__(self, spill: SpillFile | None = None):
+        self._items: dict = {}
+        self._spill = spill
+
+    def __setitem__(self, key, value: torch.Tensor) -> None:
+        self.discard(key)
+        if self._spill is None:
+            self._items[key] = value
+            return
+        if self._spill.wants(value):
+            handle = self._spill.put(value)
+            if isinstance(handle, _Spilled):
+                self._items[key] = handle
+                return
+        self._items[key] = value
+        self._spill.resident += value.nbytes
+
+    def __getitem__(self, key) -> torch.Tensor:
+        v = self._items[key]
+        return self._spill.get(v) if isinstance(v, _Spilled) else v
+
+    def __delitem__(self, key) -> None:
+        v = self._items.pop(key)
+        if self._spill is not None:
+            if isinstance(v, _Spilled):
+                self._spill.free(v)
+            else:
+                self._spill.resident -= v.nbytes
+
+    def discard(self, key) -> None:
+        """Drop ``key`` if held, without reading it."""
+        if key in self._items:
+            del self[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key) -> bool:
+        return key in self._items
