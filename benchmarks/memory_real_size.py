@@ -83,19 +83,21 @@ def child(cfg: dict) -> None:
             out = net(lrs, spill=cfg["spill"])
         n_out = out.shape[1]
     else:
-        from vsrdeploy.runtimes.engine import Upscaler
         from vsrdeploy.bundle import Bundle
+        from vsrdeploy.models.spill import DEFAULT_RESIDENT_BYTES
+        from vsrdeploy.runtimes.engine import Upscaler
         options = {"threads": cfg["threads"]} if cfg["backend"] != "torch" else {}
         up = Upscaler.create(Bundle(cfg["bundle"]), cfg["backend"], **options)
         base = rss_mb()
         n_out = 0
         for _ in up.stream(frames(cfg["frames"], h, w), window=cfg["window"], lookahead=cfg["lookahead"],
                            tile=cfg["tile"], tile_overlap=cfg["overlap"], memory_budget=cfg["budget"], stats=stats,
-                           spill=cfg["spill"]):
+                           spill=cfg["spill"], spill_resident=cfg.get("spill_resident") or DEFAULT_RESIDENT_BYTES):
             n_out += 1
             if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
                 marks[n_out] = peak_rss_mb()
-    print(json.dumps({"peak_mb": peak_rss_mb(), "base_mb": base, "frames_out": n_out, "peak_mb_after": marks,
+    print(json.dumps({"spill_request": cfg.get("spill"), "peak_mb": peak_rss_mb(), "base_mb": base,
+                      "frames_out": n_out, "peak_mb_after": marks,
                       "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),
                       "row_strips": stats.get("row_strips"), "spill": stats.get("spill"),
                       "spilled_mb": stats.get("spilled_bytes", 0) / 2**20,
@@ -137,6 +139,7 @@ def main() -> None:
     p.add_argument("--memory-budget")
     p.add_argument("--spill", nargs="+", default=["auto"],
                    help="auto, off or a directory; several: one row each, side by side")
+    p.add_argument("--spill-resident", help="held features kept in memory before spilling [default: 64MB]")
     p.add_argument("--whole-clip", type=int, metavar="T", help="Instead: the whole-clip model(lrs) on T frames")
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -164,7 +167,7 @@ def main() -> None:
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,
-                   "budget": args.memory_budget, "marks": args.marks, **run}
+                   "budget": args.memory_budget, "marks": args.marks, "spill_resident": args.spill_resident, **run}
             row = measure(cfg)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -11,7 +11,7 @@ from ..evaluate.memory import return_large_frees_to_os, rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows
-from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, plan_spill
+from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, held_bytes_with_spill, plan_spill
 from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
 
 #: frames assumed held by a whole-clip run (window=None) when a memory budget picks the tile
@@ -153,8 +153,11 @@ class RecurrentVSR(nn.Module):
         def plan(h: int, w: int):
             state = None
             if budget is not None:
-                state = schedule.held_bytes(lambda cell: costs.output_bytes(cell, h, w),
-                                            window or DEFAULT_HELD_FRAMES, lookahead)
+                out_bytes = lambda cell: costs.output_bytes(cell, h, w)  # noqa: E731
+                frames = window or DEFAULT_HELD_FRAMES
+                state = schedule.held_bytes(out_bytes, frames, lookahead)
+                if plan_spill(spill, state, resident).directory is not None:  # only the resident part counts
+                    state = held_bytes_with_spill(schedule, out_bytes, frames, lookahead, resident)
                 if state is not None:  # the input frames the stream keeps, an output frame on its way out
                     state += (held + 1) * 4 * 3 * h * w + 4 * 3 * h * w * self.scale ** 2
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,

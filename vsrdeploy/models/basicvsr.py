@@ -108,6 +108,9 @@ class BidirectionalSchedule(Schedule):
         # feature in flight; the span's flows (backward pairs, forward pairs)
         return (window + 3) * out_bytes("backward_trunk") + (2 * window + lookahead) * out_bytes("flow")
 
+    def spilled_cells(self):
+        return ("backward_trunk",)
+
     def run_window(self, ctx: WindowContext) -> Iterator[torch.Tensor]:
         s, e, span_end = ctx.start, ctx.end, ctx.span_end
         c = self.net.mid_channels

@@ -221,6 +221,9 @@ class GridPropagationSchedule(Schedule):
         flows = 4 * span * out_bytes("flow")  # both directions' flows and their compositions
         return state + flows + 3 * max(feat) + 2 * (feat[1] + feat[3])  # steps in flight, forward states
 
+    def spilled_cells(self):
+        return ("feat_extract", *(self.branch_cell(b) for b in BRANCHES))
+
     def branch_step(self, ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2, zero, zero_flow):
         """One step of branch ``name`` at frame ``idx`` (``step``-th of the branch): align + residual backbone."""
         if step == 0:

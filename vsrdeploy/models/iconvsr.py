@@ -106,7 +106,9 @@ class IconVSRSchedule(BidirectionalSchedule):
         self.back_keys = {i for i in range(s, horizon) if i % stride == 0} | {horizon - 1}
         self.fwd_keys = {i for i in range(s, e) if i % stride == 0 or i == last}
         keys = sorted(self.back_keys | self.fwd_keys)
-        self.refill = {}
+        if getattr(self, "refill", None) is not None:
+            self.refill.clear()  # the last window's (their spilled space goes back to the file)
+        self.refill = ctx.held()  # refill features, read through the window: in memory or spilled
         pyramids: dict[int, dict[str, torch.Tensor]] = {}  # source frame -> its pyramid, while a key needs it
         # each key's source frames, temporal padding applied
         windows = [[self.source_index(j, horizon) for j in range(i - self.p, i + self.p + 1)] for i in keys]
@@ -137,6 +139,9 @@ class IconVSRSchedule(BidirectionalSchedule):
             del aligned, ref
             for j in [j for j in pyramids if j not in later]:
                 del pyramids[j]
+
+    def spilled_cells(self):
+        return (*super().spilled_cells(), "edvr_fusion")
 
     def held_bytes(self, out_bytes, window, lookahead):
         span = window + lookahead

@@ -159,6 +159,11 @@ class Schedule:
         then counts every stateful cell's outputs for every held frame (the safe side)."""
         return None
 
+    def spilled_cells(self) -> tuple[str, ...]:
+        """The cells whose outputs :meth:`run_window` keeps in ``ctx.held()`` (what a spill file can take out
+        of memory; :func:`models.spill.held_bytes_with_spill`)."""
+        return ()
+
 
 def is_mirror_extended(frames: Sequence[torch.Tensor]) -> bool:
     """Upstream's check: an even clip whose second half is the first half reversed."""

@@ -27,9 +27,11 @@ import torch
 
 from ..errors import ConfigError
 
-#: held features kept in memory before spilling starts (per stream); BasicVSR's default window fits in it,
-#: so only schedules that hold several maps per frame of the span (BasicVSR++) spill at 180x320
-DEFAULT_RESIDENT_BYTES = 256 * 2**20
+#: held features kept in memory before spilling starts (per stream). With 256 MB BasicVSR++ (c64n2, 180x320,
+#: default window, openvino-cpu) peaked at 1452 MB vs 1995 MB unspilled, in the same time
+#: (benchmarks/memory_real_size.py; RESULTS.md, "Held features spilled to disk"); reading a feature back from
+#: the page cache costs little next to the cells that use it, so the resident part is kept small
+DEFAULT_RESIDENT_BYTES = 64 * 2**20
 #: filesystems whose files are memory: spilling there saves nothing
 RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
 #: ``auto`` spills only where the filesystem has this much free space beyond what the held state needs
@@ -93,6 +95,20 @@ def plan_spill(spill, held_estimate: int | None, resident_bytes: int = DEFAULT_R
     kind = filesystem_type(path)
     note = f" ({kind}: memory, so this saves nothing)" if kind in RAM_FILESYSTEMS else ""
     return SpillPlan(str(path), resident_bytes, f"spilling to {path}{note}", explicit=True)
+
+
+def held_bytes_with_spill(schedule, out_bytes, window: int, lookahead: int, resident_bytes: int) -> int | None:
+    """What ``schedule`` holds in memory when the outputs of its :meth:`~Schedule.spilled_cells` beyond
+    ``resident_bytes`` go to a spill file: the rest of its :meth:`~Schedule.held_bytes` plus the resident part,
+    plus four spillable outputs for the steps in flight (read back, or not yet written). ``None`` when the
+    schedule does not count what it holds."""
+    full = schedule.held_bytes(out_bytes, window, lookahead)
+    cells = set(schedule.spilled_cells())
+    if full is None or not cells:
+        return full
+    kept = schedule.held_bytes(lambda cell: 0 if cell in cells else out_bytes(cell), window, lookahead)
+    in_flight = 4 * max(out_bytes(cell) for cell in cells)
+    return kept + min(full - kept, resident_bytes + in_flight)
 
 
 @dataclass(frozen=True)
@@ -214,6 +230,11 @@ class HeldFeatures(MutableMapping):
     def discard(self, key) -> None:
         """Drop ``key`` if held, without reading it."""
         if key in self._items:
+            del self[key]
+
+    def clear(self) -> None:
+        """Drop everything, returning spilled space to the file without reading it back."""
+        for key in list(self._items):
             del self[key]
 
     def __iter__(self):
