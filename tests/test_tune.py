@@ -59,9 +59,10 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     result = _tune(bundle)
     rows = {r.label: r for r in result.rows}
     # openvino-cpu runs both INT8 forms where NNCF is installed (the dev/all extras have it): one row each
-    ov_forms = ["cpu", "openvino"] if importlib.util.find_spec("nncf") else ["cpu"]
+    ov_forms = ["cpu", "cpu-concat", "openvino"] if importlib.util.find_spec("nncf") else ["cpu", "cpu-concat"]
     plain = [r for r in result.rows if not r.options]
-    assert len(plain) == 11 + len(ov_forms)  # 3 backends x fp32, bf16, fp16, int8; openvino-cpu's int8 once per form
+    # 3 backends x fp32, bf16, fp16, int8; ort-cpu's int8 in 2 forms, openvino-cpu's once per form
+    assert len(plain) == 12 + len(ov_forms)
     # every openvino-cpu row that ran once more with kept buffers: same outputs, so the same drop; its own timing
     variants = [r for r in result.rows if r.options]
     ran_ov = [r for r in plain if r.backend == "openvino-cpu" and r.status == "ok"]
@@ -72,7 +73,8 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
         assert r.status == "ok" and r.fps > 0 and r.peak_rss_mb > 0, r.reason
     n_rows = len(plain) + len(variants)
     ov_int8 = [f"openvino-cpu/int8:{f}" for f in ov_forms]
-    for label in ("torch/fp32", "ort-cpu/fp32", "openvino-cpu/fp32", "ort-cpu/int8:cpu", *ov_int8):
+    for label in ("torch/fp32", "ort-cpu/fp32", "openvino-cpu/fp32", "ort-cpu/int8:cpu", "ort-cpu/int8:cpu-concat",
+                  *ov_int8):
         r = rows[label]
         assert r.status == "ok", (label, r.reason)
         assert r.fps > 0 and r.peak_rss_mb > 0 and np.isfinite(r.psnr_y_drop_db)
@@ -81,6 +83,10 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     for form in ov_forms:  # each form calibrated once, shared by the backends that run it
         assert rows[f"openvino-cpu/int8:{form}"].bundle.endswith(f"tiny-int8-{form}.vsr")
     assert rows["openvino-cpu/int8:cpu"].bundle == rows["ort-cpu/int8:cpu"].bundle
+    concat = Bundle(rows["ort-cpu/int8:cpu-concat"].bundle).manifest["precision_details"]
+    assert rows["openvino-cpu/int8:cpu-concat"].bundle == rows["ort-cpu/int8:cpu-concat"].bundle
+    assert concat["target"] == "cpu" and "concat-input" not in concat["exclude_rules"]
+    assert "concat-input" in Bundle(rows["ort-cpu/int8:cpu"].bundle).manifest["precision_details"]["exclude_rules"]
     assert rows["torch/int8"].status == "skipped" and "INT8" in rows["torch/int8"].reason
     assert rows["ort-cpu/bf16"].status == "skipped" and "openvino-cpu" in rows["ort-cpu/bf16"].reason
     ov_bf16 = rows["openvino-cpu/bf16"]
@@ -362,3 +368,15 @@ def test_tune_dcn_both_from_a_checkpoint_then_run_auto(video, tmp_path, monkeypa
                              catch_exceptions=False)
     assert ran.exit_code == 0, ran.output
     assert "wrote 6 frames" in ran.output
+
+
+def test_int8_form_with_another_recipe_is_left_alone(bundle):
+    """A ``-int8-cpu-concat`` bundle calibrated with other exclusions is not reused, nor overwritten."""
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    path = bundle.path.with_name("tiny-int8-cpu-concat.vsr")
+    calibrate_bundle(bundle, _clip(t=3, seed=1), path, target="cpu", progress=False)  # default exclusions
+    before = (path / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match="is not the cpu-concat INT8 form of tiny.vsr"):
+        _tune(bundle, backends=["ort-cpu"], precisions=["int8"])
+    assert (path / "manifest.json").read_bytes() == before
+    shutil.rmtree(path)

@@ -7,10 +7,11 @@ streaming's); speed reuses ``bench.run_configs`` (each configuration in its own 
 frames at the timing size). INT8 is calibrated on the tuning clip in every form a backend runs
 (``INT8_TARGETS``) whose quantizer is installed, one row each: ``calibrate --target cpu`` (ONNX Runtime's
 Q/DQ, U8 activations / S8 weights) on ort-cpu and openvino-cpu, and ``--target openvino`` (NNCF's placement)
-on openvino-cpu. Which one is faster depends on the CPU and the network (measured: NNCF on the non-DCN
-networks, the imported ORT Q/DQ form on the DCN networks of an AVX2-only CPU), so tune times both rather
-than assume. Each is kept beside the bundle as ``NAME-int8-TARGET.vsr`` and reused while the bundle it was
-derived from is unchanged. Given ``alternates`` (``tune --dcn both``: the native-DCN export beside the
+on openvino-cpu, and ``cpu-concat`` (ORT's Q/DQ with the convolutions on concatenations quantized too) on
+both. Which one is faster, and what each costs in dB, depends on the CPU and the network (measured: NNCF on the
+non-DCN networks, the imported ORT Q/DQ form on the DCN networks of an AVX2-only CPU; ``cpu-concat`` 1.13x on
+BasicVSR++ on an AVX-512 VNNI Xeon), so tune times and scores each rather than assume. Each is kept beside the
+bundle as ``NAME-int8-FORM.vsr`` and reused while the bundle it was derived from and the recipe are unchanged. Given ``alternates`` (``tune --dcn both``: the native-DCN export beside the
 decomposed one), the runtimes that import another form get its rows too, since which form is faster depends on
 the runtime (ONNX Runtime's DeformConv against its GridSample: RESULTS.md).
 """
@@ -29,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..bundle import MANIFEST, Bundle, safe_join, sha256_file
+from ..calib.int8 import DEFAULT_EXCLUDE
 from ..errors import BackendUnavailable, ConfigError, InputError
 
 PROFILE_KIND = "vsrdeploy-tune-profile"
@@ -37,7 +39,14 @@ TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: backend -> the ``calibrate --target`` forms it runs as INT8; tune makes one row per form whose quantizer is
 #: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
 #: is the faster one on every CPU and network)
-INT8_TARGETS = {"ort-cpu": ("cpu",), "openvino-cpu": ("openvino", "cpu")}
+INT8_TARGETS = {"ort-cpu": ("cpu", "cpu-concat"), "openvino-cpu": ("openvino", "cpu", "cpu-concat")}
+#: INT8 form name -> (``calibrate --target``, exclusion rules). ``cpu-concat``: ONNX Runtime's Q/DQ with the
+#: convolutions on concatenations quantized too (``concat-input`` not excluded): on an AVX-512 VNNI Xeon it made
+#: BasicVSR++'s INT8 1.13x faster on openvino-cpu for +0.001 dB (shipped c16 models, held-out frames); not the
+#: calibrate default, since NNCF's placement loses 0.65-1.56 dB without that exclusion, so tune measures the
+#: drop on the user's clip instead of assuming it (benchmarks/RESULTS.md, "Quantizing the backbones' first convs")
+INT8_FORMS = {"cpu": ("cpu", DEFAULT_EXCLUDE), "openvino": ("openvino", DEFAULT_EXCLUDE),
+              "cpu-concat": ("cpu", tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input"))}
 #: backend -> option sets that change speed and peak memory but never the outputs, each timed as a row of its
 #: own beside the backend's plain rows (added after accuracy is measured: its accuracy is the plain row's).
 #: openvino-cpu's ``keep_working_sets``: bit-identical outputs (tests/test_openvino_buffers.py), 0.81-1.23x the
@@ -147,38 +156,44 @@ def export_form_reason(backend: str, bundle: Bundle, first: Bundle) -> str | Non
 
 
 def int8_targets_for(backend: str) -> list[str]:
-    """The ``calibrate --target`` forms ``backend`` runs as INT8 whose quantizer is installed here."""
+    """The INT8 forms (``INT8_FORMS``) ``backend`` runs whose quantizer is installed here."""
     import importlib.util
 
     from ..calib.int8 import QUANTIZER_MODULES, TARGETS
     found = []
-    for target in INT8_TARGETS[backend]:
-        module = QUANTIZER_MODULES.get(TARGETS[target].quantizer)
+    for form in INT8_TARGETS[backend]:
+        module = QUANTIZER_MODULES.get(TARGETS[INT8_FORMS[form][0]].quantizer)
         if module is None or importlib.util.find_spec(module) is not None:
-            found.append(target)
+            found.append(form)
     return found
 
 
 def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None,
                     target: str = "cpu") -> Bundle:
-    """The ``calibrate --target TARGET`` bundle beside ``bundle``: reused when it was derived from this very
-    bundle, calibrated (written atomically) when absent; anything else at that path is left alone."""
+    """The INT8 form ``target`` (``INT8_FORMS``: a ``calibrate --target`` and its exclusions) beside ``bundle``:
+    reused when it was derived from this very bundle with the same recipe, calibrated (written atomically) when
+    absent; anything else at that path is left alone."""
     from ..calib.int8 import calibrate_bundle
-    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + f"-int8-{target}.vsr")
+    form_name = target
+    target, exclude = INT8_FORMS[form_name]
+    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + f"-int8-{form_name}.vsr")
     if path.exists():
         try:
             existing = Bundle(path)
         except Exception as e:  # noqa: BLE001 -- anything unreadable there is the user's: do not touch it
             raise ConfigError(f"{path} exists and is not a readable bundle ({e}); move it away and tune again")
         source_sha = existing.manifest.get("derived_from", {}).get("manifest_sha256")
-        form = existing.manifest.get("precision_details", {}).get("target")
-        if existing.precision == "int8" and form == target and source_sha == sha256_file(bundle.path / MANIFEST):
+        details = existing.manifest.get("precision_details", {})
+        same_recipe = details.get("target") == target and details.get("exclude_rules", list(exclude)) == list(exclude)
+        if existing.precision == "int8" and same_recipe and source_sha == sha256_file(bundle.path / MANIFEST):
             echo(f"int8: reusing {path}")
             return existing
-        raise ConfigError(f"{path} exists but is not the --target {target} INT8 form of {bundle.path.name}; move "
+        raise ConfigError(f"{path} exists but is not the {form_name} INT8 form of {bundle.path.name}; move "
                           "it away and tune again (tune never overwrites it)")
-    echo(f"int8: calibrating {path.name} (--target {target}) on {len(calib_lr)} frames")
-    return Bundle(calibrate_bundle(bundle, calib_lr, path, target=target, source=source, progress=False))
+    echo(f"int8: calibrating {path.name} (--target {target}, excluding {', '.join(exclude)}) on "
+         f"{len(calib_lr)} frames")
+    return Bundle(calibrate_bundle(bundle, calib_lr, path, target=target, exclude=exclude, source=source,
+                                   progress=False))
 
 
 # -- measuring ------------------------------------------------------------------------------------------
