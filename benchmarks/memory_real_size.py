@@ -137,6 +137,8 @@ def main() -> None:
     p.add_argument("--tile", type=int)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--memory-budget")
+    p.add_argument("--dcn", choices=["native", "decomposed"],
+                   help="DCN export for ort-cpu [default: native]; torch and openvino-cpu always run decomposed")
     p.add_argument("--spill", nargs="+", default=["auto"],
                    help="auto, off or a directory; several: one row each, side by side")
     p.add_argument("--spill-resident", help="held features kept in memory before spilling [default: 64MB]")
@@ -147,6 +149,7 @@ def main() -> None:
     p.add_argument("--json", help="Append result rows (JSON lines) to this file")
     args = p.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
+    dcn_for = lambda backend: args.dcn if (args.dcn and backend == "ort-cpu") else DCN[backend]  # noqa: E731
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -163,7 +166,7 @@ def main() -> None:
                 for n in args.frames:
                     for spill in args.spill:
                         runs.append({"mode": "stream", "backend": backend, "frames": n, "spill": spill,
-                                     "bundle": str(bundle_path(cache, arch, args.blocks, DCN[backend]))})
+                                     "bundle": str(bundle_path(cache, arch, args.blocks, dcn_for(backend)))})
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,
