@@ -768,10 +768,10 @@ def tune(model, frames_spec, gt, degrade, max_drop, backends, precisions, size, 
     """Time every backend x precision here, measure each one's PSNR-Y drop, write the fastest within
     --max-drop as NAME.profile.json beside the bundle (used by `run --profile auto` / `run -b auto`).
 
-    INT8 is calibrated on the clip's frames after --max-frames, one row per form a backend runs: `--target
-    cpu` (ONNX Runtime's Q/DQ) on ort-cpu and openvino-cpu, `--target openvino` (NNCF) on openvino-cpu where
-    NNCF is installed; each is kept beside the bundle as NAME-int8-TARGET.vsr (reused while the bundle is
-    unchanged)."""
+    INT8 is calibrated on the clip's frames after --max-frames, one row per form a backend runs: `cpu` (ONNX
+    Runtime's Q/DQ) and `cpu-concat` (the same with the convs on concatenations quantized too) on ort-cpu and
+    openvino-cpu, `openvino` (NNCF) on openvino-cpu where NNCF is installed; each is kept beside the bundle as
+    NAME-int8-FORM.vsr (reused while the bundle and the recipe are unchanged)."""
     from dataclasses import asdict
 
     from .evaluate.compare import prepare_clips
