@@ -48,3 +48,27 @@ def tiny_bundle(tmp_path_factory):
     torch.manual_seed(0)
     net = vsrdeploy.build_model("basicvsr", mid_channels=8, num_blocks=1).eval()
     return vsrdeploy.export_onnx(net, tmp_path_factory.mktemp("tiny") / "tiny.vsr")
+
+
+class AliveOutputs:
+    """A ``run`` callable for ``stream_cells`` that records, before each call, the bytes of the cell outputs still
+    alive (output frames of ``upsample`` excepted: the budget counts one on its way out apart); ``peak`` is
+    the most seen."""
+
+    def __init__(self, net):
+        import weakref
+
+        from vsrdeploy.models.cells import TorchRunner
+        self._ref = weakref.ref
+        self.runner = TorchRunner(net.cells)
+        self.outputs: list = []
+        self.peak = 0
+
+    def __call__(self, cell, inputs):
+        alive = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in self.outputs)
+                 if t is not None}
+        self.peak = max(self.peak, sum(alive.values()))
+        out = self.runner(cell, inputs)
+        if cell != "upsample":
+            self.outputs.extend(self._ref(t) for t in out.values())
+        return out

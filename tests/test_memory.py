@@ -10,7 +10,7 @@ from vsrdeploy.models.budget import CellCosts, parse_bytes
 from vsrdeploy.models.cells import TorchRunner
 from vsrdeploy.models.tiles import TileGrid, even_tile, plan_tiles
 
-from conftest import moving_clip, random_clip
+from conftest import AliveOutputs, moving_clip, random_clip
 
 TINY = {"basicvsr": {"mid_channels": 8, "num_blocks": 1},
         "iconvsr": {"mid_channels": 8, "num_blocks": 1},
@@ -193,29 +193,16 @@ def test_memory_budget_tiles_are_cut_evenly():
 def test_held_bytes_bounds_the_outputs_a_stream_keeps(arch, config):
     """The schedule's own count of the state it holds (what ``--memory-budget`` plans with) against the cell
     outputs really alive before each call of a stream, one frame per call: an upper bound, and not a loose one."""
-    import weakref
     torch.manual_seed(0)
     net = vsrdeploy.build_model(arch, **config).eval()
-    runner = TorchRunner(net.cells)
-    outputs: list[weakref.ref] = []
-    held = 0
-
-    def run(cell, inputs):
-        nonlocal held
-        alive = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in outputs)
-                 if t is not None}
-        held = max(held, sum(alive.values()))
-        out = runner(cell, inputs)
-        if cell != "upsample":  # output frames: counted apart by the budget (one on its way out)
-            outputs.extend(weakref.ref(t) for t in out.values())
-        return out
-
+    run = AliveOutputs(net)
     h = w = 64
     window, lookahead = 4, 3
     frames = (torch.rand(1, 3, h, w) for _ in range(11))
     with torch.no_grad():
         n = sum(1 for _ in net.stream_cells(run, frames, window, lookahead, batch_bytes="1KB", row_strips=False))
     assert n == 11
+    held = run.peak
     costs = CellCosts(net)
     estimate = net.schedule().held_bytes(lambda cell: costs.output_bytes(cell, h, w), window, lookahead)
     assert held <= estimate, (held, estimate)

@@ -14,7 +14,7 @@ from vsrdeploy.models import spill as spill_mod
 from vsrdeploy.models.cells import TorchRunner
 from vsrdeploy.models.spill import HeldFeatures, SpillFile, plan_spill
 
-from conftest import moving_clip, random_clip
+from conftest import AliveOutputs, moving_clip, random_clip
 
 TINY = {"basicvsr": {"mid_channels": 8, "num_blocks": 1},
         "iconvsr": {"mid_channels": 8, "num_blocks": 1},
@@ -187,26 +187,11 @@ def test_run_cli_spill_dir_writes_the_frames(tiny_bundle, tmp_path):
 def test_held_bytes_with_spill_bounds_what_a_spilling_stream_keeps(arch, tmp_path):
     """The estimate ``--memory-budget`` plans with when spilling, against the cell outputs alive before each
     call of a stream whose resident limit is two features: an upper bound, and below the unspilled estimate."""
-    import weakref
-
     from vsrdeploy.models.budget import CellCosts
     from vsrdeploy.models.spill import held_bytes_with_spill
     torch.manual_seed(0)
     net = vsrdeploy.build_model(arch, **TINY[arch]).eval()
-    runner = TorchRunner(net.cells)
-    outputs: list[weakref.ref] = []
-    held = 0
-
-    def run(cell, inputs):
-        nonlocal held
-        alive = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in outputs)
-                 if t is not None}
-        held = max(held, sum(alive.values()))
-        out = runner(cell, inputs)
-        if cell != "upsample":
-            outputs.extend(weakref.ref(t) for t in out.values())
-        return out
-
+    run = AliveOutputs(net)
     h = w = 64
     window, lookahead = 6, 4
     costs = CellCosts(net)
@@ -217,6 +202,7 @@ def test_held_bytes_with_spill_bounds_what_a_spilling_stream_keeps(arch, tmp_pat
                                             batch_bytes="1KB", row_strips=False, spill=tmp_path,
                                             spill_resident=resident))
     assert n == 13
+    held = run.peak
     estimate = held_bytes_with_spill(net.schedule(), out_bytes, window, lookahead, resident)
     assert held <= estimate, (held, estimate)
     full = net.schedule().held_bytes(out_bytes, window, lookahead)
