@@ -474,11 +474,11 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
       vsrdeploy run m.vsr -i frames/ --fps 24 -o out.mp4 --pix-fmt yuv420p10le
       ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | vsrdeploy run m.vsr -i - --raw-size 320x180 -o -
     """
-    from .models.spill import plan_spill
+    from .models.spill import check_spill
     from .upscale_job import Terminated, run_job
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    plan_spill(spill, None)  # a missing or unwritable --spill DIR fails before anything is opened
+    check_spill(spill)  # a missing or unwritable --spill DIR fails before anything is opened
     options = None
     if backends == "auto" or profile:
         from .evaluate.tune import load_profile

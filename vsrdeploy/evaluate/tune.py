@@ -36,7 +36,7 @@ from ..errors import BackendUnavailable, ConfigError, InputError
 PROFILE_KIND = "vsrdeploy-tune-profile"
 PROFILE_VERSION = 1
 TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-#: backend -> the ``calibrate --target`` forms it runs as INT8; tune makes one row per form whose quantizer is
+#: backend -> the INT8 forms (``INT8_FORMS``) it runs; tune makes one row per form whose quantizer is
 #: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
 #: is the faster one on every CPU and network)
 INT8_TARGETS = {"ort-cpu": ("cpu", "cpu-concat"), "openvino-cpu": ("openvino", "cpu", "cpu-concat")}
@@ -75,7 +75,7 @@ class TuneRow:
     peak_rss_mb: float = math.nan
     within_budget: bool = False
     chosen: bool = False
-    int8_target: str = ""  # INT8 rows: the ``calibrate --target`` form this row runs
+    int8_target: str = ""  # INT8 rows: the INT8 form (``INT8_FORMS``) this row runs
     options: dict = field(default_factory=dict)  # backend options on top of the precision's (OPTION_VARIANTS)
     over_memory: bool = False  # peak RSS above tune's max_memory: not chosen
     dcn: str = ""  # the FP32 export's DCN form, named when tune compares several forms (``alternates``)
@@ -169,14 +169,13 @@ def int8_targets_for(backend: str) -> list[str]:
 
 
 def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lambda m: None,
-                    target: str = "cpu") -> Bundle:
-    """The INT8 form ``target`` (``INT8_FORMS``: a ``calibrate --target`` and its exclusions) beside ``bundle``:
+                    form: str = "cpu") -> Bundle:
+    """The INT8 form ``form`` (``INT8_FORMS``: a ``calibrate --target`` and its exclusions) beside ``bundle``:
     reused when it was derived from this very bundle with the same recipe, calibrated (written atomically) when
     absent; anything else at that path is left alone."""
     from ..calib.int8 import calibrate_bundle
-    form_name = target
-    target, exclude = INT8_FORMS[form_name]
-    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + f"-int8-{form_name}.vsr")
+    target, exclude = INT8_FORMS[form]
+    path = bundle.path.with_name(bundle.path.name.removesuffix(".vsr") + f"-int8-{form}.vsr")
     if path.exists():
         try:
             existing = Bundle(path)
@@ -188,7 +187,7 @@ def int8_bundle_for(bundle: Bundle, calib_lr: np.ndarray, source: str, echo=lamb
         if existing.precision == "int8" and same_recipe and source_sha == sha256_file(bundle.path / MANIFEST):
             echo(f"int8: reusing {path}")
             return existing
-        raise ConfigError(f"{path} exists but is not the {form_name} INT8 form of {bundle.path.name}; move "
+        raise ConfigError(f"{path} exists but is not the {form} INT8 form of {bundle.path.name}; move "
                           "it away and tune again (tune never overwrites it)")
     echo(f"int8: calibrating {path.name} (--target {target}, excluding {', '.join(exclude)}) on "
          f"{len(calib_lr)} frames")
@@ -299,23 +298,23 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
                                     int8_target=t, dcn=dcn) for t in targets)
     bundles = dict(fp32_bundles)
     calib = calib_lr if calib_lr is not None else lr
-    int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, --target) -> bundle, or why not
+    int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, INT8 form) -> bundle, or why not
     for r in rows:
         if r.precision != "int8" or r.status != "ok":
             continue
-        target = r.int8_target
-        if (r.bundle, target) not in int8_forms:
+        form_key = (r.bundle, r.int8_target)
+        if form_key not in int8_forms:
             try:
-                int8_forms[r.bundle, target] = int8_bundle_for(fp32_bundles[r.bundle], calib,
-                                                               clip or "the tuning clip", echo=progress, target=target)
+                int8_forms[form_key] = int8_bundle_for(fp32_bundles[r.bundle], calib, clip or "the tuning clip",
+                                                  echo=progress, form=r.int8_target)
             except (ImportError, BackendUnavailable) as e:  # e.g. no onnxruntime.quantization here
-                int8_forms[r.bundle, target] = e
-        form = int8_forms[r.bundle, target]
-        if isinstance(form, Exception):
-            r.status, r.reason = "skipped", f"cannot calibrate INT8 (--target {target}) here: {form}"
+                int8_forms[form_key] = e
+        made = int8_forms[form_key]
+        if isinstance(made, Exception):
+            r.status, r.reason = "skipped", f"cannot calibrate INT8 (form {r.int8_target}) here: {made}"
         else:
-            bundles[str(form.path)] = form
-            r.bundle = str(form.path)
+            bundles[str(made.path)] = made
+            r.bundle = str(made.path)
     fp32_psnr = measure_accuracy(rows, bundles, lr, gt, clip, progress)
     # option variants give their plain row's outputs (OPTION_VARIANTS), so its accuracy; each is timed on its own
     rows = [v for r in rows for v in [r] + [dataclasses.replace(r, options=dict(o))

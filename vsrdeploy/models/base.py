@@ -1,6 +1,7 @@
 """``RecurrentVSR``: the common face of every network (validation, whole-clip and windowed runs)."""
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, Iterable, Iterator
 
 import torch
@@ -11,7 +12,7 @@ from ..evaluate.memory import return_large_frees_to_os, rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .cells import Cell, TorchRunner
 from .schedule import Schedule, stream_windows
-from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, held_bytes_with_spill, plan_spill
+from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, check_spill, held_bytes_with_spill, plan_spill
 from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
 
 #: frames assumed held by a whole-clip run (window=None) when a memory budget picks the tile
@@ -138,12 +139,22 @@ class RecurrentVSR(nn.Module):
         schedule = self.schedule()
         held = (window or DEFAULT_HELD_FRAMES) + lookahead + schedule.history
         resident = parse_bytes(spill_resident, "spill resident limit")
-        plan_spill(spill, None, resident)  # a bad value or directory raises now, not at the first frame
+        check_spill(spill)  # a bad value or directory raises now, not at the first frame
+        frames_held = window or DEFAULT_HELD_FRAMES
+
+        @functools.lru_cache(maxsize=None)
+        def held_state(h: int, w: int):
+            """The schedule's held-state estimate at this frame size, and where its features go (decided once:
+            the tile plan and the spill file both ask)."""
+            out_bytes = lambda cell: costs.output_bytes(cell, h, w)  # noqa: E731
+            state = schedule.held_bytes(out_bytes, frames_held, lookahead)
+            spill_plan = plan_spill(spill, state, resident)
+            if spill_plan.directory is not None:  # only the resident part stays in memory
+                state = held_bytes_with_spill(schedule, out_bytes, frames_held, lookahead, resident)
+            return state, spill_plan
 
         def spill_file(h: int, w: int) -> SpillFile | None:
-            held_state = schedule.held_bytes(lambda cell: costs.output_bytes(cell, h, w),
-                                             window or DEFAULT_HELD_FRAMES, lookahead)
-            spill_plan = plan_spill(spill, held_state, resident)
+            spill_plan = held_state(h, w)[1]
             if spill_plan.directory is None:
                 if stats is not None:
                     stats["spill"] = spill_plan.reason
@@ -153,11 +164,7 @@ class RecurrentVSR(nn.Module):
         def plan(h: int, w: int):
             state = None
             if budget is not None:
-                out_bytes = lambda cell: costs.output_bytes(cell, h, w)  # noqa: E731
-                frames = window or DEFAULT_HELD_FRAMES
-                state = schedule.held_bytes(out_bytes, frames, lookahead)
-                if plan_spill(spill, state, resident).directory is not None:  # only the resident part counts
-                    state = held_bytes_with_spill(schedule, out_bytes, frames, lookahead, resident)
+                state = held_state(h, w)[0]
                 if state is not None:  # the input frames the stream keeps, an output frame on its way out
                     state += (held + 1) * 4 * 3 * h * w + 4 * 3 * h * w * self.scale ** 2
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,

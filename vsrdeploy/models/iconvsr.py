@@ -12,6 +12,7 @@ from .cells import Cell, Port
 from .edvr import EDVRFeatureExtractor
 from .registry import register_model
 from .schedule import WindowContext
+from .spill import HeldFeatures
 from .spynet import SPyNet
 
 
@@ -87,6 +88,7 @@ class IconVSRSchedule(BidirectionalSchedule):
         self.p = net.padding
         self.history = 2 * self.p
         self.min_span = 2 * self.p + 1
+        self.refill: HeldFeatures | None = None  # key frame -> refill feature, for the window being run
 
     def source_index(self, j: int, horizon: int) -> int:
         """Upstream temporal padding: [p..., 4, 3] + seq + [-4, -5] for p=2 (not a symmetric reflection)."""
@@ -106,7 +108,7 @@ class IconVSRSchedule(BidirectionalSchedule):
         self.back_keys = {i for i in range(s, horizon) if i % stride == 0} | {horizon - 1}
         self.fwd_keys = {i for i in range(s, e) if i % stride == 0 or i == last}
         keys = sorted(self.back_keys | self.fwd_keys)
-        if getattr(self, "refill", None) is not None:
+        if self.refill is not None:
             self.refill.clear()  # the last window's (their spilled space goes back to the file)
         self.refill = ctx.held()  # refill features, read through the window: in memory or spilled
         pyramids: dict[int, dict[str, torch.Tensor]] = {}  # source frame -> its pyramid, while a key needs it

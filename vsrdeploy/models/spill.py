@@ -111,6 +111,12 @@ def held_bytes_with_spill(schedule, out_bytes, window: int, lookahead: int, resi
     return kept + min(full - kept, resident_bytes + in_flight)
 
 
+def check_spill(spill) -> None:
+    """Raise ConfigError now for a bad ``spill`` value or directory; the plan itself waits for the frame size
+    (a held state of 0 bytes never reaches ``auto``'s filesystem checks)."""
+    plan_spill(spill, 0)
+
+
 @dataclass(frozen=True)
 class _Spilled:
     offset: int
