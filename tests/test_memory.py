@@ -301,3 +301,31 @@ def test_iconvsr_aligns_neighbours_on_the_batch_axis():
     assert tight.calls["edvr_align"] == [1] * (5 * keys)
     # a frame's pyramid is made once per keyframe window it is in, not once per (key, neighbour)
     assert sum(whole.calls["edvr_pyramid"]) < 5 * keys
+
+
+class _TwoPerCall:
+    def items_per_call(self, cell, h, w):
+        return 2
+
+
+def test_a_full_group_runs_before_the_next_item_is_built():
+    """A group that reaches the budget runs at once: the next item (for BasicVSR++'s reconstruction, five
+    feature maps read back from the spill file) is not built while the full group waits beside it."""
+    from vsrdeploy.models.schedule import WindowContext
+    events = []
+
+    def run(cell, inputs):
+        events.append(("call", inputs["x"].shape[0]))
+        return {"y": inputs["x"] * 2}
+
+    def items():
+        for i in range(5):
+            events.append(("built", i))
+            yield {"x": torch.full((1, 1, 4, 4), float(i))}
+
+    ctx = WindowContext(run=run, frames={0: torch.zeros(1, 3, 4, 4)}, start=0, end=1, span_end=1, total=None,
+                        state={}, costs=_TwoPerCall())
+    outs = [o["y"] for o in ctx.batch_iter("cell", items())]
+    assert [float(o[0, 0, 0, 0]) for o in outs] == [0, 2, 4, 6, 8]
+    assert events == [("built", 0), ("built", 1), ("call", 2), ("built", 2), ("built", 3), ("call", 2),
+                      ("built", 4), ("call", 1)]

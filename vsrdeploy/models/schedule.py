@@ -78,7 +78,11 @@ class WindowContext:
                 yield from self._run_group(cell, group)
                 group, size = [], 0
             group.append(item)
+            del item
             size += n
+            if size >= limit:  # full: run it now, not after the next item has been built beside it
+                yield from self._run_group(cell, group)
+                group, size = [], 0
         if group:
             yield from self._run_group(cell, group)
 

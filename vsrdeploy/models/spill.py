@@ -218,6 +218,8 @@ class HeldFeatures(MutableMapping):
             if isinstance(handle, _Spilled):
                 self._items[key] = handle
                 return
+        # a view into a larger batch output is copied: kept as it is, it would keep the whole batch resident
+        value = value.clone() if value.untyped_storage().nbytes() > value.nbytes else value
         self._items[key] = value
         self._spill.resident += value.nbytes
 
