@@ -127,3 +127,49 @@ def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
         eager = cell(*inputs)[0].numpy()
     assert ours.shape == eager.shape
     assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())
+
+
+def _edvr_align_cell_and_inputs(h, w):
+    from vsrdeploy.models.iconvsr import IconVSRNet
+    torch.manual_seed(0)
+    net = IconVSRNet(mid_channels=8, num_blocks=1).eval()
+    for pack in (net.edvr.pcd_alignment.dcn_pack["l1"], net.edvr.pcd_alignment.cas_dcnpack):
+        torch.nn.init.normal_(pack.conv_offset.weight, std=0.05)  # offsets of several pixels
+    cell = net.build_cells()["edvr_align"]
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(*p.shape(2, h, w), generator=g) for p in cell.inputs]
+    return net, cell, inputs
+
+
+def test_edvr_deformable_conv_in_row_strips_is_the_whole_frame_computation():
+    """EDVR's DCN pack (IconVSR's refill alignment) cut into row strips gives the whole-frame result, at a
+    height the strips do not divide evenly."""
+    net, _, _ = _edvr_align_cell_and_inputs(8, 8)
+    pack = net.edvr.pcd_alignment.cas_dcnpack
+    assert pack.export_row_strips > 1 and net.edvr.pcd_alignment.dcn_pack["l2"].export_row_strips == 1
+    g = torch.Generator().manual_seed(2)
+    x, extra = torch.randn(2, 8, 23, 19, generator=g), torch.randn(2, 8, 23, 19, generator=g)
+    with torch.no_grad():
+        whole = pack(x, extra)
+        for strips in (2, 4, 7):
+            cut = pack.in_row_strips(x, extra, strips)
+            assert cut.shape == whole.shape
+            assert (cut - whole).abs().max().item() <= 1e-5
+
+
+def test_decomposed_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
+    """The exported EDVR alignment cuts its full-resolution DCNs by the input's shape: traced at one size, right
+    at another (ONNX Runtime against eager PyTorch's whole-frame alignment)."""
+    from vsrdeploy.export.onnx_export import export_cell
+    from vsrdeploy.models.edvr import EXPORT_ROW_STRIPS
+    _, cell, inputs = _edvr_align_cell_and_inputs(44, 60)
+    path = tmp_path / "edvr_align.onnx"
+    export_cell(cell, path, 17, (32, 48), None, "decomposed")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("GridSample") == 9 * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {p.name: t.numpy() for p, t in zip(cell.inputs, inputs)})[0]
+    with torch.no_grad():
+        eager = cell(*inputs)[0].numpy()
+    assert ours.shape == eager.shape
+    assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())

@@ -209,6 +209,11 @@ class ModulatedDeformConv2d(nn.Module):
 class ModulatedDCNPack(ModulatedDeformConv2d):
     """EDVR's DCN: offsets and mask predicted from ``extra_feat`` by ``conv_offset``."""
 
+    #: decomposed exports run ``conv_offset`` and the deformable conv in this many row strips (1: whole
+    #: frame); EDVR sets it on its full-resolution packs (``PCDAlignment``), where the offsets and sampled
+    #: taps of the whole frame were most of an IconVSR alignment call's memory
+    export_row_strips = 1
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
                  deform_groups: int = 8):
         super().__init__(in_channels, out_channels, kernel_size, 1, padding, 1, deform_groups)
@@ -216,5 +221,27 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
                                      kernel_size, 1, padding)
 
     def forward(self, x, extra_feat):
+        if self.export_row_strips > 1 and exporting_decomposed():
+            return self.in_row_strips(x, extra_feat, self.export_row_strips)
         o1, o2, mask = torch.chunk(self.conv_offset(extra_feat), 3, dim=1)
         return self.deform_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask))
+
+    def in_row_strips(self, x, extra_feat, strips: int):
+        """The same computation cut by output rows: each strip convolves its rows of ``extra_feat`` (with the
+        conv's zero padding above and below the frame) into its offsets and mask, and samples the whole of
+        ``x`` at its rows' coordinates (offsets are unbounded). Cuts come from the traced shape, so one
+        graph serves every frame size; a strip has at least one row where the frame has ``strips`` rows."""
+        conv = self.conv_offset
+        pad = conv.padding[0]
+        padded = F.pad(extra_feat, (0, 0, pad, pad))
+        grid = base_grid(extra_feat)
+        h = extra_feat.shape[2]
+        parts = []
+        for i in range(strips):
+            r0, r1 = h * i // strips, h * (i + 1) // strips
+            out = F.conv2d(padded[:, :, r0:r1 + 2 * pad], conv.weight, conv.bias, padding=(0, pad))
+            o1, o2, mask = torch.chunk(out, 3, dim=1)
+            parts.append(deform_conv_per_tap(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight,
+                                             self.bias, self.stride, self.padding, self.dilation,
+                                             self.deform_groups, out_grid=grid[:, :, r0:r1]))
+        return torch.cat(parts, dim=2)

@@ -9,6 +9,10 @@ from .blocks import ConvAct, ResidualBlockNoBN, lrelu
 from .dcn import ModulatedDCNPack
 
 
+#: row strips of the full-resolution deformable convs in decomposed exports (``ModulatedDCNPack``)
+EXPORT_ROW_STRIPS = 4
+
+
 def _up2(x):
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
@@ -36,6 +40,10 @@ class PCDAlignment(nn.Module):
         self.cas_offset_conv1 = ConvAct(2 * c, c, 3, 1, 1)
         self.cas_offset_conv2 = ConvAct(c, c, 3, 1, 1)
         self.cas_dcnpack = ModulatedDCNPack(c, c, 3, padding=1, deform_groups=deform_groups)
+        # the full-resolution packs run in row strips in decomposed exports (benchmarks/RESULTS.md, "IconVSR's
+        # alignment in row strips"); the coarser levels are a quarter and a sixteenth of their size
+        for pack in (self.dcn_pack["l1"], self.cas_dcnpack):
+            pack.export_row_strips = EXPORT_ROW_STRIPS
 
     def forward(self, nbr: list[torch.Tensor], ref: list[torch.Tensor]) -> torch.Tensor:
         up_offset = up_feat = None
