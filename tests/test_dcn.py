@@ -93,6 +93,16 @@ def _align_cell_and_inputs(h, w):
     return cell, inputs
 
 
+def _assert_onnx_matches_eager(path, cell, inputs):
+    """The exported cell on ONNX Runtime against the eager cell, at the inputs' size."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ours = sess.run(None, {p.name: t.numpy() for p, t in zip(cell.inputs, inputs)})[0]
+    with torch.no_grad():
+        eager = cell(*inputs)[0].numpy()
+    assert ours.shape == eager.shape
+    assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())
+
+
 def test_alignment_in_row_strips_is_the_whole_frame_computation():
     """BasicVSR++'s offset conv + deformable conv cut into row strips (what decomposed exports run) gives the
     whole-frame result, at a height the strips do not divide evenly."""
@@ -121,12 +131,7 @@ def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     assert strips > 1
     assert ops.count("Conv") == 3 + strips  # the offset branch's last conv once per strip
     assert ops.count("GridSample") == 2 + 9 * strips  # two flow warps, then 9 taps per strip
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ours = sess.run(None, {p.name: t.numpy() for p, t in zip(cell.inputs, inputs)})[0]
-    with torch.no_grad():
-        eager = cell(*inputs)[0].numpy()
-    assert ours.shape == eager.shape
-    assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())
+    _assert_onnx_matches_eager(path, cell, inputs)
 
 
 def _edvr_align_cell_and_inputs(h, w):
@@ -167,9 +172,4 @@ def test_decomposed_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
     export_cell(cell, path, 17, (32, 48), None, "decomposed")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("GridSample") == 9 * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ours = sess.run(None, {p.name: t.numpy() for p, t in zip(cell.inputs, inputs)})[0]
-    with torch.no_grad():
-        eager = cell(*inputs)[0].numpy()
-    assert ours.shape == eager.shape
-    assert np.abs(ours - eager).max() <= 1e-4 * max(1.0, np.abs(eager).max())
+    _assert_onnx_matches_eager(path, cell, inputs)
