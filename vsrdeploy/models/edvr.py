@@ -40,8 +40,8 @@ class PCDAlignment(nn.Module):
         self.cas_offset_conv1 = ConvAct(2 * c, c, 3, 1, 1)
         self.cas_offset_conv2 = ConvAct(c, c, 3, 1, 1)
         self.cas_dcnpack = ModulatedDCNPack(c, c, 3, padding=1, deform_groups=deform_groups)
-        # the full-resolution packs run in row strips in decomposed exports (benchmarks/RESULTS.md, "IconVSR's
-        # alignment in row strips"); the coarser levels are a quarter and a sixteenth of their size
+        # the full-resolution packs run in row strips in decomposed exports (benchmarks/RESULTS.md, "What a
+        # call holds beside it, and IconVSR's alignment in row strips"); the coarser levels are 1/4 and 1/16
         for pack in (self.dcn_pack["l1"], self.cas_dcnpack):
             pack.export_row_strips = EXPORT_ROW_STRIPS
 
