@@ -12,10 +12,10 @@ from torch import nn
 from ..errors import InputError
 from .base import RecurrentVSR
 from .basicvsr import count_blocks
-from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, base_grid, flow_warp,
+from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp,
                      upsample_x4)
 from .cells import Cell, Port
-from .dcn import ModulatedDeformConv2d, deform_conv_per_tap, exporting_decomposed
+from .dcn import ModulatedDeformConv2d, conv_in_row_strips, deform_conv_per_tap, exporting_decomposed
 from .registry import register_model
 from .schedule import Schedule, WindowContext
 from .spill import HeldFeatures
@@ -68,15 +68,9 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         at a time: each strip's offsets, mask and sampled taps are 1/strips of the frame's. Every strip
         samples the whole of ``x`` (offsets are unbounded), so this is the frame's computation cut by output
         rows, not an approximation. Cut sizes come from the traced shape: the graph stays size-agnostic."""
-        last = self.conv_offset[-1]
-        padded = F.pad(hidden, (0, 0, 1, 1))  # the last conv's zero padding above and below the frame
-        grid = base_grid(hidden)
-        h = hidden.shape[2]
         parts = []
-        for i in range(strips):
-            r0, r1 = h * i // strips, h * (i + 1) // strips
-            out = F.conv2d(padded[:, :, r0:r1 + 2], last.weight, last.bias, padding=(0, 1))
-            parts.append(self._aligned(x, out, flow_1[:, :, r0:r1], flow_2[:, :, r0:r1], grid[:, :, r0:r1]))
+        for rows, out, grid in conv_in_row_strips(self.conv_offset[-1], hidden, strips):
+            parts.append(self._aligned(x, out, flow_1[:, :, rows], flow_2[:, :, rows], grid))
         return torch.cat(parts, dim=2)
 
 

@@ -112,6 +112,21 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     return out.view(n, cout, ho, wo)
 
 
+def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
+    """``conv(feat)`` (stride 1, same size) in ``strips`` row strips: yields each strip's rows (a slice), its
+    output and its rows' pixel coordinates (1, 2, rows, w), [x, y], for the deformable conv that samples
+    there. Each strip convolves its rows with the conv's zero padding above and below the frame; cuts come
+    from the traced shape, so an exported graph serves every frame size."""
+    pad_h, pad_w = conv.padding
+    padded = F.pad(feat, (0, 0, pad_h, pad_h))
+    grid = base_grid(feat)
+    h = feat.shape[2]
+    for i in range(strips):
+        r0, r1 = h * i // strips, h * (i + 1) // strips
+        yield (slice(r0, r1), F.conv2d(padded[:, :, r0:r1 + 2 * pad_h], conv.weight, conv.bias, padding=(0, pad_w)),
+               grid[:, :, r0:r1])
+
+
 #: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + MatMul, traced
 #: from the function above), "native" (ONNX DeformConv, opset 19) or "plugin" (vsrdeploy's TensorRT plugin)
 DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
@@ -231,17 +246,10 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         conv's zero padding above and below the frame) into its offsets and mask, and samples the whole of
         ``x`` at its rows' coordinates (offsets are unbounded). Cuts come from the traced shape, so one
         graph serves every frame size; a strip has at least one row where the frame has ``strips`` rows."""
-        conv = self.conv_offset
-        pad = conv.padding[0]
-        padded = F.pad(extra_feat, (0, 0, pad, pad))
-        grid = base_grid(extra_feat)
-        h = extra_feat.shape[2]
         parts = []
-        for i in range(strips):
-            r0, r1 = h * i // strips, h * (i + 1) // strips
-            out = F.conv2d(padded[:, :, r0:r1 + 2 * pad], conv.weight, conv.bias, padding=(0, pad))
+        for _, out, grid in conv_in_row_strips(self.conv_offset, extra_feat, strips):
             o1, o2, mask = torch.chunk(out, 3, dim=1)
             parts.append(deform_conv_per_tap(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight,
                                              self.bias, self.stride, self.padding, self.dilation,
-                                             self.deform_groups, out_grid=grid[:, :, r0:r1]))
+                                             self.deform_groups, out_grid=grid))
         return torch.cat(parts, dim=2)

@@ -21,19 +21,13 @@ import torch.nn.functional as F
 from ..errors import ConfigError, InputError
 from .budget import CellCosts
 from .cells import RunFn
-from .spill import HeldFeatures, SpillFile
+from .spill import HeldFeatures, SpillFile, owned
 from .strips import RowStripRun
 from .tiles import TileGrid
 
 
 #: ``WindowContext.state`` key (with the cell name) of the flows kept for the next window
 FLOW_CACHE = "flows carried to the next window"
-
-
-def _own(t: torch.Tensor) -> torch.Tensor:
-    """``t`` alone: a copy when it is a view into a larger batch output, so that keeping it does not keep
-    the whole batch."""
-    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
 
 
 @dataclass
@@ -127,7 +121,7 @@ class WindowContext:
         outs = self.batch(cell, [{"ref": self.frames[i], "supp": self.frames[j]} for i, j in missing])
         flows.update((p, o["flow"]) for p, o in zip(missing, outs))
         if self.reuse_flows and not (self.total is not None and self.end >= self.total):
-            self.state[key] = {p: (weakref.ref(self.frames[p[0]]), weakref.ref(self.frames[p[1]]), _own(flows[p]))
+            self.state[key] = {p: (weakref.ref(self.frames[p[0]]), weakref.ref(self.frames[p[1]]), owned(flows[p]))
                                for p in pairs if min(p) >= self.end - reach}
         return {p: flows[p] for p in pairs}
 

@@ -117,6 +117,12 @@ def check_spill(spill) -> None:
     plan_spill(spill, 0)
 
 
+def owned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` alone: a copy when it is a view into a larger batch output, so that keeping it does not keep
+    the whole batch."""
+    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
+
+
 @dataclass(frozen=True)
 class _Spilled:
     offset: int
@@ -218,8 +224,7 @@ class HeldFeatures(MutableMapping):
             if isinstance(handle, _Spilled):
                 self._items[key] = handle
                 return
-        # a view into a larger batch output is copied: kept as it is, it would keep the whole batch resident
-        value = value.clone() if value.untyped_storage().nbytes() > value.nbytes else value
+        value = owned(value)  # kept as a view of a batch output, it would keep the whole batch resident
         self._items[key] = value
         self._spill.resident += value.nbytes
 
