@@ -119,6 +119,30 @@ def test_alignment_in_row_strips_is_the_whole_frame_computation():
             assert (cut - whole).abs().max().item() <= 1e-5
 
 
+def test_eager_alignment_in_place_gives_the_same_bits_and_keeps_autograd():
+    """Without autograd the eager alignment computes offsets, mask and sampling coordinates in place
+    (``dcn.may_overwrite``): the same bits as the out-of-place path autograd takes, and training still
+    gets gradients (in-place ops on values a backward pass needs would raise)."""
+    cell, inputs = _align_cell_and_inputs(23, 19)
+    with torch.no_grad():
+        in_place = cell(*inputs)[0]
+    with torch.enable_grad():  # conftest turns autograd off for the suite
+        recorded = cell(*inputs)[0]
+        assert recorded.requires_grad and torch.equal(in_place, recorded)
+        recorded.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in (cell.align.weight,
+               cell.align.conv_offset[-1].weight, cell.align.conv_offset[0].weight))
+    x, offset, mask = torch.randn(1, 8, 9, 11), torch.randn(1, 2 * 2 * 9, 9, 11) * 3, torch.rand(1, 2 * 9, 9, 11)
+    w, b = torch.randn(4, 8, 3, 3), torch.randn(4)
+    with torch.no_grad():
+        in_place = deform_conv_all_taps(x, offset, mask, w, b, deform_groups=2)
+    with torch.enable_grad():
+        recorded = deform_conv_all_taps(x, offset.requires_grad_(), mask.requires_grad_(), w, b, deform_groups=2)
+        assert torch.equal(in_place, recorded)
+        recorded.sum().backward()
+    assert torch.isfinite(offset.grad).all() and torch.isfinite(mask.grad).all()
+
+
 def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     """The exported strips take their cuts from the input's shape: a graph traced at one size is right at
     another (ONNX Runtime against eager PyTorch's whole-frame alignment)."""

@@ -15,7 +15,8 @@ from .basicvsr import count_blocks
 from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp,
                      upsample_x4)
 from .cells import Cell, Port
-from .dcn import ModulatedDeformConv2d, conv_in_row_strips, deform_conv_per_tap, exporting_decomposed
+from .dcn import (ModulatedDeformConv2d, conv_in_row_strips, deform_conv_per_tap, exporting_decomposed,
+                  may_overwrite)
 from .registry import register_model
 from .schedule import Schedule, WindowContext
 from .spill import HeldFeatures
@@ -52,12 +53,17 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         output, or one row strip whose coordinates are ``out_grid``."""
         n, _, h, w = out.shape
         split = out.shape[1] // 3 * 2  # channels [o1 | o2 | mask]: o1 and o2 are the offsets of the two halves
-        offset = self.max_residue_magnitude * torch.tanh(out[:, :split])
         # The first half of the deform groups is offset by flow_1, the second by flow_2, each as (dy, dx)
         # at every tap: one broadcast add (upstream repeats the flows to 144 channels and concatenates).
         flows = torch.stack([flow_1.flip(1), flow_2.flip(1)], dim=1).view(n, 2, 1, 2, h, w)
-        offset = (offset.view(n, 2, split // 4, 2, h, w) + flows).view(n, split, h, w)
-        mask = torch.sigmoid(out[:, split:])
+        if may_overwrite(out):  # eager inference: the same operations on ``out``'s own memory
+            offset = out[:, :split]
+            offset.tanh_().mul_(self.max_residue_magnitude).view(n, 2, split // 4, 2, h, w).add_(flows)
+            mask = out[:, split:].sigmoid_()
+        else:
+            offset = self.max_residue_magnitude * torch.tanh(out[:, :split])
+            offset = (offset.view(n, 2, split // 4, 2, h, w) + flows).view(n, split, h, w)
+            mask = torch.sigmoid(out[:, split:])
         if out_grid is None:
             return self.deform_conv(x, offset, mask)
         return deform_conv_per_tap(x, offset, mask, self.weight, self.bias, self.stride, self.padding,

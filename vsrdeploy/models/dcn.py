@@ -35,8 +35,20 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     return fn(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
 
 
+def may_overwrite(*tensors: torch.Tensor) -> bool:
+    """Whether eager code may compute in place on these intermediates: no autograd graph needs their values
+    and no ONNX export traces them (in-place ops on views would be exported as scatters). Same values
+    either way; in place is what keeps an eager BasicVSR++ alignment at 180x320 from holding several
+    offset- or tap-sized temporaries at once."""
+    return not torch.onnx.is_in_onnx_export() and not any(t.requires_grad for t in tensors)
+
+
 def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
-    """Every tap sampled into one (n, c * k, ho * wo) tensor, one matmul."""
+    """Every tap sampled into one (n, c * k, ho * wo) tensor, one matmul. Without autograd the coordinates
+    and the mask are applied in place and each temporary is dropped at its last use (the same operations
+    in the same order, so the same bits): BasicVSR++'s eager align call at 180x320 otherwise held the
+    coordinates of every stage and the sampled taps twice (benchmarks/RESULTS.md, "Eager alignment in
+    place")."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -51,14 +63,27 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
     py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
     px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
+    del off, grid
     extent = grid_extent(base_grid(x))  # (w - 1, h - 1) as a tensor: size-agnostic when traced
-    gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
-    gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
+    if may_overwrite(py, px):
+        gx = px.mul_(2.0).div_(extent[:, 0:1].unsqueeze(2)).sub_(1.0)
+        gy = py.mul_(2.0).div_(extent[:, 1:2].unsqueeze(2)).sub_(1.0)
+    else:
+        gx = 2.0 * px / extent[:, 0:1].unsqueeze(2) - 1.0
+        gy = 2.0 * py / extent[:, 1:2].unsqueeze(2) - 1.0
+    del px, py
     sample_grid = torch.stack([gx, gy], dim=-1).reshape(n * g, k * ho, wo, 2)
+    del gx, gy
     sampled = F.grid_sample(x.reshape(n * g, c // g, h, w), sample_grid, mode="bilinear",
                             padding_mode="zeros", align_corners=True)
-    sampled = sampled.view(n, g, c // g, k, ho, wo) * mask.view(n, g, 1, k, ho, wo)
+    del sample_grid
+    taps_mask = mask.view(n, g, 1, k, ho, wo)
+    if may_overwrite(sampled, mask):
+        sampled = sampled.view(n, g, c // g, k, ho, wo).mul_(taps_mask)
+    else:
+        sampled = sampled.view(n, g, c // g, k, ho, wo) * taps_mask
     out = torch.matmul(weight.reshape(cout, c * k), sampled.reshape(n, c * k, ho * wo))
+    del sampled
     if bias is not None:
         out = out + bias.view(1, cout, 1)
     return out.view(n, cout, ho, wo)
