@@ -4,7 +4,9 @@ Streams a bundle on one backend and records, for each cell call, the process's R
 how much the call raised the kernel's high-water mark (VmHWM); rises between calls (schedule code, spill
 reads) are listed too. At the call of ``--dump-cell`` with the most memory resident before it, it counts
 the torch tensors alive (by storage) and glibc's heap (``mallinfo2``: arena in use, large mmapped
-allocations). After the stream it releases every OpenVINO cell's buffers and reports what stays. Linux only.
+allocations). After the stream it releases every OpenVINO cell's buffers and reports what stays, beside the
+sum over cells of each cell's largest output (OpenVINO keeps a compiled model's output buffer at its largest
+size through ``release_memory``: ``benchmarks/openvino_output_retention.py``). Linux only.
 
     python benchmarks/cell_call_trace.py ~/.cache/vsrdeploy/membench/basicvsr_pp-c64n2-decomposed-format2-0.3.5.vsr \\
         --frames 30 --dump-cell forward_2_backbone
@@ -75,6 +77,7 @@ def main() -> None:
     backend = up._check_open()
     call = backend.run
     calls, gaps, dump = [], [], {}
+    largest_output = collections.defaultdict(int)  # cell -> bytes of its largest call's outputs
     last = {}
 
     def traced(cell, inputs):
@@ -84,6 +87,7 @@ def main() -> None:
         if cell == args.dump_cell and rss0 > dump.get("rss", -1):
             dump.update(rss=rss0, tensors=tensors_alive(), heap=heap(), kept=list(getattr(backend, "kept", [])))
         out = call(cell, inputs)
+        largest_output[cell] = max(largest_output[cell], sum(t.numel() * t.element_size() for t in out.values()))
         rss1, hwm1 = _status("VmRSS"), _status("VmHWM")
         calls.append((cell, rss0, rss1, hwm1 - hwm0, hwm1))
         last.update(cell=cell, hwm=hwm1)
@@ -110,6 +114,8 @@ def main() -> None:
     for compiled in getattr(backend, "compiled", {}).values():
         compiled.release_memory()
     print(f"every OpenVINO cell's buffers released: RSS {_status('VmRSS')} MiB, heap {heap()}")
+    print(f"each cell's largest output, summed over cells: {sum(largest_output.values()) / 2**20:.0f} MiB "
+          f"({', '.join(f'{c} {b / 2**20:.1f}' for c, b in largest_output.items())})")
 
 
 if __name__ == "__main__":

@@ -183,6 +183,31 @@ def test_run_cli_spill_dir_writes_the_frames(tiny_bundle, tmp_path):
     assert list((tmp_path / "spill").iterdir()) == []
 
 
+def test_run_cli_spill_resident_reaches_the_stream_and_bad_sizes_are_one_line_errors(tiny_bundle, tmp_path,
+                                                                                     monkeypatch):
+    from click.testing import CliRunner
+
+    from vsrdeploy.cli import main
+    from vsrdeploy.runtimes.engine import Upscaler
+    clip = moving_clip(tmp_path / "in.avi", 4, 48, 36)
+    seen = []
+    stream = Upscaler.stream
+
+    def recording(self, frames, **kwargs):
+        seen.append(kwargs.get("spill_resident"))
+        return stream(self, frames, **kwargs)
+    monkeypatch.setattr(Upscaler, "stream", recording)
+    args = ["run", str(tiny_bundle), "-i", str(clip), "--window", "2", "--lookahead", "1"]
+    result = CliRunner().invoke(main, args + ["-o", str(tmp_path / "o"), "--spill-resident", "16MB"])
+    assert result.exit_code == 0, result.output
+    assert seen == [16 * 2**20] and len(list((tmp_path / "o").glob("*.png"))) == 4
+    for bad in ("lots", "0", "-5MB"):
+        result = CliRunner().invoke(main, args + ["-o", str(tmp_path / "bad"), "--spill-resident", bad])
+        assert result.exit_code != 0 and "--spill-resident" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("arch", list(TINY))
 def test_held_bytes_with_spill_bounds_what_a_spilling_stream_keeps(arch, tmp_path):
     """The estimate ``--memory-budget`` plans with when spilling, against the cell outputs alive before each

@@ -452,6 +452,9 @@ def selftest(gpu, report_dir):
               help="Where features the network holds for later frames go beyond 64 MB: an anonymous temp file "
                    "(auto: in the system temp directory when it is on disk and the held state is larger), or "
                    "off. Same frames either way; less memory at large frames.")
+@click.option("--spill-resident", default="64MB", show_default=True, metavar="SIZE",
+              help="Held features kept in memory before --spill writes the rest out (e.g. 16MB: a little less "
+                   "memory for a little more disk traffic). Same frames whatever the size.")
 @click.option("--profile", metavar="auto|PATH",
               help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
                    "one beside the bundle; same as -b auto). Options given on the command line win.")
@@ -461,7 +464,7 @@ def selftest(gpu, report_dir):
 @friendly_errors
 def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
-        memory_budget, spill, profile, backend_option_items):
+        memory_budget, spill, spill_resident, profile, backend_option_items):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
@@ -474,11 +477,13 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
       vsrdeploy run m.vsr -i frames/ --fps 24 -o out.mp4 --pix-fmt yuv420p10le
       ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - | vsrdeploy run m.vsr -i - --raw-size 320x180 -o -
     """
+    from .models.budget import parse_bytes
     from .models.spill import check_spill
     from .upscale_job import Terminated, run_job
 
     echo = lambda msg: click.echo(msg, err=True)  # noqa: E731
     check_spill(spill)  # a missing or unwritable --spill DIR fails before anything is opened
+    resident = parse_bytes(spill_resident, "--spill-resident")
     options = None
     if backends == "auto" or profile:
         from .evaluate.tune import load_profile
@@ -503,7 +508,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=echo, backend_options=options, spill=spill,
+                echo=echo, backend_options=options, spill=spill, spill_resident=resident,
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)

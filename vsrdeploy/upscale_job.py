@@ -22,6 +22,7 @@ from .errors import BundleError
 from .io import Selection, open_sink, open_source
 from .io.base import KEEP
 from .io.pipeline import BackgroundWriter, Prefetch
+from .models.spill import DEFAULT_RESIDENT_BYTES
 from .runtimes.engine import Upscaler
 from .export.cache import bundle_for
 
@@ -80,7 +81,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             preset: str | None = None, pix_fmt: str | None = None, fps: float | None = None, audio: bool = True,
             start: float | None = None, max_frames: int | None = None, duration: float | None = None,
             warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None,
-            tiling: dict | None = None, backend_options: dict | None = None, spill="auto") -> dict:
+            tiling: dict | None = None, backend_options: dict | None = None, spill="auto",
+            spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. ``start`` (seconds),
@@ -92,8 +94,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     settings is refused. ``tiling`` (``tile``, ``tile_overlap``, ``memory_budget``) goes to
     :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries; ``backend_options`` go
     to the backend (e.g. ``precision='bf16'`` from a tune profile). ``spill`` (``auto``, ``off`` or a
-    directory) is where held features go beyond a resident limit (``models.spill``; it does not change the
-    frames, so it is not part of the resume record). Returns a summary dict.
+    directory) is where held features go beyond ``spill_resident`` bytes held in memory (``models.spill``;
+    neither changes the frames, so they are not part of the resume record). Returns a summary dict.
     """
     limited = max_frames is not None or duration is not None
     selection = Selection(start=start, frames=max_frames, duration=duration, warmup=warmup if start else 0,
@@ -135,7 +137,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                                disable=not progress, dynamic_ncols=True, leave=False)
                     t1 = time.perf_counter()
                     written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap,
-                                            {**(tiling or {}), "spill": spill})
+                                            {**(tiling or {}), "spill": spill, "spill_resident": spill_resident})
                     run_s = time.perf_counter() - t1
         finally:
             if bar is not None:
