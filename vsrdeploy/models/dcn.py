@@ -47,7 +47,7 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     """Every tap sampled into one (n, c * k, ho * wo) tensor, one matmul. Without autograd the coordinates
     and the mask are applied in place and each temporary is dropped at its last use (the same operations
     in the same order, so the same bits): BasicVSR++'s eager align call at 180x320 otherwise held the
-    coordinates of every stage and the sampled taps twice (benchmarks/RESULTS.md, "Eager alignment in
+    coordinates of every stage and the sampled taps twice (benchmarks/RESULTS.md, "Eager deformable alignment in
     place")."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
