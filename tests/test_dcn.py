@@ -120,8 +120,8 @@ def test_alignment_in_row_strips_is_the_whole_frame_computation():
 
 
 def test_eager_alignment_in_place_gives_the_same_bits_and_keeps_autograd():
-    """Without autograd the eager alignment computes offsets, mask and sampling coordinates in place
-    (``dcn.may_overwrite``): the same bits as the out-of-place path autograd takes, and training still
+    """Without autograd the eager alignment (BasicVSR++'s, EDVR's) computes offsets, mask and sampling
+    coordinates in place (``dcn.may_overwrite``): the same bits as the out-of-place path autograd takes, and training still
     gets gradients (in-place ops on values a backward pass needs would raise)."""
     cell, inputs = _align_cell_and_inputs(23, 19)
     with torch.no_grad():
@@ -141,6 +141,12 @@ def test_eager_alignment_in_place_gives_the_same_bits_and_keeps_autograd():
         assert torch.equal(in_place, recorded)
         recorded.sum().backward()
     assert torch.isfinite(offset.grad).all() and torch.isfinite(mask.grad).all()
+    _, edvr_cell, edvr_inputs = _edvr_align_cell_and_inputs(20, 24)  # EDVR's packs (IconVSR): same rule
+    with torch.no_grad():
+        in_place = edvr_cell(*edvr_inputs)[0]
+    with torch.enable_grad():
+        recorded = edvr_cell(*edvr_inputs)[0]
+    assert recorded.requires_grad and torch.equal(in_place, recorded)
 
 
 def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):

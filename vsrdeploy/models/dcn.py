@@ -263,7 +263,11 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
     def forward(self, x, extra_feat):
         if self.export_row_strips > 1 and exporting_decomposed():
             return self.in_row_strips(x, extra_feat, self.export_row_strips)
-        o1, o2, mask = torch.chunk(self.conv_offset(extra_feat), 3, dim=1)
+        out = self.conv_offset(extra_feat)
+        if may_overwrite(out):  # eager inference: [o1 | o2] is already one block of channels, the mask in place
+            third = out.shape[1] // 3
+            return self.deform_conv(x, out[:, :2 * third], out[:, 2 * third:].sigmoid_())
+        o1, o2, mask = torch.chunk(out, 3, dim=1)
         return self.deform_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask))
 
     def in_row_strips(self, x, extra_feat, strips: int):
