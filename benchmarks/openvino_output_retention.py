@@ -12,22 +12,16 @@ request and releasing again, and after deleting the compiled model. Linux (glibc
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 
 import numpy as np
 
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+from cell_call_trace import heap  # glibc's mallinfo2, MiB (this directory is on sys.path when run)
 
 
 def memory() -> str:
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _MallInfo2
     rss = next(int(line.split()[1]) >> 10 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
-    return f"RSS {rss:5d} MiB, glibc mmapped {libc.mallinfo2().hblkhd >> 20:5d} MiB"
+    return f"RSS {rss:5d} MiB, glibc mmapped {heap()['mmapped']:5d} MiB"
 
 
 def main() -> None:
