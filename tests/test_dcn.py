@@ -149,6 +149,35 @@ def test_eager_alignment_in_place_gives_the_same_bits_and_keeps_autograd():
     assert recorded.requires_grad and torch.equal(in_place, recorded)
 
 
+def test_eager_inference_cuts_large_alignments_into_row_strips(monkeypatch):
+    """Eager inference runs a deformable alignment whose sampled taps exceed ``dcn.EAGER_STRIP_BYTES`` in row
+    strips (BasicVSR++'s and EDVR's): within 1e-5 of the whole frame; ``whole_frame_alignment`` (the speed
+    tables' baseline) turns them off, and frames under the limit never see them."""
+    from vsrdeploy.models import dcn
+    from vsrdeploy.models.basicvsr_pp import SecondOrderDeformableAlignment
+    cell, inputs = _align_cell_and_inputs(23, 19)
+    _, edvr_cell, edvr_inputs = _edvr_align_cell_and_inputs(20, 24)
+    with torch.no_grad():
+        whole = cell(*inputs)[0], edvr_cell(*edvr_inputs)[0]
+    cuts = []
+    for owner, name in ((SecondOrderDeformableAlignment, "_aligned_in_strips"), (dcn.ModulatedDCNPack, "in_row_strips")):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda self, *a, _f=original: cuts.append(a[-1]) or _f(self, *a))
+    monkeypatch.setattr(dcn, "EAGER_STRIP_BYTES", 4096)
+    with torch.no_grad():
+        cut = cell(*inputs)[0], edvr_cell(*edvr_inputs)[0]
+        assert cuts and all(n > 1 for n in cuts)
+        for a, b in zip(cut, whole):
+            assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-5
+        cuts.clear()
+        with dcn.whole_frame_alignment():
+            assert all(torch.equal(a, b) for a, b in zip((cell(*inputs)[0], edvr_cell(*edvr_inputs)[0]), whole))
+        assert not cuts and dcn.EAGER_STRIP_BYTES == 4096
+        monkeypatch.setattr(dcn, "EAGER_STRIP_BYTES", 64 * 2**20)
+        cell(*inputs)
+        assert not cuts
+
+
 def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     """The exported strips take their cuts from the input's shape: a graph traced at one size is right at
     another (ONNX Runtime against eager PyTorch's whole-frame alignment)."""

@@ -209,9 +209,11 @@ def upstream_forward(net, lrs, **stream_options) -> list:
     the baseline ~1.6x its time: benchmarks/RESULTS.md, "BasicVSR++: the reconstruction split from its x4
     tail"). ``stream_options``: more keywords of ``stream_cells`` (e.g. ``batch_bytes``, ``stats``)."""
     from ..models.cells import TorchRunner
+    from ..models.dcn import whole_frame_alignment
     frames = (lrs[:, i] for i in range(lrs.shape[1]))
-    return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, row_strips=False,
-                                 **stream_options))  # every output kept, as upstream's forward returns them
+    with whole_frame_alignment():  # nor does it cut its deformable alignment into strips
+        return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, row_strips=False,
+                                     **stream_options))  # every output kept, as upstream's forward returns them
 
 
 @dataclass

@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ..errors import ConfigError
+from .dcn import whole_frame_alignment
 from .strips import plan_row_strips
 
 #: default bytes one cell call may use (its batch of inputs, outputs and largest operation). 160 MiB cuts
@@ -105,7 +106,8 @@ class CellCosts:
             ports = port_bytes(c, h, w)
             try:
                 probe = _LargestOp()
-                with torch.no_grad(), probe:
+                # whole-frame alignments: the runtimes' native deformable convs (ONNX Runtime's) do not cut rows
+                with torch.no_grad(), whole_frame_alignment(), probe:
                     c(*[torch.empty(p.shape(1, h, w), device="meta") for p in c.inputs])
                 self._cache[key] = ports + probe.largest
             except Exception:  # an op without a meta kernel: fall back to a multiple of the ports

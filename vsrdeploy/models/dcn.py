@@ -43,12 +43,13 @@ def may_overwrite(*tensors: torch.Tensor) -> bool:
     return not torch.onnx.is_in_onnx_export() and not any(t.requires_grad for t in tensors)
 
 
-def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
+def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1,
+                         out_grid=None):
     """Every tap sampled into one (n, c * k, ho * wo) tensor, one matmul. Without autograd the coordinates
     and the mask are applied in place and each temporary is dropped at its last use (the same operations
     in the same order, so the same bits): BasicVSR++'s eager align call at 180x320 otherwise held the
     coordinates of every stage and the sampled taps twice (benchmarks/RESULTS.md, "Eager deformable alignment in
-    place")."""
+    place"). ``out_grid``: as in :func:`deform_conv_per_tap` (a row strip's own coordinates)."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -60,7 +61,7 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     # Position of each tap relative to the output pixel, before the learned offset.
     ky = torch.arange(kh, dtype=x.dtype, device=x.device).repeat_interleave(kw) * dilation - padding
     kx = torch.arange(kw, dtype=x.dtype, device=x.device).repeat(kh) * dilation - padding
-    grid = base_grid(offset[:, :2])  # (1, 2, ho, wo): output pixel coordinates
+    grid = base_grid(offset[:, :2]) if out_grid is None else out_grid  # (1, 2, ho, wo): output pixel coordinates
     py = grid[:, 1:2] * stride + ky.view(1, 1, k, 1, 1) + off[:, :, :, 0]  # (n, g, k, ho, wo)
     px = grid[:, 0:1] * stride + kx.view(1, 1, k, 1, 1) + off[:, :, :, 1]
     del off, grid
@@ -176,6 +177,34 @@ def exporting_decomposed() -> bool:
     return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
 
 
+#: eager inference cuts a deformable alignment into row strips when the sampled taps of the whole frame would
+#: take more than this many bytes (BasicVSR++ at 180x320: 265 MB, 5 strips); None: always whole frames.
+#: Each strip convolves its rows of the offset features and samples the whole input (offsets are unbounded):
+#: the frame's computation cut by output rows, within 1e-5 of the whole frame (tests/test_dcn.py), not the
+#: same bits, so frames too small to need it stay whole (the upstream reference tests). Memory and speed:
+#: benchmarks/RESULTS.md, "Eager deformable alignment in place".
+EAGER_STRIP_BYTES: int | None = 64 * 2**20
+
+
+def eager_row_strips(sampled_bytes: int, height: int) -> int:
+    """How many row strips an eager alignment whose whole-frame sampled taps take ``sampled_bytes`` runs in."""
+    if EAGER_STRIP_BYTES is None or torch.onnx.is_in_onnx_export() or sampled_bytes <= EAGER_STRIP_BYTES:
+        return 1
+    return max(1, min(height, -(-sampled_bytes // EAGER_STRIP_BYTES)))
+
+
+@contextlib.contextmanager
+def whole_frame_alignment():
+    """Eager alignments on whole frames (no row strips) inside: upstream's computation at its cost, for the
+    whole-clip baseline of the speed tables (``evaluate.bench.upstream_forward``)."""
+    global EAGER_STRIP_BYTES
+    previous, EAGER_STRIP_BYTES = EAGER_STRIP_BYTES, None
+    try:
+        yield
+    finally:
+        EAGER_STRIP_BYTES = previous
+
+
 @contextlib.contextmanager
 def dcn_export_mode(mode: str):
     global _export_mode
@@ -263,6 +292,10 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
     def forward(self, x, extra_feat):
         if self.export_row_strips > 1 and exporting_decomposed():
             return self.in_row_strips(x, extra_feat, self.export_row_strips)
+        if not torch.is_grad_enabled():  # eager inference: large frames in row strips (EAGER_STRIP_BYTES)
+            strips = eager_row_strips(x.numel() * x.element_size() * self.kernel_size ** 2, x.shape[2])
+            if strips > 1:
+                return self.in_row_strips(x, extra_feat, strips)
         out = self.conv_offset(extra_feat)
         if may_overwrite(out):  # eager inference: [o1 | o2] is already one block of channels, the mask in place
             third = out.shape[1] // 3
@@ -275,10 +308,10 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         conv's zero padding above and below the frame) into its offsets and mask, and samples the whole of
         ``x`` at its rows' coordinates (offsets are unbounded). Cuts come from the traced shape, so one
         graph serves every frame size; a strip has at least one row where the frame has ``strips`` rows."""
+        strip_conv = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
         parts = []
         for _, out, grid in conv_in_row_strips(self.conv_offset, extra_feat, strips):
             o1, o2, mask = torch.chunk(out, 3, dim=1)
-            parts.append(deform_conv_per_tap(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight,
-                                             self.bias, self.stride, self.padding, self.dilation,
-                                             self.deform_groups, out_grid=grid))
+            parts.append(strip_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight, self.bias,
+                                    self.stride, self.padding, self.dilation, self.deform_groups, out_grid=grid))
         return torch.cat(parts, dim=2)
