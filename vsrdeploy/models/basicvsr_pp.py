@@ -47,7 +47,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         if self.export_row_strips > 1 and exporting_decomposed():
             return self._aligned_in_strips(x, hidden, flow_1, flow_2, self.export_row_strips)
         if not torch.is_grad_enabled():  # eager inference: large frames in row strips (dcn.EAGER_STRIP_BYTES)
-            strips = eager_row_strips(x.numel() * x.element_size() * self.kernel_size ** 2, x.shape[2])
+            strips = eager_row_strips(x, self.kernel_size ** 2)
             if strips > 1:
                 return self._aligned_in_strips(x, hidden, flow_1, flow_2, strips)
         return self._aligned(x, self.conv_offset[-1](hidden), flow_1, flow_2)

@@ -186,11 +186,14 @@ def exporting_decomposed() -> bool:
 EAGER_STRIP_BYTES: int | None = 64 * 2**20
 
 
-def eager_row_strips(sampled_bytes: int, height: int) -> int:
-    """How many row strips an eager alignment whose whole-frame sampled taps take ``sampled_bytes`` runs in."""
-    if EAGER_STRIP_BYTES is None or torch.onnx.is_in_onnx_export() or sampled_bytes <= EAGER_STRIP_BYTES:
+def eager_row_strips(x: torch.Tensor, taps: int) -> int:
+    """How many row strips an eager alignment sampling ``taps`` kernel taps of ``x`` runs in: 1 under the limit,
+    while exporting, and on CUDA (where the CUDA kernel, ``set_cuda_kernel``, samples whole frames)."""
+    sampled_bytes = x.numel() * x.element_size() * taps
+    if (EAGER_STRIP_BYTES is None or torch.onnx.is_in_onnx_export() or x.is_cuda
+            or sampled_bytes <= EAGER_STRIP_BYTES):
         return 1
-    return max(1, min(height, -(-sampled_bytes // EAGER_STRIP_BYTES)))
+    return max(1, min(x.shape[2], -(-sampled_bytes // EAGER_STRIP_BYTES)))
 
 
 @contextlib.contextmanager
@@ -293,7 +296,7 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         if self.export_row_strips > 1 and exporting_decomposed():
             return self.in_row_strips(x, extra_feat, self.export_row_strips)
         if not torch.is_grad_enabled():  # eager inference: large frames in row strips (EAGER_STRIP_BYTES)
-            strips = eager_row_strips(x.numel() * x.element_size() * self.kernel_size ** 2, x.shape[2])
+            strips = eager_row_strips(x, self.kernel_size ** 2)
             if strips > 1:
                 return self.in_row_strips(x, extra_feat, strips)
         out = self.conv_offset(extra_feat)
