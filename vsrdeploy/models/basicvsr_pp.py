@@ -15,8 +15,7 @@ from .basicvsr import count_blocks
 from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp,
                      upsample_x4)
 from .cells import Cell, Port
-from .dcn import (ModulatedDeformConv2d, conv_in_row_strips, deform_conv_all_taps, deform_conv_per_tap,
-                  eager_row_strips, exporting_decomposed, may_overwrite)
+from .dcn import ModulatedDeformConv2d, conv_in_row_strips, may_overwrite, modulated_deform_conv2d
 from .registry import register_model
 from .schedule import Schedule, WindowContext
 from .spill import HeldFeatures
@@ -44,12 +43,9 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
 
     def forward(self, x, extra_feat, flow_1, flow_2):
         hidden = self.conv_offset[:-1](torch.cat([extra_feat, flow_1, flow_2], dim=1))
-        if self.export_row_strips > 1 and exporting_decomposed():
-            return self._aligned_in_strips(x, hidden, flow_1, flow_2, self.export_row_strips)
-        if not torch.is_grad_enabled():  # eager inference: large frames in row strips (dcn.EAGER_STRIP_BYTES)
-            strips = eager_row_strips(x, self.kernel_size ** 2)
-            if strips > 1:
-                return self._aligned_in_strips(x, hidden, flow_1, flow_2, strips)
+        strips = self.row_strips(x)  # decomposed exports, and eager inference on large frames
+        if strips > 1:
+            return self._aligned_in_strips(x, hidden, flow_1, flow_2, strips)
         return self._aligned(x, self.conv_offset[-1](hidden), flow_1, flow_2)
 
     def _aligned(self, x, out, flow_1, flow_2, out_grid=None):
@@ -70,9 +66,8 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
             mask = torch.sigmoid(out[:, split:])
         if out_grid is None:
             return self.deform_conv(x, offset, mask)
-        strip_conv = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
-        return strip_conv(x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                          self.deform_groups, out_grid=out_grid)
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
+                                       self.dilation, self.deform_groups, out_grid=out_grid)
 
     def _aligned_in_strips(self, x, hidden, flow_1, flow_2, strips: int):
         """The offset branch's last conv (64 -> 432 channels) and the deformable conv, ``strips`` row strips

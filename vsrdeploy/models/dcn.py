@@ -26,13 +26,14 @@ from .blocks import base_grid, grid_extent
 
 def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
                             weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                            padding: int = 1, dilation: int = 1, deform_groups: int = 1) -> torch.Tensor:
+                            padding: int = 1, dilation: int = 1, deform_groups: int = 1,
+                            out_grid: torch.Tensor | None = None) -> torch.Tensor:
     """Exported graphs take the taps one at a time (less memory, and faster on ONNX Runtime and OpenVINO);
     eager PyTorch takes them all at once (faster there). Measured: benchmarks/RESULTS.md, "Deformable conv
     one tap at a time" (the two differed by at most 1.2e-7 there; tests/test_dcn.py holds both to ONNX
-    Runtime's DeformConv)."""
+    Runtime's DeformConv). ``out_grid``: a row strip's own coordinates (:func:`deform_conv_per_tap`)."""
     fn = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
-    return fn(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+    return fn(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups, out_grid=out_grid)
 
 
 def may_overwrite(*tensors: torch.Tensor) -> bool:
@@ -188,9 +189,10 @@ EAGER_STRIP_BYTES: int | None = 64 * 2**20
 
 def eager_row_strips(x: torch.Tensor, taps: int) -> int:
     """How many row strips an eager alignment sampling ``taps`` kernel taps of ``x`` runs in: 1 under the limit,
-    while exporting, and on CUDA (where the CUDA kernel, ``set_cuda_kernel``, samples whole frames)."""
+    with autograd on (training), while exporting, and on CUDA (where the CUDA kernel, ``set_cuda_kernel``,
+    samples whole frames)."""
     sampled_bytes = x.numel() * x.element_size() * taps
-    if (EAGER_STRIP_BYTES is None or torch.onnx.is_in_onnx_export() or x.is_cuda
+    if (EAGER_STRIP_BYTES is None or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export() or x.is_cuda
             or sampled_bytes <= EAGER_STRIP_BYTES):
         return 1
     return max(1, min(x.shape[2], -(-sampled_bytes // EAGER_STRIP_BYTES)))
@@ -257,6 +259,10 @@ torch.onnx.register_custom_op_symbolic("vsrdeploy::modulated_deform_conv2d", _de
 class ModulatedDeformConv2d(nn.Module):
     """Parameters ``weight`` (out, in, k, k) and ``bias`` as mmcv's ``ModulatedDeformConv2d``."""
 
+    #: decomposed exports run a subclass's offset conv and deformable conv in this many row strips (1: whole
+    #: frame); BasicVSR++'s alignment and EDVR's full-resolution packs set it (``row_strips``)
+    export_row_strips = 1
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, dilation: int = 1, deform_groups: int = 1):
         super().__init__()
@@ -266,6 +272,13 @@ class ModulatedDeformConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+
+    def row_strips(self, x: torch.Tensor) -> int:
+        """Row strips the alignment of ``x`` runs in: ``export_row_strips`` in a decomposed export, else
+        :func:`eager_row_strips` (eager inference on large frames)."""
+        if exporting_decomposed():
+            return self.export_row_strips
+        return eager_row_strips(x, self.kernel_size ** 2)
 
     def deform_conv(self, x, offset, mask):
         if _export_mode != "decomposed" and torch.onnx.is_in_onnx_export():
@@ -279,12 +292,9 @@ class ModulatedDeformConv2d(nn.Module):
 
 
 class ModulatedDCNPack(ModulatedDeformConv2d):
-    """EDVR's DCN: offsets and mask predicted from ``extra_feat`` by ``conv_offset``."""
-
-    #: decomposed exports run ``conv_offset`` and the deformable conv in this many row strips (1: whole
-    #: frame); EDVR sets it on its full-resolution packs (``PCDAlignment``), where the offsets and sampled
-    #: taps of the whole frame were most of an IconVSR alignment call's memory
-    export_row_strips = 1
+    """EDVR's DCN: offsets and mask predicted from ``extra_feat`` by ``conv_offset``. EDVR sets
+    ``export_row_strips`` on its full-resolution packs (``PCDAlignment``), where the offsets and sampled taps of
+    the whole frame were most of an IconVSR alignment call's memory."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
                  deform_groups: int = 8):
@@ -293,12 +303,9 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
                                      kernel_size, 1, padding)
 
     def forward(self, x, extra_feat):
-        if self.export_row_strips > 1 and exporting_decomposed():
-            return self.in_row_strips(x, extra_feat, self.export_row_strips)
-        if not torch.is_grad_enabled():  # eager inference: large frames in row strips (EAGER_STRIP_BYTES)
-            strips = eager_row_strips(x, self.kernel_size ** 2)
-            if strips > 1:
-                return self.in_row_strips(x, extra_feat, strips)
+        strips = self.row_strips(x)
+        if strips > 1:
+            return self.in_row_strips(x, extra_feat, strips)
         out = self.conv_offset(extra_feat)
         if may_overwrite(out):  # eager inference: [o1 | o2] is already one block of channels, the mask in place
             third = out.shape[1] // 3
@@ -311,10 +318,10 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         conv's zero padding above and below the frame) into its offsets and mask, and samples the whole of
         ``x`` at its rows' coordinates (offsets are unbounded). Cuts come from the traced shape, so one
         graph serves every frame size; a strip has at least one row where the frame has ``strips`` rows."""
-        strip_conv = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
         parts = []
         for _, out, grid in conv_in_row_strips(self.conv_offset, extra_feat, strips):
             o1, o2, mask = torch.chunk(out, 3, dim=1)
-            parts.append(strip_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight, self.bias,
-                                    self.stride, self.padding, self.dilation, self.deform_groups, out_grid=grid))
+            parts.append(modulated_deform_conv2d(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight,
+                                                 self.bias, self.stride, self.padding, self.dilation,
+                                                 self.deform_groups, out_grid=grid))
         return torch.cat(parts, dim=2)
