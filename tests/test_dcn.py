@@ -232,3 +232,44 @@ def test_decomposed_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("GridSample") == 9 * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
     _assert_onnx_matches_eager(path, cell, inputs)
+
+
+@pytest.mark.parametrize("h,w", [(45, 70), (23, 19), (8, 9)])
+def test_native_export_runs_the_alignment_in_strips_at_any_size(tmp_path, h, w):
+    """Native exports cut BasicVSR++'s alignment into row strips too: one DeformConv per strip with a row stride
+    of ``strips`` on the whole input, its rows moved onto the strip's by the offsets (strips one row short
+    included: 23 and 45 rows in 4 strips). Traced at one size, right at others (ONNX Runtime against eager
+    PyTorch's whole-frame alignment)."""
+    from vsrdeploy.export.onnx_export import export_cell
+    cell, inputs = _align_cell_and_inputs(h, w)
+    path = tmp_path / "align.onnx"
+    export_cell(cell, path, 19, (64, 80), None, "native")
+    nodes = [n for n in onnx.load(str(path)).graph.node if n.op_type == "DeformConv"]
+    strips = cell.align.export_row_strips
+    assert len(nodes) == strips > 1
+    assert all(list(a.ints) == [strips, 1] for n in nodes for a in n.attribute if a.name == "strides")
+    _assert_onnx_matches_eager(path, cell, inputs)
+
+
+def test_native_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
+    """The same for EDVR's full-resolution DCN packs (IconVSR's refill alignment) in native exports."""
+    from vsrdeploy.export.onnx_export import export_cell
+    from vsrdeploy.models.edvr import EXPORT_ROW_STRIPS
+    _, cell, inputs = _edvr_align_cell_and_inputs(44, 60)
+    path = tmp_path / "edvr_align.onnx"
+    export_cell(cell, path, 19, (32, 48), None, "native")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("DeformConv") == 2 + 2 * EXPORT_ROW_STRIPS  # L3, L2 whole; L1 and cascade in strips
+    _assert_onnx_matches_eager(path, cell, inputs)
+
+
+def test_plugin_exports_keep_whole_frames():
+    """The TensorRT plugin takes one stride for rows and columns: its exports are not cut into row strips."""
+    from unittest import mock
+
+    from vsrdeploy.models.dcn import dcn_export_mode
+    cell, _ = _align_cell_and_inputs(8, 8)
+    with dcn_export_mode("plugin"), mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
+        assert cell.align.row_strips(torch.zeros(1, 8, 64, 64)) == 1
+    with dcn_export_mode("native"), mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
+        assert cell.align.row_strips(torch.zeros(1, 8, 64, 64)) == cell.align.export_row_strips

@@ -15,7 +15,7 @@ from .basicvsr import count_blocks
 from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp,
                      upsample_x4)
 from .cells import Cell, Port
-from .dcn import ModulatedDeformConv2d, conv_in_row_strips, may_overwrite, modulated_deform_conv2d
+from .dcn import ModulatedDeformConv2d, conv_in_row_strips, may_overwrite
 from .registry import register_model
 from .schedule import Schedule, WindowContext
 from .spill import HeldFeatures
@@ -48,7 +48,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
             return self._aligned_in_strips(x, hidden, flow_1, flow_2, strips)
         return self._aligned(x, self.conv_offset[-1](hidden), flow_1, flow_2)
 
-    def _aligned(self, x, out, flow_1, flow_2, out_grid=None):
+    def _aligned(self, x, out, flow_1, flow_2, out_grid=None, strips: int = 1):
         """The deformable conv of ``x`` at the rows ``out`` (the offset branch's last conv) covers: all of the
         output, or one row strip whose coordinates are ``out_grid``."""
         n, _, h, w = out.shape
@@ -64,10 +64,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
             offset = self.max_residue_magnitude * torch.tanh(out[:, :split])
             offset = (offset.view(n, 2, split // 4, 2, h, w) + flows).view(n, split, h, w)
             mask = torch.sigmoid(out[:, split:])
-        if out_grid is None:
-            return self.deform_conv(x, offset, mask)
-        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
-                                       self.dilation, self.deform_groups, out_grid=out_grid)
+        return self.deform_conv(x, offset, mask, out_grid, strips)
 
     def _aligned_in_strips(self, x, hidden, flow_1, flow_2, strips: int):
         """The offset branch's last conv (64 -> 432 channels) and the deformable conv, ``strips`` row strips
@@ -76,7 +73,7 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
         rows, not an approximation. Cut sizes come from the traced shape: the graph stays size-agnostic."""
         parts = []
         for rows, out, grid in conv_in_row_strips(self.conv_offset[-1], hidden, strips):
-            parts.append(self._aligned(x, out, flow_1[:, :, rows], flow_2[:, :, rows], grid))
+            parts.append(self._aligned(x, out, flow_1[:, :, rows], flow_2[:, :, rows], grid, strips))
         return torch.cat(parts, dim=2)
 
 

@@ -154,6 +154,27 @@ def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
                grid[:, :, r0:r1])
 
 
+def native_deform_conv_rows(x, offset, mask, weight, bias, padding, dilation, deform_groups, out_grid, strips: int):
+    """One row strip of a same-size (stride 1) deformable conv as ONE ONNX ``DeformConv`` node on the whole of
+    ``x``: ONNX Runtime's kernel builds its sampling tables and columns for every output pixel at once (643 MB
+    for a BasicVSR++ align call at 180x320), and a node's output size follows from its input's, so a strip
+    cannot be asked for directly. With a row stride of ``strips`` the node's output has ceil(h / strips) rows,
+    at least as many as any strip (:func:`conv_in_row_strips`); the offsets move each of its rows onto the
+    strip's row (dy += strip row - node row: whole numbers), a strip one row short repeats its last offsets
+    row, and that row of the output is dropped. The same samples and weighted sums as the whole frame; the
+    sampling coordinates are rounded once more (float32, ~1e-5 pixel at 180 rows)."""
+    n, gk2, rows, w = offset.shape
+    node_rows = base_grid(offset[:, :1, :, :1])[:, 1:2] * float(strips)  # (1, 1, rows, 1): i * strips
+    shift = out_grid[:, 1:2, :, :1] - node_rows  # (1, 1, rows, 1): strip row - node row
+    shift = torch.cat([shift, torch.zeros_like(shift)], dim=1).view(1, 1, 2, rows, 1)  # dy only
+    offset = (offset.view(n, gk2 // 2, 2, rows, w) + shift).view(n, gk2, rows, w)
+    short = (x.shape[2] - 1) // strips + 1 - rows  # 0, or 1 for the strips one row short
+    offset = torch.cat([offset, offset[:, :, rows - short:]], dim=2)
+    mask = torch.cat([mask, mask[:, :, rows - short:]], dim=2)
+    out = _deform_conv_op(x, offset, mask, weight, bias, 1, padding, dilation, deform_groups, strips)
+    return out[:, :, :rows]
+
+
 #: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + MatMul, traced
 #: from the function above), "native" (ONNX DeformConv, opset 19) or "plugin" (vsrdeploy's TensorRT plugin)
 DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
@@ -176,6 +197,11 @@ def set_cuda_kernel(fn) -> None:
 def exporting_decomposed() -> bool:
     """True while an ONNX export traces the decomposed (GridSample + MatMul) form."""
     return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
+
+
+def exporting_native() -> bool:
+    """True while an ONNX export traces the native (ONNX ``DeformConv``) form."""
+    return _export_mode == "native" and torch.onnx.is_in_onnx_export()
 
 
 #: eager inference cuts a deformable alignment into row strips when the sampled taps of the whole frame would
@@ -224,28 +250,38 @@ def dcn_export_mode(mode: str):
 
 @torch.library.custom_op("vsrdeploy::modulated_deform_conv2d", mutates_args=())
 def _deform_conv_op(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor, stride: int, padding: int, dilation: int, deform_groups: int) -> torch.Tensor:
-    """The same computation as one opaque op, so ONNX export can emit it as a single node."""
-    return modulated_deform_conv2d(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+                    bias: torch.Tensor, stride: int, padding: int, dilation: int, deform_groups: int,
+                    row_stride: int) -> torch.Tensor:
+    """The same computation as one opaque op, so ONNX export can emit it as a single node. ``row_stride``
+    (native exports' row strips, :func:`native_deform_conv_rows`; else equal to ``stride``): the stride
+    between output rows."""
+    if row_stride == stride:
+        return modulated_deform_conv2d(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
+    grid = base_grid(offset[:, :2]) * torch.tensor([1.0, float(row_stride)]).view(1, 2, 1, 1)
+    return modulated_deform_conv2d(x, offset, mask, weight, bias, 1, padding, dilation, deform_groups, out_grid=grid)
 
 
 @_deform_conv_op.register_fake
-def _(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups):
+def _(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups, row_stride):
     return x.new_empty(x.shape[0], weight.shape[0], offset.shape[-2], offset.shape[-1])
 
 
-def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dilation, deform_groups):
+def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dilation, deform_groups, row_stride):
     """ONNX symbolic: ``DeformConv`` (native) or the plugin node
     ``vsrdeploy::ModulatedDeformConv2d(input, offset, mask, weight, bias)`` with int-list attributes
     stride, padding, dilation and ints groups, deform_groups (mmcv's layouts)."""
     from torch.onnx import symbolic_helper as sh
-    stride, padding, dilation, groups = (sh._get_const(v, "i", n) for v, n in
-                                         ((stride, "stride"), (padding, "padding"), (dilation, "dilation"),
-                                          (deform_groups, "deform_groups")))
+    stride, padding, dilation, groups, row_stride = (
+        sh._get_const(v, "i", n) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation"),
+                                               (deform_groups, "deform_groups"), (row_stride, "row_stride")))
     if _export_mode == "native":
         k = weight.type().sizes()[-1]
         return g.op("DeformConv", x, weight, offset, bias, mask, dilations_i=[dilation, dilation], group_i=1,
-                    kernel_shape_i=[k, k], offset_group_i=groups, pads_i=[padding] * 4, strides_i=[stride, stride])
+                    kernel_shape_i=[k, k], offset_group_i=groups, pads_i=[padding] * 4,
+                    strides_i=[row_stride, stride])
+    if row_stride != stride:
+        raise ValueError("the TensorRT plugin takes one stride for rows and columns; row strips are for native "
+                         "exports")
     out = g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", x, offset, mask, weight, bias, stride_i=[stride, stride],
                padding_i=[padding, padding], dilation_i=[dilation, dilation], groups_i=1, deform_groups_i=groups,
                plugin_namespace_s=PLUGIN_DOMAIN, plugin_version_s=PLUGIN_VERSION)
@@ -274,16 +310,30 @@ class ModulatedDeformConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
 
     def row_strips(self, x: torch.Tensor) -> int:
-        """Row strips the alignment of ``x`` runs in: ``export_row_strips`` in a decomposed export, else
-        :func:`eager_row_strips` (eager inference on large frames)."""
+        """Row strips the alignment of ``x`` runs in: ``export_row_strips`` in a decomposed or native export (the
+        native form needs a same-size convolution: :func:`native_deform_conv_rows`), 1 for the TensorRT plugin,
+        else :func:`eager_row_strips` (eager inference on large frames)."""
         if exporting_decomposed():
             return self.export_row_strips
+        if exporting_native():
+            same_size = self.stride == 1 and 2 * self.padding == self.dilation * (self.kernel_size - 1)
+            return self.export_row_strips if same_size else 1
+        if torch.onnx.is_in_onnx_export():
+            return 1
         return eager_row_strips(x, self.kernel_size ** 2)
 
-    def deform_conv(self, x, offset, mask):
+    def deform_conv(self, x, offset, mask, out_grid=None, strips: int = 1):
+        """The deformable conv of ``x`` at the output rows ``offset`` covers: all of them, or one of ``strips``
+        row strips whose pixel coordinates are ``out_grid`` (:func:`conv_in_row_strips`)."""
+        if out_grid is not None and exporting_native():
+            return native_deform_conv_rows(x, offset, mask, self.weight, self.bias, self.padding, self.dilation,
+                                           self.deform_groups, out_grid, strips)
+        if out_grid is not None:
+            return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
+                                           self.dilation, self.deform_groups, out_grid=out_grid)
         if _export_mode != "decomposed" and torch.onnx.is_in_onnx_export():
             return _deform_conv_op(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
-                                   self.dilation, self.deform_groups)
+                                   self.dilation, self.deform_groups, self.stride)
         if _cuda_kernel is not None and x.is_cuda and not torch.onnx.is_in_onnx_export():
             return _cuda_kernel(x, offset, mask, self.weight, self.bias, self.stride, self.padding,
                                 self.dilation, self.deform_groups)
@@ -321,7 +371,5 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         parts = []
         for _, out, grid in conv_in_row_strips(self.conv_offset, extra_feat, strips):
             o1, o2, mask = torch.chunk(out, 3, dim=1)
-            parts.append(modulated_deform_conv2d(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), self.weight,
-                                                 self.bias, self.stride, self.padding, self.dilation,
-                                                 self.deform_groups, out_grid=grid))
+            parts.append(self.deform_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), grid, strips))
         return torch.cat(parts, dim=2)
