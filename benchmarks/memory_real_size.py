@@ -47,9 +47,23 @@ def bundle_path(cache: Path, arch: str, blocks: int, dcn: str) -> Path:
     # a stale format, or cells cut by another version, is never reused
     path = cache / f"{arch}-c64n{blocks}-{dcn}-format{FORMAT_VERSION}-{vsrdeploy.__version__}.vsr"
     if not (path / "manifest.json").exists():
+        import shutil
+        import tempfile
         torch.manual_seed(0)
         net = vsrdeploy.build_model(arch, **CONFIGS[arch](blocks)).eval()
-        vsrdeploy.export_onnx(net, path, dcn=dcn)
+        cache.mkdir(parents=True, exist_ok=True)
+        # exported beside the cache entry, then renamed into place: two benchmarks exporting the same entry at
+        # once no longer stop one of them with "already exists"; the one that loses drops its own copy
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=cache))
+        try:
+            vsrdeploy.export_onnx(net, staging / "bundle.vsr", dcn=dcn)
+            try:
+                os.rename(staging / "bundle.vsr", path)
+            except OSError:
+                if not (path / "manifest.json").exists():
+                    raise
+        finally:
+            shutil.rmtree(staging)
     return path
 
 

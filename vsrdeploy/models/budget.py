@@ -106,7 +106,8 @@ class CellCosts:
             ports = port_bytes(c, h, w)
             try:
                 probe = _LargestOp()
-                # whole-frame alignments: the runtimes' native deformable convs (ONNX Runtime's) do not cut rows
+                # whole-frame alignments, as the TensorRT plugin and the CUDA kernel run them; the CPU runtimes cut
+                # them into row strips, where this is high (BasicVSR++ align at 180x320: 848 MB, 299-361 measured)
                 with torch.no_grad(), whole_frame_alignment(), probe:
                     c(*[torch.empty(p.shape(1, h, w), device="meta") for p in c.inputs])
                 self._cache[key] = ports + probe.largest
