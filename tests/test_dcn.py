@@ -273,3 +273,28 @@ def test_plugin_exports_keep_whole_frames():
         assert cell.align.row_strips(torch.zeros(1, 8, 64, 64)) == 1
     with dcn_export_mode("native"), mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
         assert cell.align.row_strips(torch.zeros(1, 8, 64, 64)) == cell.align.export_row_strips
+
+
+def test_row_strided_op_matches_onnxruntime_deformconv():
+    """The op a native strip exports as (a DeformConv with strides [row_stride, 1]) computes in PyTorch what ONNX
+    Runtime's DeformConv with those strides does (its eager body is what the export traces)."""
+    from vsrdeploy.models.dcn import _deform_conv_op
+    g = torch.Generator().manual_seed(5)
+    x, weight = torch.randn(2, 8, 11, 9, generator=g), torch.randn(4, 8, 3, 3, generator=g)
+    bias = torch.randn(4, generator=g)
+    rows = (11 - 1) // 3 + 1
+    offset = torch.randn(2, 2 * 2 * 9, rows, 9, generator=g) * 2
+    mask = torch.rand(2, 2 * 9, rows, 9, generator=g)
+    ours = _deform_conv_op(x, offset, mask, weight, bias, 1, 1, 1, 2, 3).numpy()
+    node = helper.make_node("DeformConv", ["X", "W", "offset", "B", "mask"], ["Y"], kernel_shape=[3, 3],
+                            pads=[1, 1, 1, 1], strides=[3, 1], offset_group=2)
+    f = TensorProto.FLOAT
+    graph = helper.make_graph([node], "dcn", [helper.make_tensor_value_info(n, f, None)
+                                              for n in ("X", "W", "offset", "B", "mask")],
+                              [helper.make_tensor_value_info("Y", f, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    theirs = sess.run(None, {"X": x.numpy(), "W": weight.numpy(), "offset": offset.numpy(), "B": bias.numpy(),
+                             "mask": mask.numpy()})[0]
+    assert ours.shape == theirs.shape == (2, 4, rows, 9)
+    assert np.abs(ours - theirs).max() <= 1e-5 * max(1.0, np.abs(theirs).max())

@@ -25,8 +25,9 @@ BRANCHES = ("backward_1", "forward_1", "backward_2", "forward_2")
 
 
 class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
-    #: exported decomposed graphs run the offsets' last conv and the deformable conv in this many row
-    #: strips (memory: benchmarks/RESULTS.md, "BasicVSR++ alignment in row strips"); 1: whole frame
+    #: decomposed and native exports run the offsets' last conv and the deformable conv in this many row
+    #: strips (memory: benchmarks/RESULTS.md, "BasicVSR++ alignment in row strips", "ONNX Runtime's
+    #: `DeformConv` in row strips"); 1: whole frame. Exported graphs then need frames of at least this many rows
     export_row_strips = 4
 
     def __init__(self, in_channels: int, out_channels: int, deform_groups: int = 16,
@@ -43,14 +44,14 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
 
     def forward(self, x, extra_feat, flow_1, flow_2):
         hidden = self.conv_offset[:-1](torch.cat([extra_feat, flow_1, flow_2], dim=1))
-        strips = self.row_strips(x)  # decomposed exports, and eager inference on large frames
+        strips = self.row_strips(x)  # decomposed and native exports, and eager inference on large frames
         if strips > 1:
             return self._aligned_in_strips(x, hidden, flow_1, flow_2, strips)
         return self._aligned(x, self.conv_offset[-1](hidden), flow_1, flow_2)
 
-    def _aligned(self, x, out, flow_1, flow_2, out_grid=None, strips: int = 1):
+    def _aligned(self, x, out, flow_1, flow_2, out_grid=None, strips: int | None = None):
         """The deformable conv of ``x`` at the rows ``out`` (the offset branch's last conv) covers: all of the
-        output, or one row strip whose coordinates are ``out_grid``."""
+        output, or one of ``strips`` row strips whose coordinates are ``out_grid``."""
         n, _, h, w = out.shape
         split = out.shape[1] // 3 * 2  # channels [o1 | o2 | mask]: o1 and o2 are the offsets of the two halves
         # The first half of the deform groups is offset by flow_1, the second by flow_2, each as (dy, dx)

@@ -106,8 +106,9 @@ class CellCosts:
             ports = port_bytes(c, h, w)
             try:
                 probe = _LargestOp()
-                # whole-frame alignments, as the TensorRT plugin and the CUDA kernel run them; the CPU runtimes cut
-                # them into row strips, where this is high (BasicVSR++ align at 180x320: 848 MB, 299-361 measured)
+                # whole-frame alignments, as plugin-form bundles and the CUDA kernel run them; eager PyTorch and
+                # decomposed and native exports cut them into row strips, where this is high (a BasicVSR++ align
+                # call at 180x320: 848 MB estimated, 299-361 MB measured on torch / ort-cpu)
                 with torch.no_grad(), whole_frame_alignment(), probe:
                     c(*[torch.empty(p.shape(1, h, w), device="meta") for p in c.inputs])
                 self._cache[key] = ports + probe.largest

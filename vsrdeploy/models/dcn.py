@@ -162,7 +162,8 @@ def native_deform_conv_rows(x, offset, mask, weight, bias, padding, dilation, de
     at least as many as any strip (:func:`conv_in_row_strips`); the offsets move each of its rows onto the
     strip's row (dy += strip row - node row: whole numbers), a strip one row short repeats its last offsets
     row, and that row of the output is dropped. The same samples and weighted sums as the whole frame; the
-    sampling coordinates are rounded once more (float32, ~1e-5 pixel at 180 rows)."""
+    sampling coordinates are rounded once more (float32, ~1e-5 pixel at 180 rows). (643 MB: what one call of the
+    whole align cell rose by on ONNX Runtime with a whole-frame node, benchmarks/cell_memory.py.)"""
     n, gk2, rows, w = offset.shape
     node_rows = base_grid(offset[:, :1, :, :1])[:, 1:2] * float(strips)  # (1, 1, rows, 1): i * strips
     shift = out_grid[:, 1:2, :, :1] - node_rows  # (1, 1, rows, 1): strip row - node row
@@ -257,7 +258,8 @@ def _deform_conv_op(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, w
     between output rows."""
     if row_stride == stride:
         return modulated_deform_conv2d(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups)
-    grid = base_grid(offset[:, :2]) * torch.tensor([1.0, float(row_stride)]).view(1, 2, 1, 1)
+    strides = torch.tensor([float(stride), float(row_stride)], dtype=offset.dtype, device=offset.device)
+    grid = base_grid(offset[:, :2]) * strides.view(1, 2, 1, 1)  # the output pixels' coordinates, [x, y]
     return modulated_deform_conv2d(x, offset, mask, weight, bias, 1, padding, dilation, deform_groups, out_grid=grid)
 
 
@@ -295,8 +297,9 @@ torch.onnx.register_custom_op_symbolic("vsrdeploy::modulated_deform_conv2d", _de
 class ModulatedDeformConv2d(nn.Module):
     """Parameters ``weight`` (out, in, k, k) and ``bias`` as mmcv's ``ModulatedDeformConv2d``."""
 
-    #: decomposed exports run a subclass's offset conv and deformable conv in this many row strips (1: whole
-    #: frame); BasicVSR++'s alignment and EDVR's full-resolution packs set it (``row_strips``)
+    #: decomposed and native exports run a subclass's offset conv and deformable conv in this many row strips (1:
+    #: whole frame), so their graphs need frames of at least this many rows (every network's ``min_size`` is
+    #: larger); BasicVSR++'s alignment and EDVR's full-resolution packs set it (``row_strips``)
     export_row_strips = 1
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
@@ -322,9 +325,11 @@ class ModulatedDeformConv2d(nn.Module):
             return 1
         return eager_row_strips(x, self.kernel_size ** 2)
 
-    def deform_conv(self, x, offset, mask, out_grid=None, strips: int = 1):
+    def deform_conv(self, x, offset, mask, out_grid=None, strips: int | None = None):
         """The deformable conv of ``x`` at the output rows ``offset`` covers: all of them, or one of ``strips``
         row strips whose pixel coordinates are ``out_grid`` (:func:`conv_in_row_strips`)."""
+        if out_grid is not None and strips is None:
+            raise ValueError("a row strip (out_grid) needs the number of strips the frame is cut into")
         if out_grid is not None and exporting_native():
             return native_deform_conv_rows(x, offset, mask, self.weight, self.bias, self.padding, self.dilation,
                                            self.deform_groups, out_grid, strips)

@@ -9,7 +9,7 @@ from .blocks import ConvAct, ResidualBlockNoBN, lrelu
 from .dcn import ModulatedDCNPack
 
 
-#: row strips of the full-resolution deformable convs in decomposed exports (``ModulatedDCNPack``)
+#: row strips of the full-resolution deformable convs in decomposed and native exports (``ModulatedDCNPack``)
 EXPORT_ROW_STRIPS = 4
 
 
@@ -40,8 +40,8 @@ class PCDAlignment(nn.Module):
         self.cas_offset_conv1 = ConvAct(2 * c, c, 3, 1, 1)
         self.cas_offset_conv2 = ConvAct(c, c, 3, 1, 1)
         self.cas_dcnpack = ModulatedDCNPack(c, c, 3, padding=1, deform_groups=deform_groups)
-        # the full-resolution packs run in row strips in decomposed exports (benchmarks/RESULTS.md, "What a
-        # call holds beside it, and IconVSR's alignment in row strips"); the coarser levels are 1/4 and 1/16
+        # the full-resolution packs run in row strips in decomposed and native exports (benchmarks/RESULTS.md, "What
+        # a call holds beside it, and IconVSR's alignment in row strips"); the coarser levels are 1/4 and 1/16
         for pack in (self.dcn_pack["l1"], self.cas_dcnpack):
             pack.export_row_strips = EXPORT_ROW_STRIPS
 
