@@ -449,12 +449,12 @@ def selftest(gpu, report_dir):
 @click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
               "process stays within SIZE, and bound every cell call by it.")
 @click.option("--spill", default="auto", show_default=True, metavar="auto|off|DIR",
-              help="Where features the network holds for later frames go beyond 64 MB: an anonymous temp file "
+              help="Where features the network holds for later frames go beyond 16 MB: an anonymous temp file "
                    "(auto: in the system temp directory when it is on disk and the held state is larger), or "
                    "off. Same frames either way; less memory at large frames.")
-@click.option("--spill-resident", default="64MB", show_default=True, metavar="SIZE",
-              help="Held features kept in memory before --spill writes the rest out (e.g. 16MB: a little less "
-                   "memory for a little more disk traffic). Same frames whatever the size.")
+@click.option("--spill-resident", default="16MB", show_default=True, metavar="SIZE",
+              help="Held features kept in memory before --spill writes the rest out (more: less disk traffic, "
+                   "more memory). Same frames whatever the size.")
 @click.option("--profile", metavar="auto|PATH",
               help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
                    "one beside the bundle; same as -b auto). Options given on the command line win.")

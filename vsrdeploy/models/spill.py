@@ -30,8 +30,10 @@ from ..errors import ConfigError
 #: held features kept in memory before spilling starts (per stream). With 256 MB BasicVSR++ (c64n2, 180x320,
 #: default window, openvino-cpu) peaked at 1452 MB vs 1995 MB unspilled, in the same time
 #: (benchmarks/memory_real_size.py; RESULTS.md, "Held features spilled to disk"); reading a feature back from
-#: the page cache costs little next to the cells that use it, so the resident part is kept small
-DEFAULT_RESIDENT_BYTES = 64 * 2**20
+#: the page cache costs little next to the cells that use it, so the resident part is kept small: 16 MB (0.3.7;
+#: was 64 MB) took that stream from 1245 to 1216 MB over 100 frames at +4% time in one pair of runs (RESULTS.md,
+#: "ONNX Runtime's `DeformConv` in row strips")
+DEFAULT_RESIDENT_BYTES = 16 * 2**20
 #: filesystems whose files are memory: spilling there saves nothing
 RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
 #: ``auto`` spills only where the filesystem has this much free space beyond what the held state needs

@@ -104,7 +104,7 @@ class Upscaler:
         ``clamp=False`` keeps float outputs outside [0, 1] as the network made them.
         ``spill``: ``"auto"`` (default), ``"off"`` or a directory: where held features beyond a resident limit
         go (``models.spill``; bit-identical results, less memory for networks that hold many maps per frame);
-        ``spill_resident`` (bytes or ``"64MB"``) is that limit.
+        ``spill_resident`` (bytes or ``"16MB"``) is that limit.
         Bad arguments raise at once (ConfigError), not at the first frame.
         """
         backend = self._check_open()
