@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--extra", default="op=MatMul", help="extra exclusions of the third variant, comma-separated")
+    ap.add_argument("--calib-frames", type=int, default=3,
+                    help="synthetic 64x64 calibration frames (IconVSR needs at least 5)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     fp32 = Bundle(vsrdeploy.export_onnx(vsrdeploy.build_model(args.arch, **json.loads(args.config)).eval(),
                                         work / "fp32.vsr", dcn="decomposed"))
-    calib = synthetic_clip(3, 64, 64, seed=1)
+    calib = synthetic_clip(args.calib_frames, 64, 64, seed=1)
     variants = {"fp32": fp32,
                 "int8 default": Bundle(calibrate_bundle(fp32, calib, work / "d.vsr", target="cpu", progress=False)),
                 f"int8 +{args.extra}": Bundle(calibrate_bundle(fp32, calib, work / "x.vsr", target="cpu",
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
             print(f"| {be} | {v} | {total:.2f} | " + " | ".join(f"{np.median(d[g]):.2f}" for g in groups)
                   + f" | {total / base:.2f}x |")
     print(f"\nCommand: `python benchmarks/int8_cells.py --arch {args.arch} --size {args.size} --frames {args.frames} "
-          f"--threads {args.threads} --rounds {args.rounds} --config '{args.config}'`")
+          f"--threads {args.threads} --rounds {args.rounds} --config '{args.config}'"
+          + (f" --calib-frames {args.calib_frames}" if args.calib_frames != 3 else "") + "`")
     return 0
 
 
