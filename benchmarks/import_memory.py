@@ -64,7 +64,10 @@ def main() -> None:
         child(json.loads(args.child))
         return
     import platform
-    print(f"# CPU: {_cpu_model()}; python {platform.python_version()}")
+
+    from vsrdeploy.evaluate.machine import cpu_info
+    cpu = cpu_info()
+    print(f"# CPU: {cpu['model']}, flags {', '.join(cpu['flags'])}; python {platform.python_version()}")
     print("| network | backend | step | RSS MB | anonymous | file-backed |")
     print("|---|---|---|---:|---:|---:|")
     for arch in args.archs:
@@ -76,14 +79,6 @@ def main() -> None:
             for step, rss in json.loads(out)["steps"]:
                 print(f"| {arch} c64n{args.blocks} | {backend} | {step} | {rss['VmRSS']:.0f} | "
                       f"{rss['RssAnon']:.0f} | {rss['RssFile']:.0f} |")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +49,6 @@ def bundle_path(cache: Path, arch: str, blocks: int, dcn: str) -> Path:
     # a stale format, or cells cut by another version, is never reused
     path = cache / f"{arch}-c64n{blocks}-{dcn}-format{FORMAT_VERSION}-{vsrdeploy.__version__}.vsr"
     if not (path / "manifest.json").exists():
-        import shutil
-        import tempfile
         torch.manual_seed(0)
         net = vsrdeploy.build_model(arch, **CONFIGS[arch](blocks)).eval()
         cache.mkdir(parents=True, exist_ok=True)

@@ -314,15 +314,13 @@ class ModulatedDeformConv2d(nn.Module):
 
     def row_strips(self, x: torch.Tensor) -> int:
         """Row strips the alignment of ``x`` runs in: ``export_row_strips`` in a decomposed or native export (the
-        native form needs a same-size convolution: :func:`native_deform_conv_rows`), 1 for the TensorRT plugin,
-        else :func:`eager_row_strips` (eager inference on large frames)."""
+        native form needs a same-size convolution: :func:`native_deform_conv_rows`), else
+        :func:`eager_row_strips` (eager inference on large frames; 1 in a plugin export)."""
         if exporting_decomposed():
             return self.export_row_strips
         if exporting_native():
             same_size = self.stride == 1 and 2 * self.padding == self.dilation * (self.kernel_size - 1)
             return self.export_row_strips if same_size else 1
-        if torch.onnx.is_in_onnx_export():
-            return 1
         return eager_row_strips(x, self.kernel_size ** 2)
 
     def deform_conv(self, x, offset, mask, out_grid=None, strips: int | None = None):
