@@ -100,7 +100,7 @@ def child(cfg: dict) -> None:
         from vsrdeploy.bundle import Bundle
         from vsrdeploy.models.spill import DEFAULT_RESIDENT_BYTES
         from vsrdeploy.runtimes.engine import Upscaler
-        options = {"threads": cfg["threads"]} if cfg["backend"] != "torch" else {}
+        options = {"threads": cfg["threads"], **cfg.get("backend_options", {})} if cfg["backend"] != "torch" else {}
         up = Upscaler.create(Bundle(cfg["bundle"]), cfg["backend"], **options)
         base = rss_mb()
         n_out = 0
@@ -160,8 +160,12 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
+    p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="an option for every backend but torch, as `run --backend-option` takes it "
+                        "(e.g. static_shapes=false on openvino-cpu)")
     p.add_argument("--json", help="Append result rows (JSON lines) to this file")
     args = p.parse_args()
+    from vsrdeploy.runtimes.base import parse_backend_options
     h, w = (int(v) for v in args.size.lower().split("x"))
     dcn_for = lambda backend: args.dcn if (args.dcn and backend == "ort-cpu") else DCN[backend]  # noqa: E731
     cache = Path(args.cache)
@@ -184,7 +188,9 @@ def main() -> None:
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,
-                   "budget": args.memory_budget, "marks": args.marks, "spill_resident": args.spill_resident, **run}
+                   "budget": args.memory_budget, "marks": args.marks, "spill_resident": args.spill_resident,
+                   "backend_options": parse_backend_options(run["backend"], args.backend_option)
+                   if run["backend"] not in ("torch", "torch (model(lrs))") else {}, **run}
             row = measure(cfg)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -1,6 +1,8 @@
 """OpenVINO backends (CPU, GPU). OpenVINO cannot import ONNX DeformConv: use a decomposed bundle."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import psutil
 import torch
@@ -32,6 +34,15 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: ``vsrdeploy tune`` times 2 as a row of its own (``tune.OPTION_VARIANTS``) and writes it into the profile
 #: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
+#: Each cell is compiled for the input shapes of its calls (static shapes), once per set of shapes, not once
+#: with dynamic N / H / W. A cell compiled with dynamic shapes writes each output into a buffer of its own and
+#: copies it into the one we hand in, and keeps that buffer, the size of its largest output, after
+#: ``release_memory()``: the sum over cells stayed resident for good (benchmarks/openvino_output_retention.py:
+#: a 225 MiB output kept; compiled for the call's shapes it writes into our buffer and keeps nothing).
+STATIC_SHAPES = True
+#: compiled shapes kept per cell, least recently used dropped first. A stream calls a cell with a few shapes
+#: (its frame size, a last smaller batch, row strips of two heights), tiles with one or two more.
+MAX_SHAPES_PER_CELL = 8
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
 NATIVE_CAPABILITY = {"bf16": ("BF16", "AVX512_BF16 or AMX on x86"), "fp16": ("FP16", "AVX512_FP16 or AMX-FP16 on x86")}
@@ -60,7 +71,7 @@ class _OpenVINOBackend(Backend):
     unsupported_ops = frozenset({"DeformConv", PLUGIN_NODE})
     preferred_dcn = "decomposed"
     precisions = {name: {"precision": name} for name in PRECISION_HINTS}
-    resources = ("requests", "compiled")
+    resources = ("compiled",)
     #: measured above the process's base, openvino-cpu against ort-cpu on the same plan: BasicVSR 4K output
     #: 1.27x, IconVSR 270x480 tiled 1.18x (benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds")
     memory_overhead = 1.3
@@ -77,7 +88,7 @@ class _OpenVINOBackend(Backend):
         return None
 
     def __init__(self, bundle, precision: str = "fp32", threads: int | None = None,
-                 keep_working_sets: int = KEEP_WORKING_SETS, **options):
+                 keep_working_sets: int = KEEP_WORKING_SETS, static_shapes: bool = STATIC_SHAPES, **options):
         super().__init__(bundle, **options)
         self.check_bundle(bundle)
         import openvino as ov
@@ -87,6 +98,9 @@ class _OpenVINOBackend(Backend):
         if isinstance(keep_working_sets, bool) or not isinstance(keep_working_sets, int) or keep_working_sets < 0:
             raise ConfigError(f"keep_working_sets must be an integer >= 0 (0: hand every large cell's buffers "
                               f"back after each call), got {keep_working_sets!r}")
+        if not isinstance(static_shapes, bool):
+            raise ConfigError(f"static_shapes must be true or false (true: each cell compiled for the shapes it is "
+                              f"called with), got {static_shapes!r}")
         self.keep_working_sets = keep_working_sets
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
@@ -100,23 +114,25 @@ class _OpenVINOBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.precision = precision
-        self.compiled = {name: core.compile_model(core.read_model(str(bundle.cell_path(name))), self.device_name,
-                                                  config) for name in bundle.cells}
-        self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
-        actual = next(iter(self.compiled.values())).get_property("INFERENCE_PRECISION_HINT")
+        self.compiled = {name: CompiledCell(name, core, core.read_model(str(bundle.cell_path(name))),
+                                            self.device_name, config, [o["name"] for o in bundle.cells[name].outputs],
+                                            static_shapes)
+                         for name in bundle.cells}
+        # every cell compiled here with the bundle's dynamic shapes, so that an op the device cannot run fails
+        # on opening, not in the middle of a stream; the precision it compiled to is checked on the first
+        compiled = [cell.compile_dynamic() for cell in self.compiled.values()]
+        actual = compiled[0].get_property("INFERENCE_PRECISION_HINT")
         if actual != getattr(ov.Type, PRECISION_HINTS[precision]):
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"OpenVINO {self.device_name} here runs {actual.to_string()} when asked for {precision} "
                                      "(this device has no native support for it)")
-        self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
-                        for name, c in self.compiled.items()}
+        del compiled
 
     def run(self, cell, inputs):
         """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
         straight into numpy buffers allocated for this call (``set_tensor``), so an output handed out is
         never written by a later call (the request's own output buffers would be)."""
         import openvino as ov
-        request = self.requests[cell]
         arrays = {k: cpu_array(v) for k, v in inputs.items()}
         info = self.bundle.cells[cell]
         shapes = output_shapes(info.inputs, info.outputs, {k: a.shape for k, a in arrays.items()})
@@ -125,14 +141,15 @@ class _OpenVINOBackend(Backend):
                 4 * int(np.prod(v)) for v in shapes.values()) > RELEASE_ABOVE_BYTES):
             self._make_room(cell)
         before = resident_bytes()
-        if shapes is None:  # the manifest does not give the output shapes: a fresh request, outputs copied once
-            result = self.compiled[cell].create_infer_request().infer(arrays, share_inputs=True)
-            outs = {name: torch.from_numpy(result[port]) for name, port in self.outputs[cell]}
+        request, ports = self.compiled[cell].request({k: a.shape for k, a in arrays.items()})
+        if shapes is None:  # the manifest does not give the output shapes: outputs copied once
+            result = request.infer(arrays, share_inputs=True)
+            outs = {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in ports}
         else:
             for name, a in arrays.items():
                 request.set_tensor(name, ov.Tensor(a, shared_memory=True))
             buffers = {}
-            for name, port in self.outputs[cell]:
+            for name, port in ports:
                 buffers[name] = np.empty(shapes[name], dtype=port.get_element_type().to_dtype())
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
@@ -152,6 +169,44 @@ class _OpenVINOBackend(Backend):
         while len(others) > self.keep_working_sets:
             self.compiled[others.pop(0)].release_memory()
         self.kept = others + [c for c in self.kept if c == cell]
+
+
+class CompiledCell:
+    """One cell on an OpenVINO device: the model read from the bundle, compiled for each set of input shapes
+    it is called with (``static``; the ``MAX_SHAPES_PER_CELL`` most recently used kept), or once with dynamic
+    shapes. ``release_memory()`` hands back the buffers of all its compiled forms."""
+
+    def __init__(self, name: str, core, model, device: str, config: dict, outputs: list[str], static: bool = True):
+        self.name, self.core, self.model, self.device, self.config = name, core, model, device, config
+        self.wanted, self.static = outputs, static
+        self.forms: OrderedDict = OrderedDict()  # input shapes (None: dynamic) -> (compiled, request, ports)
+
+    def compile_dynamic(self):
+        """The cell compiled with the bundle's dynamic shapes; kept as the cell's one form unless ``static``."""
+        compiled = self.core.compile_model(self.model, self.device, self.config)
+        if not self.static:
+            self._add(None, compiled)
+        return compiled
+
+    def request(self, shapes: dict[str, tuple[int, ...]]):
+        """(infer request, [(output name, port)]) for a call with inputs of ``shapes`` (name -> shape)."""
+        key = tuple(sorted(shapes.items())) if self.static else None
+        if key not in self.forms:
+            model = self.model.clone()
+            model.reshape({name: list(shape) for name, shape in key})
+            self._add(key, self.core.compile_model(model, self.device, self.config))
+        self.forms.move_to_end(key)
+        return self.forms[key][1:]
+
+    def _add(self, key, compiled) -> None:
+        self.forms[key] = (compiled, compiled.create_infer_request(),
+                           _output_ports(self.name, self.wanted, compiled.outputs))
+        while len(self.forms) > MAX_SHAPES_PER_CELL:
+            self.forms.popitem(last=False)
+
+    def release_memory(self) -> None:
+        for compiled, _, _ in self.forms.values():
+            compiled.release_memory()
 
 
 def resident_bytes() -> int:
