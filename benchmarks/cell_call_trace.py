@@ -70,10 +70,14 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dump-cell", help="count tensors and heap before this cell's fullest call")
+    p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="a backend option, as `run --backend-option` takes it (e.g. static_shapes=false)")
     args = p.parse_args()
+    from vsrdeploy.runtimes.base import parse_backend_options
     h, w = (int(v) for v in args.size.split("x"))
     torch.set_num_threads(args.threads)
-    up = vsrdeploy.open_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    up = vsrdeploy.open_bundle(args.bundle, backend=args.backend, threads=args.threads,
+                               **parse_backend_options(args.backend, args.backend_option))
     backend = up._check_open()
     call = backend.run
     calls, gaps, dump = [], [], {}

@@ -1,6 +1,6 @@
 """OpenVINO's kept working sets (issue #12 memory / #13 speed): before a large cell runs, the other large
-cells hand their buffers back except the ``keep_working_sets`` most recently called ones. Which cells are
-kept must not change a single output bit."""
+cells are unloaded (their compiled models dropped, imported again when next called) except the
+``keep_working_sets`` most recently called ones. Which cells are kept must not change a single output bit."""
 import functools
 
 import pytest
@@ -15,26 +15,17 @@ from conftest import moving_clip, random_clip
 pytest.importorskip("openvino")
 
 
-class _Recorded:
-    """A compiled cell whose ``release_memory`` calls are logged (everything else passes through)."""
-
-    def __init__(self, name, compiled, log):
-        self._name, self._compiled, self._log = name, compiled, log
-
-    def release_memory(self):
-        self._log.append(("release", self._name))
-        self._compiled.release_memory()
-
-    def __getattr__(self, attr):
-        return getattr(self._compiled, attr)
-
-
 def _stream_logged(bundle, keep, monkeypatch):
     monkeypatch.setattr(openvino_backend, "RELEASE_ABOVE_BYTES", 0)  # every call of the tiny model is "large"
     log = []
     with vsrdeploy.open_bundle(bundle, backend="openvino-cpu", keep_working_sets=keep) as up:
         backend = up.backend
-        backend.compiled = {n: _Recorded(n, c, log) for n, c in backend.compiled.items()}
+        unload = backend._unload
+
+        def logged_unload(cell):
+            log.append(("release", cell))
+            unload(cell)
+        backend._unload = logged_unload
         run = backend.run
 
         def logged_run(cell, inputs):
@@ -80,8 +71,24 @@ def test_a_call_that_allocates_much_marks_its_cell_large(tiny_bundle, monkeypatc
         backend = up.backend
         lrs = random_clip(t=4, h=32, w=40)[0]
         list(up.stream(iter(lrs), window=2, lookahead=1))
-        assert backend.large == set(backend.compiled)  # the tiny cells' inputs and outputs are far below 16 MiB
+        assert backend.large == set(backend.bundle.cells)  # the tiny cells' inputs and outputs are far below 16 MiB
         assert len(backend.kept) == 1
+
+
+def test_an_unloaded_cell_is_imported_again_and_gives_the_same_bits(tiny_bundle):
+    with vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu") as up:
+        backend = up.backend
+        inputs = {"lr": torch.rand(2, 3, 32, 40), "feat_in": torch.rand(2, 8, 32, 40)}
+        first = backend.run("backward_trunk", inputs)["feat_out"]
+        backend._unload("backward_trunk")
+        assert "backward_trunk" not in backend.compiled and "backward_trunk" not in backend.requests
+        blob = backend.blobs["backward_trunk"]
+        again = backend.run("backward_trunk", inputs)["feat_out"]
+        assert "backward_trunk" in backend.compiled
+        backend._unload("backward_trunk")
+        assert backend.blobs["backward_trunk"] is blob  # exported once
+        assert torch.equal(first, again)
+        assert torch.equal(first, backend.run("backward_trunk", inputs)["feat_out"])
 
 
 def test_kept_working_sets_do_not_change_outputs(tiny_bundle, monkeypatch):
@@ -119,7 +126,7 @@ def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("item, message", [
     ("keep_working_sets", "takes KEY=VALUE"),
-    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, static_shapes, threads"),
+    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, threads"),
     ("keep_working_sets=-1", "keep_working_sets must be an integer >= 0"),
     ("keep_working_sets=two", "keep_working_sets must be an integer >= 0"),
 ])

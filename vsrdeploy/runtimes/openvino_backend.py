@@ -1,8 +1,6 @@
 """OpenVINO backends (CPU, GPU). OpenVINO cannot import ONNX DeformConv: use a decomposed bundle."""
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import psutil
 import torch
@@ -15,17 +13,20 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: a cell is *large* when a call's inputs and outputs together, or the resident memory it added beyond its
 #: outputs (its intermediate buffers), exceed this. OpenVINO otherwise keeps each cell's largest working set
 #: for good, and the sum over cells, not the largest one, becomes the process's floor, so before a large
-#: cell runs, the other large cells hand their buffers back (``CompiledModel.release_memory``; see
-#: ``KEEP_WORKING_SETS``). Inputs and outputs: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR
-#: frames and made a 64-channel map, and its kept buffers took streaming at 180x320 to 3.0 GB. The memory a
-#: call added (0.3.1): row strips of the upsampling tail and SPyNet's flows have small inputs and outputs
-#: but ~100 MB of buffers each at 180x320, which until 0.3.1 they kept for good (IconVSR's openvino-cpu
-#: stream at 180x320: 1434 -> 1280 MB; benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds").
+#: cell runs, the other large cells are unloaded (see ``KEEP_WORKING_SETS``): their compiled model is
+#: dropped and imported again from its exported blob when next called (0.3.8; before, they handed their
+#: buffers back with ``CompiledModel.release_memory``, which keeps an output-sized buffer per cell for good:
+#: ~35-50 MB per cell at 270x480 LR, 419 MB over BasicVSR++'s 13 cells; benchmarks/openvino_output_retention.py).
+#: Inputs and outputs: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR frames and made a 64-channel
+#: map, and its kept buffers took streaming at 180x320 to 3.0 GB. The memory a call added (0.3.1): row strips
+#: of the upsampling tail and SPyNet's flows have small inputs and outputs but ~100 MB of buffers each at
+#: 180x320, which until 0.3.1 they kept for good (IconVSR's openvino-cpu stream at 180x320: 1434 -> 1280 MB;
+#: benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds").
 RELEASE_ABOVE_BYTES = 16 * 2**20
-#: how many other large cells keep their buffers while a large cell runs: the most recently called ones.
-#: 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row (row
-#: strips, batches) keep theirs, and the last large cell keeps them until another large cell runs: its
-#: buffers are handed back before that call, not after its own (until 0.3.1, after every large call, so
+#: how many other large cells stay loaded (keep their buffers) while a large cell runs: the most recently
+#: called ones. 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row
+#: (row strips, batches) keep theirs, and the last large cell keeps them until another large cell runs: it
+#: is unloaded before that call, not after its own (until 0.3.1, after every large call, so
 #: each row strip of the upsampling tail would have allocated its buffers afresh). A BasicVSR++ branch
 #: calls its align and backbone cells in turn, and an align call right after a release takes 1.4-2.9x as
 #: long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of BasicVSR++ INT8 1.27-1.34x faster for
@@ -34,15 +35,6 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: ``vsrdeploy tune`` times 2 as a row of its own (``tune.OPTION_VARIANTS``) and writes it into the profile
 #: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
-#: Each cell is compiled for the input shapes of its calls (static shapes), once per set of shapes, not once
-#: with dynamic N / H / W. A cell compiled with dynamic shapes writes each output into a buffer of its own and
-#: copies it into the one we hand in, and keeps that buffer, the size of its largest output, after
-#: ``release_memory()``: the sum over cells stayed resident for good (benchmarks/openvino_output_retention.py:
-#: a 225 MiB output kept; compiled for the call's shapes it writes into our buffer and keeps nothing).
-STATIC_SHAPES = True
-#: compiled shapes kept per cell, least recently used dropped first. A stream calls a cell with a few shapes
-#: (its frame size, a last smaller batch, row strips of two heights), tiles with one or two more.
-MAX_SHAPES_PER_CELL = 8
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
 NATIVE_CAPABILITY = {"bf16": ("BF16", "AVX512_BF16 or AMX on x86"), "fp16": ("FP16", "AVX512_FP16 or AMX-FP16 on x86")}
@@ -71,7 +63,7 @@ class _OpenVINOBackend(Backend):
     unsupported_ops = frozenset({"DeformConv", PLUGIN_NODE})
     preferred_dcn = "decomposed"
     precisions = {name: {"precision": name} for name in PRECISION_HINTS}
-    resources = ("compiled",)
+    resources = ("requests", "compiled", "outputs", "blobs")
     #: measured above the process's base, openvino-cpu against ort-cpu on the same plan: BasicVSR 4K output
     #: 1.27x, IconVSR 270x480 tiled 1.18x (benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds")
     memory_overhead = 1.3
@@ -88,7 +80,7 @@ class _OpenVINOBackend(Backend):
         return None
 
     def __init__(self, bundle, precision: str = "fp32", threads: int | None = None,
-                 keep_working_sets: int = KEEP_WORKING_SETS, static_shapes: bool = STATIC_SHAPES, **options):
+                 keep_working_sets: int = KEEP_WORKING_SETS, **options):
         super().__init__(bundle, **options)
         self.check_bundle(bundle)
         import openvino as ov
@@ -98,9 +90,6 @@ class _OpenVINOBackend(Backend):
         if isinstance(keep_working_sets, bool) or not isinstance(keep_working_sets, int) or keep_working_sets < 0:
             raise ConfigError(f"keep_working_sets must be an integer >= 0 (0: hand every large cell's buffers "
                               f"back after each call), got {keep_working_sets!r}")
-        if not isinstance(static_shapes, bool):
-            raise ConfigError(f"static_shapes must be true or false (true: each cell compiled for the shapes it is "
-                              f"called with), got {static_shapes!r}")
         self.keep_working_sets = keep_working_sets
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
@@ -114,19 +103,18 @@ class _OpenVINOBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.precision = precision
-        self.compiled = {name: CompiledCell(name, core, core.read_model(str(bundle.cell_path(name))),
-                                            self.device_name, config, [o["name"] for o in bundle.cells[name].outputs],
-                                            static_shapes)
-                         for name in bundle.cells}
-        # every cell compiled here with the bundle's dynamic shapes, so that an op the device cannot run fails
-        # on opening, not in the middle of a stream; the precision it compiled to is checked on the first
-        compiled = [cell.compile_dynamic() for cell in self.compiled.values()]
-        actual = compiled[0].get_property("INFERENCE_PRECISION_HINT")
+        self.core, self.config = core, config
+        self.blobs: dict[str, object] = {}  # cell -> its compiled model exported, for cells unloaded once
+        self.compiled = {name: core.compile_model(core.read_model(str(bundle.cell_path(name))), self.device_name,
+                                                  config) for name in bundle.cells}
+        self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
+        actual = next(iter(self.compiled.values())).get_property("INFERENCE_PRECISION_HINT")
         if actual != getattr(ov.Type, PRECISION_HINTS[precision]):
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"OpenVINO {self.device_name} here runs {actual.to_string()} when asked for {precision} "
                                      "(this device has no native support for it)")
-        del compiled
+        self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
+                        for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
         """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
@@ -140,16 +128,18 @@ class _OpenVINOBackend(Backend):
         if cell in self.large or (shapes is not None and in_bytes + sum(
                 4 * int(np.prod(v)) for v in shapes.values()) > RELEASE_ABOVE_BYTES):
             self._make_room(cell)
+        if cell not in self.compiled:
+            self._load(cell)
+        request = self.requests[cell]
         before = resident_bytes()
-        request, ports = self.compiled[cell].request({k: a.shape for k, a in arrays.items()})
-        if shapes is None:  # the manifest does not give the output shapes: outputs copied once
-            result = request.infer(arrays, share_inputs=True)
-            outs = {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in ports}
+        if shapes is None:  # the manifest does not give the output shapes: a fresh request, outputs copied once
+            result = self.compiled[cell].create_infer_request().infer(arrays, share_inputs=True)
+            outs = {name: torch.from_numpy(result[port]) for name, port in self.outputs[cell]}
         else:
             for name, a in arrays.items():
                 request.set_tensor(name, ov.Tensor(a, shared_memory=True))
             buffers = {}
-            for name, port in ports:
+            for name, port in self.outputs[cell]:
                 buffers[name] = np.empty(shapes[name], dtype=port.get_element_type().to_dtype())
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
@@ -163,50 +153,28 @@ class _OpenVINOBackend(Backend):
         return outs
 
     def _make_room(self, cell: str) -> None:
-        """Before large ``cell`` runs: the large cells called least recently hand their buffers back, so that
-        at most ``keep_working_sets`` others hold theirs during the call."""
+        """Before large ``cell`` runs: the large cells called least recently are unloaded, so that at most
+        ``keep_working_sets`` others hold their buffers during the call."""
         others = [c for c in self.kept if c != cell]
         while len(others) > self.keep_working_sets:
-            self.compiled[others.pop(0)].release_memory()
+            self._unload(others.pop(0))
         self.kept = others + [c for c in self.kept if c == cell]
 
+    def _unload(self, cell: str) -> None:
+        """Drop ``cell``'s compiled model, its request and ports (a port holds the model), and so every buffer
+        it holds; exported first, once, so that :meth:`_load` imports it instead of compiling it again
+        (BasicVSR++'s alignment: compiled in ~0.5 s, imported in ~0.07 s)."""
+        if cell not in self.blobs:
+            self.blobs[cell] = self.compiled[cell].export_model()
+        del self.requests[cell], self.outputs[cell], self.compiled[cell]
 
-class CompiledCell:
-    """One cell on an OpenVINO device: the model read from the bundle, compiled for each set of input shapes
-    it is called with (``static``; the ``MAX_SHAPES_PER_CELL`` most recently used kept), or once with dynamic
-    shapes. ``release_memory()`` hands back the buffers of all its compiled forms."""
-
-    def __init__(self, name: str, core, model, device: str, config: dict, outputs: list[str], static: bool = True):
-        self.name, self.core, self.model, self.device, self.config = name, core, model, device, config
-        self.wanted, self.static = outputs, static
-        self.forms: OrderedDict = OrderedDict()  # input shapes (None: dynamic) -> (compiled, request, ports)
-
-    def compile_dynamic(self):
-        """The cell compiled with the bundle's dynamic shapes; kept as the cell's one form unless ``static``."""
-        compiled = self.core.compile_model(self.model, self.device, self.config)
-        if not self.static:
-            self._add(None, compiled)
-        return compiled
-
-    def request(self, shapes: dict[str, tuple[int, ...]]):
-        """(infer request, [(output name, port)]) for a call with inputs of ``shapes`` (name -> shape)."""
-        key = tuple(sorted(shapes.items())) if self.static else None
-        if key not in self.forms:
-            model = self.model.clone()
-            model.reshape({name: list(shape) for name, shape in key})
-            self._add(key, self.core.compile_model(model, self.device, self.config))
-        self.forms.move_to_end(key)
-        return self.forms[key][1:]
-
-    def _add(self, key, compiled) -> None:
-        self.forms[key] = (compiled, compiled.create_infer_request(),
-                           _output_ports(self.name, self.wanted, compiled.outputs))
-        while len(self.forms) > MAX_SHAPES_PER_CELL:
-            self.forms.popitem(last=False)
-
-    def release_memory(self) -> None:
-        for compiled, _, _ in self.forms.values():
-            compiled.release_memory()
+    def _load(self, cell: str) -> None:
+        blob = self.blobs[cell]
+        blob.seek(0)
+        compiled = self.core.import_model(blob, self.device_name, self.config)
+        self.compiled[cell], self.requests[cell] = compiled, compiled.create_infer_request()
+        self.outputs[cell] = _output_ports(cell, [o["name"] for o in self.bundle.cells[cell].outputs],
+                                           compiled.outputs)
 
 
 def resident_bytes() -> int:
