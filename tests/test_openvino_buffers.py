@@ -1,6 +1,7 @@
 """OpenVINO's kept working sets (issue #12 memory / #13 speed): before a large cell runs, the other large
-cells are unloaded (their compiled models dropped, imported again when next called) except the
-``keep_working_sets`` most recently called ones. Which cells are kept must not change a single output bit."""
+cells hand their buffers back (released, or unloaded: their compiled models dropped, imported again when next
+called) except the ``keep_working_sets`` most recently called ones. Which cells are kept, and how they hand
+their buffers back, must not change a single output bit."""
 import functools
 
 import pytest
@@ -15,17 +16,17 @@ from conftest import moving_clip, random_clip
 pytest.importorskip("openvino")
 
 
-def _stream_logged(bundle, keep, monkeypatch):
+def _stream_logged(bundle, keep, monkeypatch, **options):
     monkeypatch.setattr(openvino_backend, "RELEASE_ABOVE_BYTES", 0)  # every call of the tiny model is "large"
     log = []
-    with vsrdeploy.open_bundle(bundle, backend="openvino-cpu", keep_working_sets=keep) as up:
+    with vsrdeploy.open_bundle(bundle, backend="openvino-cpu", keep_working_sets=keep, **options) as up:
         backend = up.backend
-        unload = backend._unload
+        hand_back = backend._hand_back
 
-        def logged_unload(cell):
+        def logged_hand_back(cell):
             log.append(("release", cell))
-            unload(cell)
-        backend._unload = logged_unload
+            hand_back(cell)
+        backend._hand_back = logged_hand_back
         run = backend.run
 
         def logged_run(cell, inputs):
@@ -91,6 +92,28 @@ def test_an_unloaded_cell_is_imported_again_and_gives_the_same_bits(tiny_bundle)
         assert torch.equal(first, backend.run("backward_trunk", inputs)["feat_out"])
 
 
+def test_unloading_cells_does_not_change_outputs(tiny_bundle, monkeypatch):
+    released, _ = _stream_logged(tiny_bundle, 0, monkeypatch, unload_outputs_above=None)
+    unloaded, log = _stream_logged(tiny_bundle, 0, monkeypatch, unload_outputs_above=0)
+    assert any(event == "release" for event, _ in log)  # every hand-back an unload: some happened
+    assert len(released) == len(unloaded) == 6
+    assert all(torch.equal(a, b) for a, b in zip(released, unloaded))
+
+
+@pytest.mark.parametrize("limit,unloads", [(0, True), (None, False), ("1GB", False)])
+def test_a_cell_is_unloaded_only_when_its_outputs_are_above_the_limit(tiny_bundle, monkeypatch, limit, unloads):
+    monkeypatch.setattr(openvino_backend, "RELEASE_ABOVE_BYTES", 0)
+    with vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu", unload_outputs_above=limit) as up:
+        list(up.stream(iter(random_clip(t=4, h=32, w=40)[0]), window=2, lookahead=1))
+        assert bool(up.backend.blobs) == unloads  # a cell is exported when first unloaded
+
+
+@pytest.mark.parametrize("bad", ["lots", -1, True])
+def test_bad_unload_outputs_above_is_a_config_error(tiny_bundle, bad):
+    with pytest.raises(ConfigError, match="unload_outputs_above"):
+        vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu", unload_outputs_above=bad)
+
+
 def test_kept_working_sets_do_not_change_outputs(tiny_bundle, monkeypatch):
     released, _ = _stream_logged(tiny_bundle, 0, monkeypatch)
     kept, _ = _stream_logged(tiny_bundle, 3, monkeypatch)
@@ -126,7 +149,7 @@ def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("item, message", [
     ("keep_working_sets", "takes KEY=VALUE"),
-    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, threads"),
+    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, threads, unload_outputs_above"),
     ("keep_working_sets=-1", "keep_working_sets must be an integer >= 0"),
     ("keep_working_sets=two", "keep_working_sets must be an integer >= 0"),
 ])

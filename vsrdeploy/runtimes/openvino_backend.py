@@ -13,20 +13,18 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: a cell is *large* when a call's inputs and outputs together, or the resident memory it added beyond its
 #: outputs (its intermediate buffers), exceed this. OpenVINO otherwise keeps each cell's largest working set
 #: for good, and the sum over cells, not the largest one, becomes the process's floor, so before a large
-#: cell runs, the other large cells are unloaded (see ``KEEP_WORKING_SETS``): their compiled model is
-#: dropped and imported again from its exported blob when next called (0.3.8; before, they handed their
-#: buffers back with ``CompiledModel.release_memory``, which keeps an output-sized buffer per cell for good:
-#: ~35-50 MB per cell at 270x480 LR, 419 MB over BasicVSR++'s 13 cells; benchmarks/openvino_output_retention.py).
-#: Inputs and outputs: IconVSR's EDVR (one cell before 0.3.0) took 5 small LR frames and made a 64-channel
-#: map, and its kept buffers took streaming at 180x320 to 3.0 GB. The memory a call added (0.3.1): row strips
-#: of the upsampling tail and SPyNet's flows have small inputs and outputs but ~100 MB of buffers each at
-#: 180x320, which until 0.3.1 they kept for good (IconVSR's openvino-cpu stream at 180x320: 1434 -> 1280 MB;
-#: benchmarks/RESULTS.md, "OpenVINO buffers found by what a call adds").
+#: cell runs, the other large cells hand their buffers back (``CompiledModel.release_memory``; see
+#: ``KEEP_WORKING_SETS`` and ``UNLOAD_OUTPUTS_ABOVE``). Inputs and outputs: IconVSR's EDVR (one cell before
+#: 0.3.0) took 5 small LR frames and made a 64-channel map, and its kept buffers took streaming at 180x320 to
+#: 3.0 GB. The memory a call added (0.3.1): row strips of the upsampling tail and SPyNet's flows have small
+#: inputs and outputs but ~100 MB of buffers each at 180x320, which until 0.3.1 they kept for good (IconVSR's
+#: openvino-cpu stream at 180x320: 1434 -> 1280 MB; benchmarks/RESULTS.md, "OpenVINO buffers found by what a
+#: call adds").
 RELEASE_ABOVE_BYTES = 16 * 2**20
-#: how many other large cells stay loaded (keep their buffers) while a large cell runs: the most recently
-#: called ones. 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row
-#: (row strips, batches) keep theirs, and the last large cell keeps them until another large cell runs: it
-#: is unloaded before that call, not after its own (until 0.3.1, after every large call, so
+#: how many other large cells keep their buffers while a large cell runs: the most recently called ones.
+#: 0 by default, for memory: one large cell's buffers at a time. Calls of the same cell in a row (row
+#: strips, batches) keep theirs, and the last large cell keeps them until another large cell runs: its
+#: buffers are handed back before that call, not after its own (until 0.3.1, after every large call, so
 #: each row strip of the upsampling tail would have allocated its buffers afresh). A BasicVSR++ branch
 #: calls its align and backbone cells in turn, and an align call right after a release takes 1.4-2.9x as
 #: long (fresh pages). ``keep_working_sets=2`` streamed 8 frames of BasicVSR++ INT8 1.27-1.34x faster for
@@ -35,6 +33,15 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: ``vsrdeploy tune`` times 2 as a row of its own (``tune.OPTION_VARIANTS``) and writes it into the profile
 #: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
+#: ``release_memory()`` keeps one buffer the size of the cell's largest output until the compiled model is
+#: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and the sum over cells stays
+#: resident. So a cell whose outputs exceed this is *unloaded* instead: its compiled model is dropped and
+#: imported again from its exported blob when next called (0.3.8). That costs time on every such call (an
+#: import, ~0.06 s for BasicVSR++'s alignment, and the first inference's setup), so it is kept for the frame
+#: sizes where the kept outputs break the memory targets: a 64-channel map is 14 MiB at 180x320 LR and 32 MiB
+#: at 270x480 (BasicVSR++ at 270x480: 1972 -> 1575 MB; benchmarks/RESULTS.md, "OpenVINO cells unloaded").
+#: ``None``: never unload; 0: unload every large cell.
+UNLOAD_OUTPUTS_ABOVE = 24 * 2**20
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
 NATIVE_CAPABILITY = {"bf16": ("BF16", "AVX512_BF16 or AMX on x86"), "fp16": ("FP16", "AVX512_FP16 or AMX-FP16 on x86")}
@@ -80,7 +87,8 @@ class _OpenVINOBackend(Backend):
         return None
 
     def __init__(self, bundle, precision: str = "fp32", threads: int | None = None,
-                 keep_working_sets: int = KEEP_WORKING_SETS, **options):
+                 keep_working_sets: int = KEEP_WORKING_SETS, unload_outputs_above=UNLOAD_OUTPUTS_ABOVE,
+                 **options):
         super().__init__(bundle, **options)
         self.check_bundle(bundle)
         import openvino as ov
@@ -91,6 +99,11 @@ class _OpenVINOBackend(Backend):
             raise ConfigError(f"keep_working_sets must be an integer >= 0 (0: hand every large cell's buffers "
                               f"back after each call), got {keep_working_sets!r}")
         self.keep_working_sets = keep_working_sets
+        if unload_outputs_above not in (None, 0):
+            from ..models.budget import parse_bytes
+            unload_outputs_above = parse_bytes(unload_outputs_above, "unload_outputs_above")
+        self.unload_outputs_above = unload_outputs_above
+        self.largest_output: dict[str, int] = {}  # cell -> bytes of its largest call's outputs
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
         reason = precision_unavailable_reason(self.device_name, precision)
@@ -145,6 +158,7 @@ class _OpenVINOBackend(Backend):
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
         out_bytes = sum(o.nbytes for o in outs.values())
+        self.largest_output[cell] = max(out_bytes, self.largest_output.get(cell, 0))
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
         if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
             self.large.add(cell)
@@ -153,12 +167,21 @@ class _OpenVINOBackend(Backend):
         return outs
 
     def _make_room(self, cell: str) -> None:
-        """Before large ``cell`` runs: the large cells called least recently are unloaded, so that at most
-        ``keep_working_sets`` others hold their buffers during the call."""
+        """Before large ``cell`` runs: the large cells called least recently hand their buffers back, so that
+        at most ``keep_working_sets`` others hold theirs during the call."""
         others = [c for c in self.kept if c != cell]
         while len(others) > self.keep_working_sets:
-            self._unload(others.pop(0))
+            self._hand_back(others.pop(0))
         self.kept = others + [c for c in self.kept if c == cell]
+
+    def _hand_back(self, cell: str) -> None:
+        """``cell``'s buffers go back: unloaded when its outputs are above ``unload_outputs_above``, else
+        released (OpenVINO then keeps an output-sized buffer)."""
+        limit = self.unload_outputs_above
+        if limit is not None and self.largest_output.get(cell, 0) > limit:
+            self._unload(cell)
+        else:
+            self.compiled[cell].release_memory()
 
     def _unload(self, cell: str) -> None:
         """Drop ``cell``'s compiled model, its request and ports (a port holds the model), and so every buffer
