@@ -101,7 +101,7 @@ def test_unloading_cells_does_not_change_outputs(tiny_bundle, monkeypatch):
 
 
 @pytest.mark.parametrize("limit,unloads", [(0, True), (None, False), ("1GB", False)])
-def test_a_cell_is_unloaded_only_when_its_outputs_are_above_the_limit(tiny_bundle, monkeypatch, limit, unloads):
+def test_cells_are_unloaded_only_once_outputs_were_above_the_limit(tiny_bundle, monkeypatch, limit, unloads):
     monkeypatch.setattr(openvino_backend, "RELEASE_ABOVE_BYTES", 0)
     with vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu", unload_outputs_above=limit) as up:
         list(up.stream(iter(random_clip(t=4, h=32, w=40)[0]), window=2, lookahead=1))

@@ -34,13 +34,14 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
 #: ``release_memory()`` keeps one buffer the size of the cell's largest output until the compiled model is
-#: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and the sum over cells stays
-#: resident. So a cell whose outputs exceed this is *unloaded* instead: its compiled model is dropped and
-#: imported again from its exported blob when next called (0.3.8). That costs time on every such call (an
-#: import, ~0.06 s for BasicVSR++'s alignment, and the first inference's setup), so it is kept for the frame
-#: sizes where the kept outputs break the memory targets: a 64-channel map is 14 MiB at 180x320 LR and 32 MiB
-#: at 270x480 (BasicVSR++ at 270x480: 1972 -> 1575 MB; benchmarks/RESULTS.md, "OpenVINO cells unloaded").
-#: ``None``: never unload; 0: unload every large cell.
+#: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and other buffers with it (SPyNet's
+#: ~50 MB at 270x480 LR for a 1 MB output); the sum over cells stays resident. So once a call's outputs exceed
+#: this (the frame is large), every large cell handing its buffers back is *unloaded* instead: its compiled
+#: model is dropped and imported again from its exported blob when next called (0.3.8). That costs time on
+#: every such call (an import, and the first inference's setup: benchmarks/cell_ab.py --after-unload), so it
+#: is kept for the frame sizes where the kept buffers break the memory targets: a 64-channel map is 14 MiB at
+#: 180x320 LR and 32 MiB at 270x480 (benchmarks/RESULTS.md, "OpenVINO cells unloaded").
+#: ``None``: never unload; 0: unload from the first call on.
 UNLOAD_OUTPUTS_ABOVE = 24 * 2**20
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
@@ -103,7 +104,7 @@ class _OpenVINOBackend(Backend):
             from ..models.budget import parse_bytes
             unload_outputs_above = parse_bytes(unload_outputs_above, "unload_outputs_above")
         self.unload_outputs_above = unload_outputs_above
-        self.largest_output: dict[str, int] = {}  # cell -> bytes of its largest call's outputs
+        self.largest_output = 0  # bytes of the largest call's outputs so far, any cell
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
         reason = precision_unavailable_reason(self.device_name, precision)
@@ -158,7 +159,7 @@ class _OpenVINOBackend(Backend):
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
         out_bytes = sum(o.nbytes for o in outs.values())
-        self.largest_output[cell] = max(out_bytes, self.largest_output.get(cell, 0))
+        self.largest_output = max(out_bytes, self.largest_output)
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
         if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
             self.large.add(cell)
@@ -175,10 +176,10 @@ class _OpenVINOBackend(Backend):
         self.kept = others + [c for c in self.kept if c == cell]
 
     def _hand_back(self, cell: str) -> None:
-        """``cell``'s buffers go back: unloaded when its outputs are above ``unload_outputs_above``, else
-        released (OpenVINO then keeps an output-sized buffer)."""
+        """``cell``'s buffers go back: unloaded once a call's outputs were above ``unload_outputs_above``,
+        else released (OpenVINO then keeps an output-sized buffer and more)."""
         limit = self.unload_outputs_above
-        if limit is not None and self.largest_output.get(cell, 0) > limit:
+        if limit is not None and self.largest_output > limit:
             self._unload(cell)
         else:
             self.compiled[cell].release_memory()
