@@ -108,6 +108,14 @@ def test_cells_are_unloaded_only_once_outputs_were_above_the_limit(tiny_bundle, 
         assert bool(up.backend.blobs) == unloads  # a cell is exported when first unloaded
 
 
+def test_the_unload_limit_counts_one_batch_item(tiny_bundle):
+    """A batch of frames (stateless cells) or tiles is not a larger frame: the limit is held against the
+    outputs of one batch item."""
+    with vsrdeploy.open_bundle(tiny_bundle, backend="openvino-cpu") as up:
+        out = up.backend.run("backward_trunk", {"lr": torch.rand(4, 3, 32, 40), "feat_in": torch.rand(4, 8, 32, 40)})
+        assert up.backend.largest_output == out["feat_out"].nbytes // 4
+
+
 @pytest.mark.parametrize("bad", ["lots", -1, True])
 def test_bad_unload_outputs_above_is_a_config_error(tiny_bundle, bad):
     with pytest.raises(ConfigError, match="unload_outputs_above"):

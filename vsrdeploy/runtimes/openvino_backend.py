@@ -35,8 +35,8 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 KEEP_WORKING_SETS = 0
 #: ``release_memory()`` keeps one buffer the size of the cell's largest output until the compiled model is
 #: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and other buffers with it (SPyNet's
-#: ~50 MB at 270x480 LR for a 1 MB output); the sum over cells stays resident. So once a call's outputs exceed
-#: this (the frame is large), every large cell handing its buffers back is *unloaded* instead: its compiled
+#: ~50 MB at 270x480 LR for a 1 MB output); the sum over cells stays resident. So once a call's outputs for
+#: one batch item (a frame or a tile) exceed this (the frame is large), every large cell handing its buffers back is *unloaded* instead: its compiled
 #: model is dropped and imported again from its exported blob when next called (0.3.8). That costs time on
 #: every such call (an import, and the first inference's setup: benchmarks/cell_ab.py --after-unload), so it
 #: is kept for the frame sizes where the kept buffers break the memory targets: a 64-channel map is 14 MiB at
@@ -104,7 +104,7 @@ class _OpenVINOBackend(Backend):
             from ..models.budget import parse_bytes
             unload_outputs_above = parse_bytes(unload_outputs_above, "unload_outputs_above")
         self.unload_outputs_above = unload_outputs_above
-        self.largest_output = 0  # bytes of the largest call's outputs so far, any cell
+        self.largest_output = 0  # bytes of the largest outputs so far of one batch item (a frame or tile), any cell
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
         self.large: set[str] = set()  # cells found large (RELEASE_ABOVE_BYTES) by an earlier call
         reason = precision_unavailable_reason(self.device_name, precision)
@@ -159,7 +159,9 @@ class _OpenVINOBackend(Backend):
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
         out_bytes = sum(o.nbytes for o in outs.values())
-        self.largest_output = max(out_bytes, self.largest_output)
+        # per batch item: batched calls of stateless cells must not count as a larger frame
+        self.largest_output = max(self.largest_output, sum(o.nbytes // max(1, o.shape[0]) if o.dim() else o.nbytes
+                                                           for o in outs.values()))
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
         if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
             self.large.add(cell)
@@ -176,7 +178,8 @@ class _OpenVINOBackend(Backend):
         self.kept = others + [c for c in self.kept if c == cell]
 
     def _hand_back(self, cell: str) -> None:
-        """``cell``'s buffers go back: unloaded once a call's outputs were above ``unload_outputs_above``,
+        """``cell``'s buffers go back: unloaded once a call's outputs for one batch item were above
+        ``unload_outputs_above``,
         else released (OpenVINO then keeps an output-sized buffer and more)."""
         limit = self.unload_outputs_above
         if limit is not None and self.largest_output > limit:
