@@ -4,7 +4,8 @@ Streams a bundle on one backend and records, for each cell call, the process's R
 how much the call raised the kernel's high-water mark (VmHWM); rises between calls (schedule code, spill
 reads) are listed too. At the call of ``--dump-cell`` with the most memory resident before it, it counts
 the torch tensors alive (by storage) and glibc's heap (``mallinfo2``: arena in use, large mmapped
-allocations). After the stream it releases every OpenVINO cell's buffers and reports what stays, beside the
+allocations). After the stream it releases every OpenVINO cell's buffers and reports what stays, then unloads
+the cells one at a time (their compiled models dropped) and reports what each returned, beside the
 sum over cells of each cell's largest output (OpenVINO keeps a compiled model's output buffer at its largest
 size through ``release_memory``: ``benchmarks/openvino_output_retention.py``). Linux only.
 
@@ -118,6 +119,14 @@ def main() -> None:
     for compiled in getattr(backend, "compiled", {}).values():
         compiled.release_memory()
     print(f"every OpenVINO cell's buffers released: RSS {_status('VmRSS')} MiB, heap {heap()}")
+    if hasattr(backend, "_unload"):  # what each compiled cell still kept: dropped one at a time
+        dropped = {}
+        for cell in list(backend.compiled):
+            before = _status("VmRSS")
+            backend._unload(cell)
+            dropped[cell] = before - _status("VmRSS")
+        print(f"each OpenVINO cell unloaded after that (compiled model dropped), RSS returned, MiB: {dropped}; "
+              f"RSS {_status('VmRSS')} MiB")
     print(f"each cell's largest output, summed over cells: {sum(largest_output.values()) / 2**20:.0f} MiB "
           f"({', '.join(f'{c} {b / 2**20:.1f}' for c, b in largest_output.items())})")
 
