@@ -34,14 +34,15 @@ RELEASE_ABOVE_BYTES = 16 * 2**20
 #: when it is the fastest within the budgets.
 KEEP_WORKING_SETS = 0
 #: ``release_memory()`` keeps one buffer the size of the cell's largest output until the compiled model is
-#: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and other buffers with it (SPyNet's
-#: ~50 MB at 270x480 LR for a 1 MB output); the sum over cells stays resident. So once a call's outputs for
-#: one batch item (a frame or a tile) exceed this (the frame is large), every large cell handing its buffers back is *unloaded* instead: its compiled
-#: model is dropped and imported again from its exported blob when next called (0.3.8). That costs time on
-#: every such call (an import, and the first inference's setup: benchmarks/cell_ab.py --after-unload), so it
-#: is kept for the frame sizes where the kept buffers break the memory targets: a 64-channel map is 14 MiB at
-#: 180x320 LR and 32 MiB at 270x480 (benchmarks/RESULTS.md, "OpenVINO cells unloaded").
-#: ``None``: never unload; 0: unload from the first call on.
+#: deleted (benchmarks/openvino_output_retention.py: a 225 MiB output kept), and other buffers with it
+#: (benchmarks/cell_call_trace.py: SPyNet's cell 47 MB at 270x480 LR for a 1 MB output); the sum over cells
+#: stays resident. So once a call's outputs for one batch item (a frame or a tile) exceed this (the frame is
+#: large), every large cell handing its buffers back is *unloaded* instead: its compiled model is dropped and
+#: imported again from its exported blob when next called (0.3.8). That costs time on every such call (the
+#: import, and the first inference's setup: 0.04-0.21 s a call for BasicVSR++'s cells, benchmarks/cell_ab.py
+#: --after-unload), so it is kept for the frame sizes where the kept buffers break the memory targets: a
+#: 64-channel map is 14 MiB at 180x320 LR, 32 MiB at 270x480 (benchmarks/RESULTS.md, "OpenVINO cells
+#: unloaded"). ``None``: never unload; 0: unload from the first call on.
 UNLOAD_OUTPUTS_ABOVE = 24 * 2**20
 
 #: OPTIMIZATION_CAPABILITIES entry a device must report to execute a precision natively, and what gives it
@@ -159,9 +160,7 @@ class _OpenVINOBackend(Backend):
             request.infer()
             outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
         out_bytes = sum(o.nbytes for o in outs.values())
-        # per batch item: batched calls of stateless cells must not count as a larger frame
-        self.largest_output = max(self.largest_output, sum(o.nbytes // max(1, o.shape[0]) if o.dim() else o.nbytes
-                                                           for o in outs.values()))
+        self.largest_output = max(self.largest_output, _item_bytes(outs))
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
         if in_bytes + out_bytes > RELEASE_ABOVE_BYTES or added > RELEASE_ABOVE_BYTES:
             self.large.add(cell)
@@ -179,8 +178,7 @@ class _OpenVINOBackend(Backend):
 
     def _hand_back(self, cell: str) -> None:
         """``cell``'s buffers go back: unloaded once a call's outputs for one batch item were above
-        ``unload_outputs_above``,
-        else released (OpenVINO then keeps an output-sized buffer and more)."""
+        ``unload_outputs_above``, else released (OpenVINO then keeps an output-sized buffer and more)."""
         limit = self.unload_outputs_above
         if limit is not None and self.largest_output > limit:
             self._unload(cell)
@@ -189,8 +187,7 @@ class _OpenVINOBackend(Backend):
 
     def _unload(self, cell: str) -> None:
         """Drop ``cell``'s compiled model, its request and ports (a port holds the model), and so every buffer
-        it holds; exported first, once, so that :meth:`_load` imports it instead of compiling it again
-        (BasicVSR++'s alignment: compiled in ~0.5 s, imported in ~0.07 s)."""
+        it holds; exported first, once, so that :meth:`_load` imports it instead of compiling it again."""
         if cell not in self.blobs:
             self.blobs[cell] = self.compiled[cell].export_model()
         del self.requests[cell], self.outputs[cell], self.compiled[cell]
@@ -202,6 +199,11 @@ class _OpenVINOBackend(Backend):
         self.compiled[cell], self.requests[cell] = compiled, compiled.create_infer_request()
         self.outputs[cell] = _output_ports(cell, [o["name"] for o in self.bundle.cells[cell].outputs],
                                            compiled.outputs)
+
+
+def _item_bytes(outs: dict) -> int:
+    """Bytes of one batch item's outputs: a batch of frames (stateless cells) or tiles is not a larger frame."""
+    return sum(o.nbytes // max(1, o.shape[0]) if o.dim() else o.nbytes for o in outs.values())
 
 
 def resident_bytes() -> int:
