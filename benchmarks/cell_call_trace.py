@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dump-cell", help="count tensors and heap before this cell's fullest call")
     p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
-                   help="a backend option, as `run --backend-option` takes it (e.g. static_shapes=false)")
+                   help="a backend option, as `run --backend-option` takes it (e.g. unload_outputs_above=null)")
     args = p.parse_args()
     from vsrdeploy.runtimes.base import parse_backend_options
     h, w = (int(v) for v in args.size.split("x"))

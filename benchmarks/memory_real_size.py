@@ -155,14 +155,14 @@ def main() -> None:
                    help="DCN export for ort-cpu [default: native]; torch and openvino-cpu always run decomposed")
     p.add_argument("--spill", nargs="+", default=["auto"],
                    help="auto, off or a directory; several: one row each, side by side")
-    p.add_argument("--spill-resident", help="held features kept in memory before spilling [default: 64MB]")
+    p.add_argument("--spill-resident", help="held features kept in memory before spilling [default: 16MB]")
     p.add_argument("--whole-clip", type=int, metavar="T", help="Instead: the whole-clip model(lrs) on T frames")
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "vsrdeploy" / "membench"))
     p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
                    help="an option for every backend but torch, as `run --backend-option` takes it "
-                        "(e.g. static_shapes=false on openvino-cpu)")
+                        "(e.g. unload_outputs_above=null on openvino-cpu)")
     p.add_argument("--json", help="Append result rows (JSON lines) to this file")
     args = p.parse_args()
     from vsrdeploy.runtimes.base import parse_backend_options

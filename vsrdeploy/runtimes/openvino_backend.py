@@ -103,7 +103,10 @@ class _OpenVINOBackend(Backend):
         self.keep_working_sets = keep_working_sets
         if unload_outputs_above not in (None, 0):
             from ..models.budget import parse_bytes
-            unload_outputs_above = parse_bytes(unload_outputs_above, "unload_outputs_above")
+            try:
+                unload_outputs_above = parse_bytes(unload_outputs_above, "unload_outputs_above")
+            except ConfigError as e:
+                raise ConfigError(f"{e} (or 0: unload from the first call; null / None: never)") from None
         self.unload_outputs_above = unload_outputs_above
         self.largest_output = 0  # bytes of the largest outputs so far of one batch item (a frame or tile), any cell
         self.kept: list[str] = []  # large cells holding their buffers, least recently called first
@@ -128,8 +131,7 @@ class _OpenVINOBackend(Backend):
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"OpenVINO {self.device_name} here runs {actual.to_string()} when asked for {precision} "
                                      "(this device has no native support for it)")
-        self.outputs = {name: _output_ports(name, [o["name"] for o in bundle.cells[name].outputs], c.outputs)
-                        for name, c in self.compiled.items()}
+        self.outputs = {name: self._ports(name, c) for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
         """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
@@ -197,8 +199,11 @@ class _OpenVINOBackend(Backend):
         blob.seek(0)
         compiled = self.core.import_model(blob, self.device_name, self.config)
         self.compiled[cell], self.requests[cell] = compiled, compiled.create_infer_request()
-        self.outputs[cell] = _output_ports(cell, [o["name"] for o in self.bundle.cells[cell].outputs],
-                                           compiled.outputs)
+        self.outputs[cell] = self._ports(cell, compiled)
+
+    def _ports(self, cell: str, compiled) -> list[tuple[str, object]]:
+        """(manifest output name, port) pairs of ``cell`` compiled as ``compiled``."""
+        return _output_ports(cell, [o["name"] for o in self.bundle.cells[cell].outputs], compiled.outputs)
 
 
 def _item_bytes(outs: dict) -> int:
