@@ -119,14 +119,63 @@ def test_tiled_stream_close_to_untiled_and_whole_frame_tile_exact():
     assert 10 * np.log10(1.0 / mse) > 40
 
 
-def test_tiled_bundle_stream_runs_tiles_on_the_batch_axis(tiny_bundle):
-    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
-    run = CountingRun(up.backend.run)
-    up.backend.run = run
+def test_tiled_bundle_stream_runs_each_tile_apart(tiny_bundle, monkeypatch):
+    """Each tile goes through its own window, one call per tile (a step's working set is one tile's), and gives
+    what the two tiles side by side on the batch axis give."""
     lrs = random_clip(t=4, h=40, w=72)[0].numpy()
-    out = np.stack(list(up.stream(iter(lrs), window=2, lookahead=1, tile=(40, 40), tile_overlap=8)))
-    assert out.shape == (4, 3, 160, 288)
-    assert run.calls["backward_trunk"] and all(n == 2 for n in run.calls["backward_trunk"])  # 2 tiles per frame
+    outs, calls = {}, {}
+    for apart in (True, False):
+        monkeypatch.setattr(vsrdeploy.models.basicvsr.BidirectionalSchedule, "tiles_apart", apart)
+        with vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu") as up:
+            run = CountingRun(up.backend.run)
+            up.backend.run = run
+            outs[apart] = np.stack(list(up.stream(iter(lrs), window=2, lookahead=1, tile=(40, 40), tile_overlap=8)))
+            calls[apart] = run.calls["backward_trunk"]
+    assert outs[True].shape == (4, 3, 160, 288)
+    assert calls[True] and set(calls[True]) == {1}  # one tile per call
+    assert calls[False] and set(calls[False]) == {2}  # 2 tiles per frame on the batch axis
+    np.testing.assert_allclose(outs[True], outs[False], rtol=0, atol=1e-6)
+
+
+# LR frame size, tile: 4 tiles of the frame each (BasicVSR++ needs 64-pixel tiles)
+TILED = {"basicvsr": ((48, 72), (32, 40)), "iconvsr": ((48, 72), (32, 40)), "basicvsr_pp": ((100, 150), (64, 96))}
+
+
+@pytest.mark.parametrize("arch", sorted(TILED))
+def test_tiles_apart_give_exactly_what_tiles_on_the_batch_axis_give(arch, monkeypatch):
+    """Tiles run one after another (each with its own schedule, state and flows, windows crossed, a batch of 2)
+    give what they gave side by side on the batch axis (to float rounding: a call's batch size may change a
+    kernel's summation order; 0.0 on torch 2.13 here), and bit-identically what each tile streamed alone gives."""
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(arch, **TINY[arch]).eval()
+    (h, w), tile = TILED[arch]
+    frames = [random_clip(t=7, h=h, w=w, n=2)[:, i] for i in range(7)]
+    schedule_class = type(net.schedule())
+    outs = {}
+    for apart in (True, False):
+        monkeypatch.setattr(schedule_class, "tiles_apart", apart)
+        with torch.no_grad():
+            outs[apart] = torch.stack(list(net.stream(iter(frames), window=3, lookahead=2, tile=tile, tile_overlap=8)))
+    assert outs[True].shape == (7, 2, 3, 4 * h, 4 * w)
+    torch.testing.assert_close(outs[True], outs[False], rtol=0, atol=1e-6)
+    grid = TileGrid(h, w, *tile, overlap=8)
+    with torch.no_grad():
+        alone = [torch.stack(list(net.stream(iter([grid.split(f)[2 * k:2 * k + 2] for f in frames]), window=3,
+                                             lookahead=2))) for k in range(len(grid))]
+    for t in range(7):
+        assert torch.equal(grid.stitch(torch.cat([a[t] for a in alone]), 4), outs[True][t])
+
+
+def test_realbasicvsr_keeps_its_tiles_on_the_batch_axis():
+    """RealBasicVSR decides its cleaning passes on the whole frame (every tile's residue), so its tiles stay
+    side by side: each call carries every tile of a frame."""
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("realbasicvsr", **TINY["realbasicvsr"]).eval()
+    run = CountingRun(TorchRunner(net.cells))
+    frames = [random_clip(t=4, h=40, w=72)[:, i] for i in range(4)]
+    with torch.no_grad():
+        list(net.stream_cells(run, iter(frames), 2, 1, tile=(40, 40), tile_overlap=8))
+    assert run.calls["backward_trunk"] and set(run.calls["backward_trunk"]) == {2}
 
 
 @pytest.mark.parametrize("tile, overlap, match", [

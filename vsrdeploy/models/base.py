@@ -115,8 +115,8 @@ class RecurrentVSR(nn.Module):
         - ``batch_bytes``: bytes one cell call may use; stateless cells take as many frames per call as
           fit (estimated by :class:`CellCosts`). ``None``: every frame of a window in one call.
           It only groups independent frames, so it does not change the result.
-        - ``tile`` (int or (h, w), LR pixels) and ``tile_overlap``: cut frames into overlapping tiles
-          carried on the batch axis (each with its own recurrent state) and stitch the outputs.
+        - ``tile`` (int or (h, w), LR pixels) and ``tile_overlap``: cut frames into overlapping tiles (each
+          with its own recurrent state, run one after another: ``models.tiles``) and stitch the outputs.
         - ``memory_budget`` (``"2GB"``, bytes): choose the tile (if any is needed) so that the process
           stays within it, and cap ``batch_bytes`` by it.
         - ``first_window``: length of the first window (a segment that starts mid-clip uses it to keep its

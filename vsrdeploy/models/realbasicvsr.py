@@ -33,6 +33,8 @@ class CleaningSchedule(BidirectionalSchedule):
     absolute residue of the whole clip; here of the span, which is the whole clip when it fits),
     then BasicVSR on the cleaned frames."""
 
+    tiles_apart = False  # the number of cleaning passes is decided on every tile's residue together
+
     def held_bytes(self, out_bytes, window, lookahead):
         cleaned = (window + lookahead + self.history) * out_bytes("clean")  # the span's cleaned frames
         return cleaned + super().held_bytes(out_bytes, window, lookahead)

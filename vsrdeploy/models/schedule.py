@@ -142,6 +142,10 @@ class Schedule:
     history: int = 1
     #: the smallest window + lookahead the schedule can work with
     min_span: int = 1
+    #: tiles of a frame can run one after another (each through its own window), not only side by side on the
+    #: batch axis: nothing the schedule decides depends on other tiles' data. False for a schedule that
+    #: decides on the whole frame (RealBasicVSR's cleaning passes use the mean residue over every tile)
+    tiles_apart: ClassVar[bool] = True
 
     def __init__(self, net):
         self.net = net
@@ -235,6 +239,9 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                           f"{schedule.min_span}; raise --lookahead or --warmup")
     it = iter(frames)
     buf: dict[int, torch.Tensor] = {}
+    tile_bufs: list[dict[int, torch.Tensor]] = []  # per tile: views of ``buf``'s frames (tiles run apart)
+    tile_states: list[dict] = []
+    tile_schedules: list[Schedule] = []  # one per tile: a schedule may keep per-window attributes (IconVSR's refill)
     loaded = 0
     ended = False
     start = 0
@@ -262,7 +269,11 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                 grid = tiles(*in_size) if tiles is not None else None
                 if stats is not None:
                     stats["tiles"] = (len(grid), grid.tile_h, grid.tile_w) if grid is not None else None
-                if grid is not None and costs is not None:
+                if grid is not None and schedule.tiles_apart:
+                    tile_bufs.extend({} for _ in range(len(grid)))
+                    tile_states.extend({} for _ in range(len(grid)))
+                    tile_schedules.extend(type(schedule)(schedule.net) for _ in range(len(grid)))
+                elif grid is not None and costs is not None:
                     th, tw = pad_frame(x[..., :grid.tile_h, :grid.tile_w], pad_multiple, min_size).shape[-2:]
                     run = SplitRun(run, costs, (th, tw))
                 spill_file = spill(*in_size) if spill is not None else None
@@ -272,6 +283,10 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             if grid is not None:
                 x = grid.split(x)
             buf[loaded] = pad_frame(x, pad_multiple, min_size)
+            if tile_bufs:
+                per = buf[loaded].shape[0] // len(grid)  # frames of the batch, each cut into len(grid) tiles
+                for k, tile_buf in enumerate(tile_bufs):  # one view per tile, kept: flows are reused by identity
+                    tile_buf[loaded] = buf[loaded][k * per:(k + 1) * per]
             loaded += 1
 
     try:
@@ -289,18 +304,54 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             total = loaded if (ended and span_end == loaded) else None
             if stats is not None:
                 stats["max_frames_held"] = max(stats["max_frames_held"], len(buf))
-            ctx = WindowContext(run=run, frames=buf, start=start, end=end, span_end=span_end, total=total,
-                                state=state, costs=costs, spill=spill_file)
-            if total is not None and start == 0 and span_end == total:
-                ctx.mirror = is_mirror_extended([buf[i] for i in range(total)])
+            mirror = (total is not None and start == 0 and span_end == total
+                      and is_mirror_extended([buf[i] for i in range(total)]))  # the whole frames decide
+
+            def context(frames_: dict, state_: dict) -> WindowContext:
+                return WindowContext(run=run, frames=frames_, start=start, end=end, span_end=span_end, total=total,
+                                     state=state_, costs=costs, spill=spill_file, mirror=mirror)
+
             h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
-            for out in schedule.run_window(ctx):
-                out = out[..., :h * scale, :w * scale]
-                yield grid.stitch(out, scale) if grid is not None else out
-            del ctx
+            if tile_bufs:
+                windows = [sch.run_window(context(b, st)) for sch, b, st in zip(tile_schedules, tile_bufs, tile_states)]
+                yield from _tiles_apart(grid, windows, h * scale, w * scale, scale)
+                del windows
+            else:
+                for out in schedule.run_window(context(buf, state)):
+                    out = out[..., :h * scale, :w * scale]
+                    yield grid.stitch(out, scale) if grid is not None else out
             start = end
             for i in [k for k in buf if k < start - schedule.history]:
                 del buf[i]
+                for tile_buf in tile_bufs:
+                    del tile_buf[i]
     finally:
         if spill_file is not None:
             spill_file.close()
+
+
+def _tiles_apart(grid: TileGrid, windows: list[Iterator[torch.Tensor]], out_h: int, out_w: int,
+                 scale: int) -> Iterator[torch.Tensor]:
+    """Stitched output frames from one window generator per tile, driven in turn: each tile's cell calls see
+    only that tile, so a step's working set (the features it reads and writes) is one tile's, not the whole
+    frame's; each tile's output is pasted into the frame as it comes. Every generator runs to its end (a
+    schedule may keep state after its last frame)."""
+    while True:
+        frame = None
+        done = 0
+        for k, window in enumerate(windows):
+            out = next(window, None)
+            if out is None:
+                done += 1
+                continue
+            out = out[..., :out_h, :out_w]
+            if frame is None:
+                frame = grid.canvas(out, scale)
+            grid.paste(frame, k, out, scale)
+            del out
+        if done == len(windows):
+            return
+        if done:
+            raise RuntimeError(f"{done} of {len(windows)} tiles ended their window early: a schedule must yield "
+                               "the same frames for every tile")
+        yield frame

@@ -1,8 +1,10 @@
-"""Spatial tiles: a frame cut into equal, overlapping tiles that ride on the batch axis of every cell.
+"""Spatial tiles: a frame cut into equal, overlapping tiles, each an independent batch element.
 
-Each tile is an independent batch element, so it carries its own recurrent state through the same
-schedule on every backend, and tiles of one size batch together. After the last cell the tiles are
-stitched: where two tiles overlap, each output pixel is taken from the tile whose border is farther
+Each tile carries its own recurrent state through the same schedule on every backend. Since 0.3.9 the
+stream runs the tiles one after another, each through its own window (``schedule._tiles_apart``: a step's
+working set is one tile's, not the whole frame's), and side by side on the batch axis only for a schedule
+that decides on the whole frame (``Schedule.tiles_apart``, RealBasicVSR). As each tile's output frame comes
+it is pasted into the frame: where two tiles overlap, each output pixel is taken from the tile whose border is farther
 away (the overlap is split at its middle), so every kept pixel is at least ``overlap // 2`` LR pixels
 from an interior tile border. Tiling is an approximation: flow estimation and the convolutions near
 a tile border see no content beyond it; its cost is measured by ``benchmarks/tile_quality.py``.
@@ -114,17 +116,24 @@ class TileGrid:
     def stitch(self, tiles: torch.Tensor, scale: int) -> torch.Tensor:
         """(tiles * N, C, s*tile_h, s*tile_w) -> (N, C, s*H, s*W), each overlap split at its middle."""
         n = tiles.shape[0] // len(self)
-        out = tiles.new_empty(n, tiles.shape[1], self.height * scale, self.width * scale)
-        rows = _owned(self.ys, self.tile_h, self.height)
-        cols = _owned(self.xs, self.tile_w, self.width)
-        k = 0
-        for y, (r0, r1) in zip(self.ys, rows):
-            for x, (c0, c1) in zip(self.xs, cols):
-                part = tiles[k * n:(k + 1) * n]
-                out[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] = \
-                    part[..., (r0 - y) * scale:(r1 - y) * scale, (c0 - x) * scale:(c1 - x) * scale]
-                k += 1
+        out = self.canvas(tiles[:n], scale)
+        for k in range(len(self)):
+            self.paste(out, k, tiles[k * n:(k + 1) * n], scale)
         return out
+
+    def canvas(self, part: torch.Tensor, scale: int) -> torch.Tensor:
+        """An empty (N, C, s*H, s*W) frame for the tiles of which ``part`` (N, C, s*tile_h, s*tile_w) is one."""
+        return part.new_empty(part.shape[0], part.shape[1], self.height * scale, self.width * scale)
+
+    def paste(self, out: torch.Tensor, k: int, part: torch.Tensor, scale: int) -> None:
+        """Copy the pixels tile ``k`` (tile-major) owns from its output ``part`` into the frame ``out``."""
+        ys, xs = self.ys, self.xs
+        row, col = divmod(k, len(xs))
+        r0, r1 = _owned(ys, self.tile_h, self.height)[row]
+        c0, c1 = _owned(xs, self.tile_w, self.width)[col]
+        y, x = ys[row], xs[col]
+        out[..., r0 * scale:r1 * scale, c0 * scale:c1 * scale] = \
+            part[..., (r0 - y) * scale:(r1 - y) * scale, (c0 - x) * scale:(c1 - x) * scale]
 
 
 def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
