@@ -102,8 +102,9 @@ def make_profile(bundle: Bundle, min_hw=None, opt_hw=None, max_hw=None, max_batc
 
 def tile_profile(bundle: Bundle, frame_hw, tile, overlap: int, max_batch: int = 8) -> Profile:
     """The profile for streaming ``frame_hw`` (h, w) LR frames cut into ``tile`` tiles (int or (h, w)) with
-    ``overlap``: one shape, the tile's (padded as the schedule pads it), and every cell taking all the tiles
-    of a frame on its batch axis, stateful cells included. Use the same tile and overlap at run time
+    ``overlap``: one shape, the tile's (padded as the schedule pads it), and every cell taking 1 to all the
+    tiles of a frame on its batch axis, stateful cells included (streams run one tile per call, RealBasicVSR
+    every tile of a frame at once). Use the same tile and overlap at run time
     (``run --tile``); a frame that fits in one tile needs no tile profile (one is refused)."""
     from ..models.tiles import TileGrid, check_tile_args
     floor = int(bundle.manifest.get("min_size", 1))
