@@ -141,21 +141,27 @@ def test_tiled_bundle_stream_runs_each_tile_apart(tiny_bundle, monkeypatch):
 TILED = {"basicvsr": ((48, 72), (32, 40)), "iconvsr": ((48, 72), (32, 40)), "basicvsr_pp": ((100, 150), (64, 96))}
 
 
+@pytest.mark.parametrize("spill", ["off", "dir"])
 @pytest.mark.parametrize("arch", sorted(TILED))
-def test_tiles_apart_give_exactly_what_tiles_on_the_batch_axis_give(arch, monkeypatch):
-    """Tiles run one after another (each with its own schedule, state and flows, windows crossed, a batch of 2)
-    give what they gave side by side on the batch axis (to float rounding: a call's batch size may change a
-    kernel's summation order; 0.0 on torch 2.13 here), and bit-identically what each tile streamed alone gives."""
+def test_tiles_apart_give_exactly_what_tiles_on_the_batch_axis_give(arch, spill, monkeypatch, tmp_path):
+    """Tiles run apart (each with its own schedule, state and flows, windows crossed, a batch of 2) give what
+    they gave side by side on the batch axis (to float rounding: a call's batch size may change a kernel's
+    summation order; 0.0 on torch 2.13 here), and bit-identically what each tile streamed alone gives: in turn
+    without a spill file, and a whole window per tile with one (every output tile and carried state spilled)."""
     torch.manual_seed(0)
     net = vsrdeploy.build_model(arch, **TINY[arch]).eval()
     (h, w), tile = TILED[arch]
     frames = [random_clip(t=7, h=h, w=w, n=2)[:, i] for i in range(7)]
     schedule_class = type(net.schedule())
-    outs = {}
+    outs, stats = {}, {True: {}, False: {}}
     for apart in (True, False):
         monkeypatch.setattr(schedule_class, "tiles_apart", apart)
         with torch.no_grad():
-            outs[apart] = torch.stack(list(net.stream(iter(frames), window=3, lookahead=2, tile=tile, tile_overlap=8)))
+            outs[apart] = torch.stack(list(net.stream_cells(
+                TorchRunner(net.cells), iter(frames), 3, 2, tile=tile, tile_overlap=8, stats=stats[apart],
+                spill=str(tmp_path) if spill == "dir" else "off", spill_resident=1)))
+    if spill == "dir":  # the held features of every tile, its output tiles and its carried state
+        assert stats[True]["spilled_bytes"] > stats[False]["spilled_bytes"] > 0
     assert outs[True].shape == (7, 2, 3, 4 * h, 4 * w)
     torch.testing.assert_close(outs[True], outs[False], rtol=0, atol=1e-6)
     grid = TileGrid(h, w, *tile, overlap=8)

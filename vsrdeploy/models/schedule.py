@@ -11,6 +11,7 @@ Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and excha
 """
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, InputError
 from .budget import CellCosts
 from .cells import RunFn
-from .spill import HeldFeatures, SpillFile, owned
+from .spill import HeldFeatures, SpillFile, owned, park, unpark
 from .strips import RowStripRun
 from .tiles import TileGrid
 
@@ -314,8 +315,12 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
 
             h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
             if tile_bufs:
-                windows = [sch.run_window(context(b, st)) for sch, b, st in zip(tile_schedules, tile_bufs, tile_states)]
-                yield from _tiles_apart(grid, windows, h * scale, w * scale, scale)
+                windows = [functools.partial(sch.run_window, context(b, st))
+                           for sch, b, st in zip(tile_schedules, tile_bufs, tile_states)]
+                if spill_file is not None:
+                    yield from _tile_by_tile(grid, windows, tile_states, spill_file, h * scale, w * scale, scale)
+                else:
+                    yield from _tiles_in_turn(grid, [make() for make in windows], h * scale, w * scale, scale)
                 del windows
             else:
                 for out in schedule.run_window(context(buf, state)):
@@ -331,12 +336,48 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             spill_file.close()
 
 
-def _tiles_apart(grid: TileGrid, windows: list[Iterator[torch.Tensor]], out_h: int, out_w: int,
-                 scale: int) -> Iterator[torch.Tensor]:
-    """Stitched output frames from one window generator per tile, driven in turn: each tile's cell calls see
-    only that tile, so a step's working set (the features it reads and writes) is one tile's, not the whole
-    frame's; each tile's output is pasted into the frame as it comes. Every generator runs to its end (a
-    schedule may keep state after its last frame)."""
+def _tile_by_tile(grid: TileGrid, windows: list[Callable[[], Iterator[torch.Tensor]]], states: list[dict],
+                  spill: SpillFile, out_h: int, out_w: int, scale: int) -> Iterator[torch.Tensor]:
+    """Stitched output frames of one window, its tiles run one whole window after another: only one tile's
+    working set, held features and in-progress state exist at a time. Each tile's output frames and, between
+    windows, its carried state (``states[k]``) wait in the spill file; the frames are stitched when the last
+    tile is done."""
+    outs = HeldFeatures(spill)
+    count = None
+    for k, window in enumerate(windows):
+        state = states[k]
+        for key in list(state):
+            state[key] = unpark(state[key], spill)
+        n = 0
+        for out in window():
+            outs[(k, n)] = out[..., :out_h, :out_w]
+            n += 1
+        del out
+        for key in list(state):
+            state[key] = park(state[key], spill)
+        if count is not None and n != count:
+            raise RuntimeError(f"tile {k} gave {n} frames of a window whose tile 0 gave {count}: a schedule must "
+                               "yield the same frames for every tile")
+        count = n
+    for j in range(count or 0):
+        frame = None
+        for k in range(len(windows)):
+            part = outs[(k, j)]
+            outs.discard((k, j))
+            if frame is None:
+                frame = grid.canvas(part, scale)
+            grid.paste(frame, k, part, scale)
+            del part
+        yield frame
+
+
+def _tiles_in_turn(grid: TileGrid, windows: list[Iterator[torch.Tensor]], out_h: int, out_w: int,
+                   scale: int) -> Iterator[torch.Tensor]:
+    """Stitched output frames from one window generator per tile, driven in turn (without a spill file, where
+    :func:`_tile_by_tile` would hold a window of output tiles in memory): each tile's cell calls see only that
+    tile, so a step's working set is one tile's, but every tile's suspended window (its locals, its
+    held features) is alive at once. Each tile's output is pasted into the frame as it comes. Every generator
+    runs to its end (a schedule may keep state after its last frame)."""
     while True:
         frame = None
         done = 0

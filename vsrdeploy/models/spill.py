@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_map
 
 from ..errors import ConfigError
 
@@ -260,3 +261,20 @@ class HeldFeatures(MutableMapping):
 
     def __contains__(self, key) -> bool:
         return key in self._items
+
+
+def park(tree, spill: SpillFile):
+    """``tree`` (dicts, tuples and lists of tensors and other leaves) with every CPU tensor written to ``spill``:
+    state that waits while other tiles run (:func:`unpark` reads it back; a failed write keeps the tensor)."""
+    return tree_map(lambda v: spill.put(v) if isinstance(v, torch.Tensor) and v.device.type == "cpu" else v, tree)
+
+
+def unpark(tree, spill: SpillFile):
+    """``tree`` from :func:`park` with every spilled tensor read back and its space returned to the file."""
+    def back(v):
+        if not isinstance(v, _Spilled):
+            return v
+        t = spill.get(v)
+        spill.free(v)
+        return t
+    return tree_map(back, tree)
