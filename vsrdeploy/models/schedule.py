@@ -218,8 +218,9 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
     are held. ``window=None`` means the whole clip as one window (upstream behaviour). Frames are
     padded to ``min_size`` and ``pad_multiple`` and outputs cropped back. ``costs`` bounds the batch of
     every cell call (``None``: every frame of a window in one call). ``tiles(H, W)`` may return a
-    :class:`TileGrid`: each frame is then cut into tiles, each run through its own window one after another
-    (:func:`_tiles_apart`; on the batch axis for a schedule whose ``tiles_apart`` is False), and the outputs stitched.
+    :class:`TileGrid`: each frame is then cut into tiles, run apart (:func:`_tile_by_tile` with a spill file,
+    :func:`_tiles_in_turn` without; on the batch axis for a schedule whose ``tiles_apart`` is False), and
+    the outputs stitched.
     ``first_window`` makes the first window that long (then ``window``): a segment that starts mid-clip
     uses it to put its window boundaries where a run from frame 0 has them.
     ``row_strips``: a call of a local cell (``Cell.halo``) that does not fit ``costs`` runs in row strips
@@ -351,8 +352,8 @@ def _tile_by_tile(grid: TileGrid, windows: list[Callable[[], Iterator[torch.Tens
         n = 0
         for out in window():
             outs[(k, n)] = out[..., :out_h, :out_w]
+            del out
             n += 1
-        del out
         for key in list(state):
             state[key] = park(state[key], spill)
         if count is not None and n != count:

@@ -1,10 +1,12 @@
 """Spatial tiles: a frame cut into equal, overlapping tiles, each an independent batch element.
 
 Each tile carries its own recurrent state through the same schedule on every backend. Since 0.3.9 the
-stream runs the tiles one after another, each through its own window (``schedule._tiles_apart``: a step's
-working set is one tile's, not the whole frame's), and side by side on the batch axis only for a schedule
-that decides on the whole frame (``Schedule.tiles_apart``, RealBasicVSR). As each tile's output frame comes
-it is pasted into the frame: where two tiles overlap, each output pixel is taken from the tile whose border is farther
+stream runs the tiles apart, each through its own copy of the schedule: with a spill file a whole window per
+tile, one tile after another, its output tiles and carried state waiting in the file
+(``schedule._tile_by_tile``), without one the tiles' windows in turn (``schedule._tiles_in_turn``). Either way
+a call and a step's working set are one tile's, not the whole frame's. Tiles stay side by side on the batch
+axis only for a schedule that decides on the whole frame (``Schedule.tiles_apart`` False: RealBasicVSR).
+Each tile's output is pasted into the frame: where two tiles overlap, each output pixel is taken from the tile whose border is farther
 away (the overlap is split at its middle), so every kept pixel is at least ``overlap // 2`` LR pixels
 from an interior tile border. Tiling is an approximation: flow estimation and the convolutions near
 a tile border see no content beyond it; its cost is measured by ``benchmarks/tile_quality.py``.
