@@ -11,9 +11,8 @@ Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and excha
 """
 from __future__ import annotations
 
-import functools
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -242,9 +241,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                           f"{schedule.min_span}; raise --lookahead or --warmup")
     it = iter(frames)
     buf: dict[int, torch.Tensor] = {}
-    tile_bufs: list[dict[int, torch.Tensor]] = []  # per tile: views of ``buf``'s frames (tiles run apart)
-    tile_states: list[dict] = []
-    tile_schedules: list[Schedule] = []  # one per tile: a schedule may keep per-window attributes (IconVSR's refill)
+    apart: list[_TileRun] = []  # one per tile when tiles run apart
     loaded = 0
     ended = False
     start = 0
@@ -273,9 +270,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                 if stats is not None:
                     stats["tiles"] = (len(grid), grid.tile_h, grid.tile_w) if grid is not None else None
                 if grid is not None and schedule.tiles_apart:
-                    tile_bufs.extend({} for _ in range(len(grid)))
-                    tile_states.extend({} for _ in range(len(grid)))
-                    tile_schedules.extend(type(schedule)(schedule.net) for _ in range(len(grid)))
+                    apart.extend(_TileRun(type(schedule)(schedule.net)) for _ in range(len(grid)))
                 elif grid is not None and costs is not None:
                     th, tw = pad_frame(x[..., :grid.tile_h, :grid.tile_w], pad_multiple, min_size).shape[-2:]
                     run = SplitRun(run, costs, (th, tw))
@@ -286,10 +281,10 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             if grid is not None:
                 x = grid.split(x)
             buf[loaded] = pad_frame(x, pad_multiple, min_size)
-            if tile_bufs:
+            if apart:
                 per = buf[loaded].shape[0] // len(grid)  # frames of the batch, each cut into len(grid) tiles
-                for k, tile_buf in enumerate(tile_bufs):  # one view per tile, kept: flows are reused by identity
-                    tile_buf[loaded] = buf[loaded][k * per:(k + 1) * per]
+                for k, tile in enumerate(apart):
+                    tile.frames[loaded] = buf[loaded][k * per:(k + 1) * per]
             loaded += 1
 
     try:
@@ -315,14 +310,11 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
                                      state=state_, costs=costs, spill=spill_file, mirror=mirror)
 
             h, w = (grid.tile_h, grid.tile_w) if grid is not None else in_size
-            if tile_bufs:
-                windows = [functools.partial(sch.run_window, context(b, st))
-                           for sch, b, st in zip(tile_schedules, tile_bufs, tile_states)]
-                if spill_file is not None:
-                    yield from _tile_by_tile(grid, windows, tile_states, spill_file, h * scale, w * scale, scale)
-                else:
-                    yield from _tiles_in_turn(grid, [make() for make in windows], h * scale, w * scale, scale)
-                del windows
+            if apart and spill_file is not None:
+                yield from _tile_by_tile(grid, apart, context, spill_file, h * scale, w * scale, scale)
+            elif apart:
+                yield from _tiles_in_turn(grid, [t.schedule.run_window(context(t.frames, t.state)) for t in apart],
+                                          h * scale, w * scale, scale)
             else:
                 for out in schedule.run_window(context(buf, state)):
                     out = out[..., :h * scale, :w * scale]
@@ -330,27 +322,37 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
             start = end
             for i in [k for k in buf if k < start - schedule.history]:
                 del buf[i]
-                for tile_buf in tile_bufs:
-                    del tile_buf[i]
+                for tile in apart:
+                    del tile.frames[i]
     finally:
         if spill_file is not None:
             spill_file.close()
 
 
-def _tile_by_tile(grid: TileGrid, windows: list[Callable[[], Iterator[torch.Tensor]]], states: list[dict],
+@dataclass
+class _TileRun:
+    """One tile of a stream whose tiles run apart: its own schedule (a schedule may keep per-window attributes,
+    as IconVSR's refill), its frames (views of the tiled frames, kept: flows are reused by identity) and the
+    state it carries from window to window."""
+    schedule: Schedule
+    frames: dict[int, torch.Tensor] = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+
+
+def _tile_by_tile(grid: TileGrid, tiles: list[_TileRun], context: Callable[[dict, dict], WindowContext],
                   spill: SpillFile, out_h: int, out_w: int, scale: int) -> Iterator[torch.Tensor]:
     """Stitched output frames of one window, its tiles run one whole window after another: only one tile's
     working set, held features and in-progress state exist at a time. Each tile's output frames and, between
-    windows, its carried state (``states[k]``) wait in the spill file; the frames are stitched when the last
-    tile is done."""
+    windows, its carried state wait in the spill file; the frames are stitched when the last tile is done.
+    ``context(frames, state)`` is the window's context for one tile."""
     outs = HeldFeatures(spill)
     count = None
-    for k, window in enumerate(windows):
-        state = states[k]
+    for k, tile in enumerate(tiles):
+        state = tile.state
         for key in list(state):
             state[key] = unpark(state[key], spill)
         n = 0
-        for out in window():
+        for out in tile.schedule.run_window(context(tile.frames, state)):
             outs[(k, n)] = out[..., :out_h, :out_w]
             del out
             n += 1
@@ -362,7 +364,7 @@ def _tile_by_tile(grid: TileGrid, windows: list[Callable[[], Iterator[torch.Tens
         count = n
     for j in range(count or 0):
         frame = None
-        for k in range(len(windows)):
+        for k in range(len(tiles)):
             part = outs[(k, j)]
             outs.discard((k, j))
             if frame is None:
