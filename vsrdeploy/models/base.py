@@ -161,16 +161,39 @@ class RecurrentVSR(nn.Module):
                 return None
             return SpillFile(spill_plan, stats)
 
+        def frames_bytes(h: int, w: int, pixels: int) -> int:
+            """The input frames the stream keeps (``pixels`` LR pixels each) and an output frame on its way out."""
+            return (held + 1) * 4 * 3 * pixels + 4 * 3 * h * w * self.scale ** 2
+
         def plan(h: int, w: int):
             state = None
             if budget is not None:
                 state = held_state(h, w)[0]
-                if state is not None:  # the input frames the stream keeps, an output frame on its way out
-                    state += (held + 1) * 4 * 3 * h * w + 4 * 3 * h * w * self.scale ** 2
+                if state is not None:
+                    state += frames_bytes(h, w, h * w)
+
+            def tiled_state(grid) -> int | None:
+                """Held bytes with frames cut by ``grid`` and its tiles run apart (``schedule.stream_windows``):
+                with a spill file one tile's state at a time (the others' and the output tiles wait in the
+                file), without one every tile's."""
+                if not schedule.tiles_apart:
+                    return None  # tiles on the batch axis: the whole frame's state and the tiles' extra pixels
+                tile_out = lambda cell: costs.output_bytes(cell, grid.tile_h, grid.tile_w)  # noqa: E731
+                if held_state(h, w)[1].directory is not None:  # spilled as the stream decides it: whole frame
+                    one = held_bytes_with_spill(schedule, tile_out, frames_held, lookahead, resident)
+                    tiles_held = 1
+                else:
+                    one = schedule.held_bytes(tile_out, frames_held, lookahead)
+                    tiles_held = len(grid)
+                if one is None:
+                    return None
+                pixels = len(grid) * grid.tile_h * grid.tile_w
+                return tiles_held * one + frames_bytes(h, w, pixels) + 4 * 3 * pixels // len(grid) * self.scale ** 2
+
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
                               memory_budget=budget, costs=costs, frames_held=held,
                               base_bytes=int(rss_mb() * 2**20), history=schedule.history, held_bytes=state,
-                              overhead=memory_overhead)
+                              tiled_held_bytes=tiled_state, overhead=memory_overhead)
 
         return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=self.pad_multiple,
                               scale=self.scale, stats=stats, min_size=self.min_input_size, costs=costs,

@@ -14,6 +14,7 @@ a tile border see no content beyond it; its cost is measured by ``benchmarks/til
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -141,16 +142,20 @@ class TileGrid:
 def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TILE_OVERLAP, min_size: int = 1,
                memory_budget=None, costs: CellCosts | None = None, frames_held: int = 1,
                base_bytes: int = 0, history: int = 0, held_bytes: int | None = None,
+               tiled_held_bytes: Callable[[TileGrid], int | None] | None = None,
                overhead: float = 1.0) -> TileGrid | None:
     """The tile grid for frames of ``height`` x ``width``: ``tile`` as given, or, with ``memory_budget``,
     the largest candidate tile (cut evenly over the frame: :func:`even_tile`) whose working set fits the
-    budget after the held state (tiling does not shrink it) and ``base_bytes`` (the process so far); the
+    budget after the held state and ``base_bytes`` (the process so far); the
     budget then also caps ``costs.batch_bytes``. ``None`` when no tiling is needed. The held state is
     ``held_bytes`` (the schedule's own count, :meth:`Schedule.held_bytes` plus the input frames), or without
     it every stateful cell's outputs for each of ``frames_held`` frames. When nothing fits, the ConfigError
     names the least budget these settings need and how many frames (``frames_held``, of which ``history``
-    are earlier frames the schedule reads) the budget can hold. Every estimate is scaled by ``overhead``, the
-    runtime's resident bytes per estimated byte (``Backend.memory_overhead``)."""
+    are earlier frames the schedule reads) the budget can hold. With a candidate grid the held state is
+    ``tiled_held_bytes(grid)`` (the schedule's count for tiles run apart: one tile's state at a time with a
+    spill file), or, without it or where it gives ``None``, the whole frame's scaled by the pixels the tiles
+    add. Every estimate is scaled by ``overhead``, the runtime's resident bytes per estimated byte
+    (``Backend.memory_overhead``)."""
     if tile is not None:
         th, tw = check_tile_args(tile, overlap, min_size)
         if th >= height and tw >= width:
@@ -166,10 +171,14 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
     else:
         held = int(held_bytes * overhead)
         per_frame = max(1, held // max(1, frames_held))  # per held frame, on average
+    limit = costs.batch_bytes
+
+    def cap(room: int) -> None:  # each call's working set must fit beside the held state (estimated bytes)
+        costs.batch_bytes = min(limit or int(room / overhead), int(room / overhead))
+
     room = budget - base_bytes - held
     if room > 0:
-        cap = int(room / overhead)  # each call's working set must fit too (batch_bytes counts estimated bytes)
-        costs.batch_bytes = min(costs.batch_bytes or cap, cap)
+        cap(room)
     whole = int(costs.largest_item(height, width) * overhead)
     if room > 0 and whole <= room:
         return None
@@ -187,12 +196,16 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         tried.add((th, tw))
         grid = TileGrid(height, width, th, tw, overlap)
         extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
+        tiled = tiled_held_bytes(grid) if tiled_held_bytes is not None else None
+        tiled = int(tiled * overhead) if tiled is not None else int(held * (1 + extra))
+        costs.batch_bytes = limit
+        if budget - base_bytes - tiled > 0:
+            cap(budget - base_bytes - tiled)
         call = int(costs.largest_item(grid.tile_h, grid.tile_w) * overhead)
-        need = call + held * extra
-        if need <= room:
+        if base_bytes + tiled + call <= budget:
             return grid
-        fits = max(fits, int((budget - base_bytes - call) // (per_frame * (1 + extra))))
-        least = min(least, base_bytes + held * (1 + extra) + call)
+        fits = max(fits, int((budget - base_bytes - call) // max(1, tiled // max(1, frames_held))))
+        least = min(least, base_bytes + tiled + call)
     mb = 2**20
     fix = f"raise --memory-budget to at least {least / mb:.0f} MB"
     if 0 < fits < frames_held:
