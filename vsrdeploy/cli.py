@@ -444,7 +444,7 @@ def selftest(gpu, report_dir):
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config values for a checkpoint that the weights cannot tell.")
 @click.option("--tile", metavar="N|WxH", help="Cut frames into tiles of N (or WxH) LR pixels, each with its own "
-              "recurrent state, stitched after the last cell (for frames too large for memory).")
+              "recurrent state, run apart and stitched (for frames too large for memory).")
 @click.option("--tile-overlap", type=int, default=16, show_default=True, help="LR pixels shared by neighbouring tiles.")
 @click.option("--memory-budget", metavar="SIZE", help="e.g. 2GB: pick the tile (if one is needed) so that the "
               "process stays within SIZE, and bound every cell call by it.")
