@@ -306,25 +306,25 @@ def test_memory_budget_refusal_names_what_would_fit():
 
 def test_memory_budget_counts_one_tiles_state_when_tiles_run_apart(monkeypatch, tmp_path):
     """With a spill file the tiles run one after another (``_tile_by_tile``), so the planner counts one tile's
-    held state, not the whole frame's: a budget that the whole frame's state refuses gets tiles, and the
-    stream gives what the same tiles given by hand give. Without a spill file every tile's state is alive
-    at once and the same budget is refused."""
+    held state, not every tile's: the same budget gets fewer, larger tiles than without a spill file (where
+    every tile's state is alive at once), and the stream gives what the same tiles given by hand give."""
     import vsrdeploy.models.base as base
     monkeypatch.setattr(base, "rss_mb", lambda: 0.0)  # the budget is for the stream alone here
     torch.manual_seed(0)
-    net = vsrdeploy.build_model("iconvsr", **TINY["iconvsr"]).eval()
+    net = vsrdeploy.build_model("basicvsr", **TINY["basicvsr"]).eval()
     clip = [torch.rand(1, 3, 96, 128) for _ in range(6)]
 
-    def stream(**kw):
+    def stream(frames=clip, **kw):
         stats = {}
-        out = torch.cat(list(net.stream_cells(TorchRunner(net.cells), iter(clip), 3, 2, stats=stats,
+        out = torch.cat(list(net.stream_cells(TorchRunner(net.cells), iter(frames), 3, 2, stats=stats,
                                               spill_resident=1, **kw)))
         return out, stats
     with pytest.raises(ConfigError, match="raise --memory-budget"):
-        stream(memory_budget="14MB", spill="off")
-    planned, stats = stream(memory_budget="14MB", spill=str(tmp_path))
-    n, th, tw = stats["tiles"]
-    assert n > 1 and stats["spilled_bytes"] > 0
+        stream(memory_budget="1MB", spill=str(tmp_path))
+    _, in_memory = stream(clip[:1], memory_budget="14MB", spill="off")  # the plan is the window's, not the clip's
+    planned, spilled = stream(memory_budget="14MB", spill=str(tmp_path))
+    n, th, tw = spilled["tiles"]
+    assert 1 < n < in_memory["tiles"][0] and spilled["spilled_bytes"] > 0
     by_hand, _ = stream(tile=(th, tw), spill=str(tmp_path))  # batched differently (the budget caps calls)
     assert float((planned - by_hand).abs().max()) <= 1e-6
 
