@@ -3,7 +3,9 @@ running the network (the first cell call stops it; the plan is made from the fir
 
 The planner sees this process's resident memory as the process so far (printed), the runtime's factor
 (``--overhead``: ``Backend.memory_overhead``, openvino-cpu 1.3) and the spill setting. A refused budget shows the
-least budget the error asks for. Networks are c64 with random weights, as in ``memory_real_size.py``.
+least budget the error asks for; beside a grid, what the planner costed for it beyond the process so far (the
+held state with that grid and its largest call, times the factor). Networks are c64 with random weights, as in
+``memory_real_size.py``.
 
     python benchmarks/tile_plan.py --size 540x960 --budgets 2.5GB 1.6GB 1.2GB --overhead 1.3
 """
@@ -15,8 +17,10 @@ import re
 import torch
 
 import vsrdeploy
+import vsrdeploy.models.base as model_base
 from vsrdeploy.errors import ConfigError
 from vsrdeploy.evaluate.memory import rss_mb
+from vsrdeploy.models.tiles import TileGrid
 
 from memory_real_size import CONFIGS  # this directory is on sys.path when run
 
@@ -33,6 +37,9 @@ def plan(arch: str, budget: str, h: int, w: int, args) -> str:
     net = vsrdeploy.build_model(arch, **CONFIGS[arch](args.blocks)).eval()
     frame = torch.rand(1, 3, h, w)
     stats: dict = {}
+    seen: dict = {}  # the planner's arguments, to print its estimate for the grid it picks
+    planner = model_base.plan_tiles
+    model_base.plan_tiles = lambda *a, **k: (seen.update(k), planner(*a, **k))[1]
     try:
         for _ in net.stream_cells(_stop, (frame for _ in range(args.window + args.lookahead + 8)), args.window,
                                   args.lookahead, stats=stats, memory_budget=budget,
@@ -43,8 +50,18 @@ def plan(arch: str, budget: str, h: int, w: int, args) -> str:
     except ConfigError as e:
         least = re.search(r"at least (\d+) MB", str(e))
         return f"refused ({least.group(1)} MB)" if least else f"refused: {e}"
+    finally:
+        model_base.plan_tiles = planner
     tiles = stats.get("tiles")
-    return "no tiles" if tiles is None else f"{tiles[0]} of {tiles[1]}x{tiles[2]}"
+    if tiles is None:
+        return "no tiles"
+    n, th, tw = tiles
+    grid = TileGrid(h, w, th, tw, seen["overlap"])
+    held = seen["tiled_held_bytes"](grid) if seen.get("tiled_held_bytes") else None
+    if held is None:
+        return f"{n} of {th}x{tw}"
+    estimate = (held + seen["costs"].largest_item(th, tw)) * args.overhead / 2**20
+    return f"{n} of {th}x{tw} (+{estimate:.0f} MB)"
 
 
 def main() -> None:
