@@ -187,8 +187,9 @@ class RecurrentVSR(nn.Module):
                     tiles_held = len(grid)
                 if one is None:
                     return None
-                pixels = len(grid) * grid.tile_h * grid.tile_w
-                return tiles_held * one + frames_bytes(h, w, pixels) + 4 * 3 * pixels // len(grid) * self.scale ** 2
+                tile_pixels = grid.tile_h * grid.tile_w  # the input frames are kept tiled; one output tile in flight
+                return (tiles_held * one + frames_bytes(h, w, len(grid) * tile_pixels)
+                        + 4 * 3 * tile_pixels * self.scale ** 2)
 
             return plan_tiles(h, w, tile=tile, overlap=tile_overlap, min_size=self.min_input_size,
                               memory_budget=budget, costs=costs, frames_held=held,

@@ -173,12 +173,14 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         per_frame = max(1, held // max(1, frames_held))  # per held frame, on average
     limit = costs.batch_bytes
 
-    def cap(room: int) -> None:  # each call's working set must fit beside the held state (estimated bytes)
-        costs.batch_bytes = min(limit or int(room / overhead), int(room / overhead))
+    def cap(room: int) -> None:
+        """Each call's working set must fit in ``room`` beside the held state (``batch_bytes`` counts estimated
+        bytes); without room the limit stays as given."""
+        bound = int(room / overhead)
+        costs.batch_bytes = min(limit or bound, bound) if room > 0 else limit
 
     room = budget - base_bytes - held
-    if room > 0:
-        cap(room)
+    cap(room)
     whole = int(costs.largest_item(height, width) * overhead)
     if room > 0 and whole <= room:
         return None
@@ -198,9 +200,7 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         extra = (len(grid) * grid.tile_h * grid.tile_w - height * width) / (height * width)
         tiled = tiled_held_bytes(grid) if tiled_held_bytes is not None else None
         tiled = int(tiled * overhead) if tiled is not None else int(held * (1 + extra))
-        costs.batch_bytes = limit
-        if budget - base_bytes - tiled > 0:
-            cap(budget - base_bytes - tiled)
+        cap(budget - base_bytes - tiled)
         call = int(costs.largest_item(grid.tile_h, grid.tile_w) * overhead)
         if base_bytes + tiled + call <= budget:
             return grid
