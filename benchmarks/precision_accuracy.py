@@ -3,6 +3,7 @@ and against ground truth, for FP16 keep-FP32 lists and INT8 quantization recipes
 
     python benchmarks/precision_accuracy.py --model CKPT --clip CLIP [--frames 30] [--fp16 RULES ...]
         [--int8 TARGET:METHOD[:EXCLUDE,...] ...] [--calib CLIP --calib-frames N] [--ov-precision bf16 ...]
+        [--int8-float bf16 ...]
 
 Each ``--fp16`` value is a comma-separated keep-FP32 rule list ('' = everything FP16). FP16 is
 emulated (``calib.fp16.emulate_fp16``): every tensor and weight of an FP16 node is rounded to FP16,
@@ -67,6 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ov-bf16", dest="ov_precision", action="append_const", const="bf16",
                     help="same as --ov-precision bf16")
     ap.add_argument("--int8-backends", help="run each INT8 bundle on these backends (default: --backend)")
+    ap.add_argument("--int8-float", action="append", default=[], choices=["bf16", "fp16"],
+                    help="also run each INT8 bundle on openvino-cpu with its unquantized ops at this precision "
+                         "(precision int8-bf16 / int8-fp16; real execution where OpenVINO reports it); repeat for both")
     ap.add_argument("--json", help="write the rows here too")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -114,6 +118,16 @@ def main(argv=None) -> int:
                 rows.append({"variant": f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}]{on}",
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
                              "s_per_frame": ms})
+            for precision in dict.fromkeys(args.int8_float):
+                from vsrdeploy.errors import BackendUnavailable
+                try:
+                    out, ms = run(b, lr, "openvino-cpu", args.threads, precision=precision)
+                except BackendUnavailable as e:
+                    print(f"int8-{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
+                    continue
+                rows.append({"variant": f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}] on "
+                                        f"openvino-cpu, float ops {precision} (real execution)",
+                             "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
     bic = y_psnr(np.stack([np.clip(f, 0, 1) for f in _bicubic_up(lr)]), gt)
     print(f"# {Path(args.model).name} on {desc} ({len(gt)} frames, LR {lr.shape[2]}x{lr.shape[3]}); "
           f"bicubic PSNR-Y {bic:.2f} dB\n")

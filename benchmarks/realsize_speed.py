@@ -10,6 +10,7 @@ form (NNCF's), calibrated on a few synthetic frames (their scales do not change 
     python benchmarks/realsize_speed.py --arch basicvsr --size 180x320 --frames 3 --threads 2
     python benchmarks/realsize_speed.py --arch iconvsr --frames 5 --warmup 5     # IconVSR needs 5 frames
     python benchmarks/realsize_speed.py --arch basicvsr_pp --dcn native --rows ort-cpu/fp32,ort-cpu/int8
+    python benchmarks/realsize_speed.py --arch iconvsr --frames 5 --warmup 5 --rows openvino-cpu/int8-nncf+bf16
     python benchmarks/realsize_speed.py --arch basicvsr_pp --rows openvino-cpu/int8-nncf \
         --variant openvino-cpu:keep_working_sets=2     # each openvino-cpu row once more with that option
 
@@ -39,7 +40,9 @@ RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {
             "realbasicvsr": {"mid_channels": 64, "num_propagation_blocks": 20, "num_cleaning_blocks": 20}}
 ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp32", None),
         ("openvino-cpu", "bf16", None), ("openvino-cpu", "fp16", None), ("ort-cpu", "int8", "int8"),
-        ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf")]
+        ("openvino-cpu", "int8", "int8"), ("openvino-cpu", "int8", "int8-nncf"),
+        ("openvino-cpu", "int8-bf16", "int8"), ("openvino-cpu", "int8-bf16", "int8-nncf"),
+        ("openvino-cpu", "int8-fp16", "int8"), ("openvino-cpu", "int8-fp16", "int8-nncf")]
 #: rows run only when named in --rows: INT8 with the exclusions before session 6 (the offset / flow convs
 #: upstream of a sampling grid kept float too), and INT8 with convs on concatenations quantized too (``-nocat``)
 OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-grid"), ("openvino-cpu", "int8", "int8-grid"),
@@ -56,6 +59,13 @@ INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
               "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID),
               "int8-nocat": ("cpu", "int8 (ORT Q/DQ, concat-input quantized)", _NOCAT),
               "int8-nncf-nocat": ("openvino", "int8 (NNCF, concat-input quantized)", _NOCAT)}
+
+
+def row_name(backend: str, precision: str, tag: str | None) -> str:
+    """How --rows names a row: ``openvino-cpu/bf16``, ``openvino-cpu/int8-nncf``, ``openvino-cpu/int8-nncf+bf16``
+    (that INT8 bundle with its float ops in BF16)."""
+    floats = f"+{precision.removeprefix('int8-')}" if precision.startswith("int8-") else ""
+    return f"{backend}/{tag or precision}{floats}"
 
 
 def main(argv=None) -> int:
@@ -79,8 +89,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     config = json.loads(args.config) if args.config else RELEASED[args.arch]
-    rows = ROWS if not args.rows else [r for r in ROWS + OPTIONAL_ROWS
-                                       if f"{r[0]}/{r[2] or r[1]}" in args.rows.split(",")]
+    rows = ROWS if not args.rows else [r for r in ROWS + OPTIONAL_ROWS if row_name(*r) in args.rows.split(",")]
     work = Path(tempfile.mkdtemp(prefix="realsize-"))
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch, **config).eval()
@@ -98,8 +107,9 @@ def main(argv=None) -> int:
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
     for b, p, d in rows:
         for options, suffix in [({}, "")] + [(o, sfx) for vb, o, sfx in variants if vb == b]:
+            floats = f", float ops {p.removeprefix('int8-')}" if p.startswith("int8-") else ""
             configs.append(BenchConfig(b, p, bundle=str(derived[d]) if d else None, options=options,
-                                       label=f"{b} {INT8_FORMS[d][1] if d else p}{suffix}"))
+                                       label=f"{b} {INT8_FORMS[d][1] if d else p}{floats}{suffix}"))
     load_before = os.getloadavg()
     t0 = time.time()
     results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,

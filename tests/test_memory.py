@@ -1,4 +1,5 @@
 """Byte-budgeted batching (issue #12): same frames as unbounded batching; spatial tiles; tile argument errors."""
+import re
 import numpy as np
 import pytest
 import torch
@@ -286,7 +287,6 @@ def test_memory_budget_plans_with_the_runtimes_overhead():
 def test_memory_budget_refusal_names_what_would_fit():
     """Too little budget for the window: the error names the least budget these settings need and how many
     held frames the given budget allows; both are consistent with what plan_tiles then accepts."""
-    import re
     with torch.device("meta"):
         net = vsrdeploy.build_model("basicvsr", mid_channels=64, num_blocks=2)
     base = 300 * 2**20
@@ -319,8 +319,14 @@ def test_memory_budget_counts_one_tiles_state_when_tiles_run_apart(monkeypatch, 
         out = torch.cat(list(net.stream_cells(TorchRunner(net.cells), iter(frames), 3, 2, stats=stats,
                                               spill_resident=1, **kw)))
         return out, stats
-    with pytest.raises(ConfigError, match="raise --memory-budget"):
+    with pytest.raises(ConfigError, match="raise --memory-budget") as err:
         stream(memory_budget="1MB", spill=str(tmp_path))
+    # the refusal names the tiles needing least and what they need: state + call = the least budget (MB, rounded)
+    got = re.search(r"uses (\d+) MB.*the tiles needing least, \d+ of \d+x\d+ \(WxH\), hold (\d+) MB of state beside a "
+                    r"largest call of (\d+) MB; raise --memory-budget to at least (\d+) MB", str(err.value))
+    assert got, str(err.value)
+    used, state, call, least = map(int, got.groups())
+    assert abs(used + state + call - least) <= 2
     _, in_memory = stream(clip[:1], memory_budget="14MB", spill="off")  # the plan is the window's, not the clip's
     planned, spilled = stream(memory_budget="14MB", spill=str(tmp_path))
     n, th, tw = spilled["tiles"]

@@ -61,8 +61,10 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     # openvino-cpu runs both INT8 forms where NNCF is installed (the dev/all extras have it): one row each
     ov_forms = ["cpu", "cpu-concat", "openvino"] if importlib.util.find_spec("nncf") else ["cpu", "cpu-concat"]
     plain = [r for r in result.rows if not r.options]
-    # 3 backends x fp32, bf16, fp16, int8; ort-cpu's int8 in 2 forms, openvino-cpu's once per form
-    assert len(plain) == 12 + len(ov_forms)
+    # 3 backends x fp32, bf16, fp16, int8, int8-bf16, int8-fp16; ort-cpu's int8 in 2 forms, openvino-cpu's int8
+    # once per form, and its int8-bf16 / int8-fp16 once per form where the CPU runs BF16 / FP16 (else one row why not)
+    ov_mixed = sum(len(ov_forms) if p in CAPS else 1 for p in ("BF16", "FP16"))
+    assert len(plain) == 16 + len(ov_forms) + ov_mixed
     # every openvino-cpu row that ran once more with kept buffers: same outputs, so the same drop; its own timing
     variants = [r for r in result.rows if r.options]
     ran_ov = [r for r in plain if r.backend == "openvino-cpu" and r.status == "ok"]
@@ -96,6 +98,16 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
         assert ov_bf16.status == "skipped" and "OPTIMIZATION_CAPABILITIES" in ov_bf16.reason
     if "FP16" not in CAPS:
         assert rows["openvino-cpu/fp16"].status == "skipped" and "no native fp16" in rows["openvino-cpu/fp16"].reason
+    # INT8 with its float ops in BF16 / FP16: openvino-cpu only, on the INT8 row's own bundle, measured on its own
+    for p in ("bf16", "fp16"):
+        assert rows[f"ort-cpu/int8-{p}"].status == "skipped" and "FP32 only" in rows[f"ort-cpu/int8-{p}"].reason
+        if p.upper() not in CAPS:
+            assert rows[f"openvino-cpu/int8-{p}"].status == "skipped" and f"no native {p}" in rows[f"openvino-cpu/int8-{p}"].reason
+            continue
+        for form in ov_forms:
+            mixed, int8 = rows[f"openvino-cpu/int8-{p}:{form}"], rows[f"openvino-cpu/int8:{form}"]
+            assert mixed.status == "ok" and mixed.fps > 0 and np.isfinite(mixed.psnr_y_drop_db), mixed.reason
+            assert mixed.bundle == int8.bundle and mixed.psnr_y_drop_db != int8.psnr_y_drop_db
 
     chosen = result.chosen
     assert chosen is not None and chosen.chosen and chosen.within_budget
@@ -157,6 +169,33 @@ def test_openvino_bf16_executes_where_the_cpu_has_it(tiny_bundle):
     out = Upscaler.create(b, "openvino-cpu", precision="bf16").upscale(lr)
     err = float(np.abs(out - ref).max())
     assert 1e-5 < err < 5e-2, err  # BF16 keeps 8 mantissa bits: visible, bounded
+
+
+def test_int8_with_bf16_float_ops_on_openvino(tiny_bundle, tmp_path):
+    """``int8-bf16``: an INT8 bundle on openvino-cpu with its unquantized ops in BF16 (real execution where the CPU
+    has it): close to the INT8 bundle's own output, not equal; refused with the fix everywhere it cannot run."""
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    from vsrdeploy.runtimes.base import precision_options
+    fp32 = Bundle(tiny_bundle)
+    int8 = Bundle(calibrate_bundle(fp32, _clip(t=3, seed=1), tmp_path / "i8.vsr", target="cpu", progress=False))
+    with pytest.raises(BackendUnavailable, match="runs an INT8 bundle; the bundle is fp32: make one with `vsrdeploy calibrate"):
+        precision_options("openvino-cpu", "int8-bf16", fp32)
+    with pytest.raises(BackendUnavailable, match="ort-cpu cannot run an INT8 bundle's float ops in bf16"):
+        precision_options("ort-cpu", "int8-bf16", int8)
+    with pytest.raises(BackendUnavailable, match=r"runs only at that precision \(on openvino-cpu also int8-bf16, int8-fp16\)"):
+        precision_options("openvino-cpu", "bf16", int8)
+    options = precision_options("openvino-cpu", "int8-bf16", int8)
+    assert options == {"precision": "bf16"}
+    if "BF16" not in CAPS:
+        with pytest.raises(BackendUnavailable, match="no native bf16"):
+            Upscaler.create(int8, "openvino-cpu", **options)
+        pytest.skip(f"this CPU's OpenVINO has no BF16 (capabilities {CAPS})")
+    lr = _clip()
+    ref = Upscaler.create(int8, "openvino-cpu").upscale(lr)
+    up = Upscaler.create(int8, "openvino-cpu", **options)
+    assert up.backend.describe() == "openvino-cpu (cpu, int8-bf16)"
+    err = float(np.abs(up.upscale(lr) - ref).max())
+    assert 1e-5 < err < 5e-2, err  # measured 2.3e-3 on a Zen 5 (avx512_bf16): BF16's 8 mantissa bits show, bounded
 
 
 def test_profile_never_replaces_a_foreign_file(bundle):

@@ -555,7 +555,8 @@ def parse_int_list(value: str | None, param=None, minimum: int = 0) -> list[int]
               help="Make the LR clip from --input (HR): bi = MATLAB bicubic x4, bd = Gaussian 1.6 + x4 subsampling.")
 @backend_option("torch,ort-cpu,openvino-cpu")
 @click.option("--precisions", "--precision", "precisions", multiple=True, default=("fp32",), show_default=True,
-              metavar="P1,P2", callback=join_lists, help="fp32, fp16, bf16, int8 (comma-separated or repeated).")
+              metavar="P1,P2", callback=join_lists, help="fp32, fp16, bf16, int8, int8-bf16, int8-fp16 (comma-separated or repeated; "
+                                                       "int8-*: an INT8 bundle's unquantized ops at *, openvino-cpu).")
 @click.option("--reference", "reference_spec", default="whole", show_default=True, metavar="whole|stream|BUNDLE:BACKEND",
               help="What targets are measured against: the whole-clip PyTorch FP32 forward (memory grows with the "
                    "clip), PyTorch FP32 streamed with --window/--lookahead, or a bundle streamed on a backend.")
@@ -666,7 +667,8 @@ def machine_description() -> str:
 @click.option("--lookahead", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for every configuration.")
 @click.option("--precisions", default="fp32", show_default=True, metavar="P1,P2",
-              help="Precisions each backend runs from the FP32 bundle (openvino-cpu: fp32, bf16, fp16).")
+              help="Precisions each backend runs from the FP32 bundle (openvino-cpu: fp32, bf16, fp16); "
+                   "int8-bf16 / int8-fp16 run the --extra-bundle INT8 bundles with their unquantized ops at that precision.")
 @click.option("--extra-bundle", "extra", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A derived bundle (INT8 from `calibrate`, FP16 from `convert`) also run on each backend (repeat).")
 @click.option("--profile", is_flag=True,
@@ -700,10 +702,13 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     from .evaluate.compare import parse_targets
     from .progress import FrameProgress
     targets = parse_targets(names, split_list(precisions))  # checks the precision names
-    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets]
+    # int8-*: an INT8 bundle's float ops at *, so rows of the --extra-bundle INT8 bundles only
+    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets
+                                         if not t.precision.startswith("int8-")]
     for derived in map(Bundle, extra):
-        configs += [BenchConfig(b, derived.precision, bundle=str(derived.path),
-                                label=f"{b}/{derived.precision} ({derived.path.name})") for b in names]
+        for p in [derived.precision] + [p for p in split_list(precisions) if p.startswith(derived.precision + "-")]:
+            configs += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
+                        for b in names]
     with FrameProgress() as bars:
         results = run_configs(str(bundle.path), configs, frames=frames, size=hw,
                               warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
@@ -746,9 +751,10 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Largest PSNR-Y drop vs FP32 (dB) a configuration may have to be chosen.")
 @backend_option("torch,ort-cpu,openvino-cpu")
-@click.option("--precisions", "--precision", "precisions", multiple=True, default=("fp32,bf16,fp16,int8",),
-              show_default=True, metavar="P1,P2", callback=join_lists,
-              help="Precisions to try (comma-separated or repeated).")
+@click.option("--precisions", "--precision", "precisions", multiple=True,
+              default=("fp32,bf16,fp16,int8,int8-bf16,int8-fp16",), show_default=True, metavar="P1,P2",
+              callback=join_lists, help="Precisions to try (comma-separated or repeated); int8-bf16 / int8-fp16: "
+                                        "INT8 with the unquantized ops in BF16 / FP16 (openvino-cpu).")
 @click.option("--size", metavar="WxH", help="LR frame size to time [default: the size of the --frames frames].")
 @click.option("--max-frames", type=click.IntRange(min=2), default=8, show_default=True,
               help="Frames of --frames whose PSNR-Y is measured.")

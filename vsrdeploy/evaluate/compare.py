@@ -24,7 +24,7 @@ from ..errors import BackendUnavailable, ConfigError, InputError, VSRDeployError
 from .machine import machine_info
 from .memory import PeakRSS
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-bf16", "int8-fp16")  # int8-*: an INT8 bundle, float ops at *
 CROP_BORDER = 0  # upstream VSR benchmarks (REDS4, Vimeo-90K-T, Vid4 in BasicVSR) evaluate without cropping
 
 
@@ -187,7 +187,8 @@ class CompareResult:
 
 def parse_targets(backends: list[str], precisions: list[str], bundles: list | None = None) -> list[Target]:
     """backends x precisions, per bundle when ``bundles`` has several: an FP32 bundle runs at each of
-    ``precisions``, a converted one (FP16, INT8) at its own precision."""
+    ``precisions``, a converted one (FP16, INT8) at its own precision (an INT8 one also at the ``int8-*`` ones:
+    its float ops at that precision)."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
@@ -204,7 +205,8 @@ def parse_targets(backends: list[str], precisions: list[str], bundles: list | No
     targets = []
     for bundle, name in zip(bundles, names):
         for backend in backends:
-            for p in (precisions if bundle.precision == "fp32" else [bundle.precision]):
+            own = [bundle.precision] + [p for p in precisions if p.startswith(bundle.precision + "-")]
+            for p in (precisions if bundle.precision == "fp32" else own):
                 if not any(t.bundle is bundle and t.backend == backend and t.precision == p for t in targets):
                     targets.append(Target(backend, p, bundle, name))
     return targets

@@ -35,7 +35,9 @@ from ..errors import BackendUnavailable, ConfigError, InputError
 
 PROFILE_KIND = "vsrdeploy-tune-profile"
 PROFILE_VERSION = 1
-TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: ``int8-bf16`` / ``int8-fp16``: an INT8 bundle with its float ops (deformable sampling, excluded convs) at that
+#: precision, on runtimes that can (``Backend.int8_float_precisions``)
+TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8-bf16", "int8-fp16")
 #: backend -> the INT8 forms (``INT8_FORMS``) it runs; tune makes one row per form whose quantizer is
 #: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
 #: is the faster one on every CPU and network)
@@ -133,8 +135,14 @@ def candidate_reason(backend: str, precision: str) -> str | None:
         return f"backend {backend} is unavailable: {reason}"
     if (backend, precision) in NOT_NATIVE:
         return NOT_NATIVE[(backend, precision)]
-    if precision == "int8":
-        return None if backend in INT8_TARGETS else f"{backend} does not run the CPU INT8 (Q/DQ) form"
+    if precision.startswith("int8"):
+        if backend not in INT8_TARGETS:
+            return f"{backend} does not run the CPU INT8 (Q/DQ) form"
+        if precision == "int8":
+            return None
+        precision = precision.removeprefix("int8-")  # the float ops' precision: native here?
+        if precision not in cls.int8_float_precisions:
+            return f"{backend} runs an INT8 bundle's float ops in FP32 only"
     if precision not in cls.precisions:
         return f"{backend} runs {', '.join(cls.precisions)} from an FP32 bundle, not {precision}"
     if backend.startswith("openvino"):
@@ -289,7 +297,7 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
                 if reason and fp32 is not bundle:
                     continue  # not a candidate in any form: the first bundle's row already says why
                 reason = reason or export_form_reason(b, fp32, bundle)
-                targets = int8_targets_for(b) if p == "int8" and not reason else [""]
+                targets = int8_targets_for(b) if p.startswith("int8") and not reason else [""]
                 if not targets:
                     reason = (f"no INT8 quantizer for {b} is installed (onnxruntime's quantization tools, or nncf: "
                               "pip install 'vsrdeploy[openvino]')")
@@ -300,7 +308,7 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
     calib = calib_lr if calib_lr is not None else lr
     int8_forms: dict[tuple[str, str], Bundle | Exception] = {}  # (FP32 bundle, INT8 form) -> bundle, or why not
     for r in rows:
-        if r.precision != "int8" or r.status != "ok":
+        if not r.precision.startswith("int8") or r.status != "ok":
             continue
         form_key = (r.bundle, r.int8_target)
         if form_key not in int8_forms:

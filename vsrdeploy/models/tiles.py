@@ -187,6 +187,7 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
     # nothing fits yet: the most frames any choice leaves room for, the least budget these settings need
     fits = int((budget - base_bytes - whole) // per_frame)
     least = base_bytes + held + whole
+    best = None  # the tile grid needing least: (grid, its held state, its largest call)
     tried = set()
     for t in CANDIDATE_TILES:
         if t < min_size or t <= overlap or t >= max(height, width):
@@ -205,7 +206,8 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         if base_bytes + tiled + call <= budget:
             return grid
         fits = max(fits, int((budget - base_bytes - call) // max(1, tiled // max(1, frames_held))))
-        least = min(least, base_bytes + tiled + call)
+        if base_bytes + tiled + call < least:
+            least, best = base_bytes + tiled + call, (grid, tiled, call)
     mb = 2**20
     fix = f"raise --memory-budget to at least {least / mb:.0f} MB"
     if 0 < fits < frames_held:
@@ -215,5 +217,8 @@ def plan_tiles(height: int, width: int, *, tile=None, overlap: int = DEFAULT_TIL
         fix += " or lower --window / --lookahead"
     raise ConfigError(
         f"memory budget {budget / mb:.0f} MB is too small for {width}x{height} frames: the process already "
-        f"uses {base_bytes / mb:.0f} MB and the window's state needs about {held / mb:.0f} MB "
-        f"({frames_held} frames of {per_frame / mb:.0f} MB); {fix}")
+        f"uses {base_bytes / mb:.0f} MB; untiled, the window's state needs about {held / mb:.0f} MB "
+        f"({frames_held} frames of {per_frame / mb:.0f} MB) and its largest call {whole / mb:.0f} MB"
+        + (f"; the tiles needing least, {len(best[0])} of {best[0].tile_w}x{best[0].tile_h} (WxH), hold "
+           f"{best[1] / mb:.0f} MB of state beside a largest call of {best[2] / mb:.0f} MB" if best else "")
+        + f"; {fix}")

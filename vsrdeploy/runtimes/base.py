@@ -36,6 +36,9 @@ class Backend:
     runs_exported_cells: bool = True
     #: precision name -> constructor options; precisions missing here are reported as unsupported
     precisions: dict[str, dict] = {"fp32": {}}
+    #: precisions this runtime can give an INT8 bundle's float ops (the ones left unquantized: deformable
+    #: sampling, excluded convs), named ``int8-<p>`` (e.g. ``int8-bf16``); their options come from ``precisions``
+    int8_float_precisions: tuple[str, ...] = ()
     #: options read from ``self.options`` rather than named in ``__init__`` (the others come from signatures)
     extra_options: frozenset[str] = frozenset()
     #: attributes holding the runtime's sessions / compiled models, dropped by :meth:`close`
@@ -100,6 +103,8 @@ class Backend:
 
     def describe(self) -> str:
         precision = self.bundle.precision if self.bundle.precision != "fp32" else self.precision
+        if self.bundle.precision == "int8" and self.precision != "fp32":
+            precision = f"int8-{self.precision}"  # float ops at a reduced precision
         return f"{self.name} ({self.device}, {precision})"
 
 
@@ -131,9 +136,21 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     """Constructor options that make backend ``name`` run at ``precision``; raises BackendUnavailable
     (with the reason) when it cannot."""
     cls = get_backend_class(name)
+    float_precision = precision.removeprefix("int8-") if precision.startswith("int8-") else None
+    if float_precision is not None:  # an INT8 bundle, its float ops at a reduced precision
+        if float_precision not in cls.int8_float_precisions:
+            raise BackendUnavailable(f"{name} cannot run an INT8 bundle's float ops in {float_precision} "
+                                     + (f"(it can in {', '.join(cls.int8_float_precisions)})"
+                                        if cls.int8_float_precisions else "(only openvino-cpu can: bf16, fp16)"))
+        if bundle is not None and bundle.precision != "int8":
+            raise BackendUnavailable(f"{precision} runs an INT8 bundle; the bundle is {bundle.precision}: make one "
+                                     "with `vsrdeploy calibrate BUNDLE`")
+        return dict(cls.precisions[float_precision])
     if bundle is not None and bundle.precision != "fp32":
         if precision != bundle.precision:
-            raise BackendUnavailable(f"the bundle is {bundle.precision}; it runs only at that precision")
+            also = [f"int8-{p}" for p in cls.int8_float_precisions] if bundle.precision == "int8" else []
+            raise BackendUnavailable(f"the bundle is {bundle.precision}; it runs only at that precision"
+                                     + (f" (on {name} also {', '.join(also)})" if also else ""))
         return {}
     if precision not in cls.precisions:
         raise BackendUnavailable(
