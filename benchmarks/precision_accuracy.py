@@ -28,6 +28,7 @@ from vsrdeploy import export_onnx, load_checkpoint
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.compare import read_clip
 from vsrdeploy.evaluate.degrade import degrade
+from vsrdeploy.errors import BackendUnavailable
 from vsrdeploy.evaluate.metrics import psnr
 from vsrdeploy.runtimes.engine import Upscaler
 
@@ -96,7 +97,6 @@ def main(argv=None) -> int:
         rows.append({"variant": f"{label} (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
                      "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
     for precision in dict.fromkeys(args.ov_precision):
-        from vsrdeploy.errors import BackendUnavailable
         try:
             out, ms = run(fp32, lr, "openvino-cpu", args.threads, precision=precision)
             rows.append({"variant": f"{precision} (openvino-cpu, real execution)", "psnr_vs_fp32": y_psnr(out, ref),
@@ -119,7 +119,6 @@ def main(argv=None) -> int:
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
                              "s_per_frame": ms})
             for precision in dict.fromkeys(args.int8_float):
-                from vsrdeploy.errors import BackendUnavailable
                 try:
                     out, ms = run(b, lr, "openvino-cpu", args.threads, precision=precision)
                 except BackendUnavailable as e:
