@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,13 +172,15 @@ def test_openvino_bf16_executes_where_the_cpu_has_it(tiny_bundle):
     assert 1e-5 < err < 5e-2, err  # BF16 keeps 8 mantissa bits: visible, bounded
 
 
-def test_int8_with_bf16_float_ops_on_openvino(tiny_bundle, tmp_path):
+def test_int8_with_bf16_float_ops_on_openvino(bundle):
     """``int8-bf16``: an INT8 bundle on openvino-cpu with its unquantized ops in BF16 (real execution where the CPU
-    has it): close to the INT8 bundle's own output, not equal; refused with the fix everywhere it cannot run."""
+    has it): close to the INT8 bundle's own output, not equal; a profile carries it to ``run``; refused with the
+    fix everywhere it cannot run."""
     from vsrdeploy.calib.int8 import calibrate_bundle
     from vsrdeploy.runtimes.base import precision_options
-    fp32 = Bundle(tiny_bundle)
-    int8 = Bundle(calibrate_bundle(fp32, _clip(t=3, seed=1), tmp_path / "i8.vsr", target="cpu", progress=False))
+    fp32 = bundle
+    int8 = Bundle(calibrate_bundle(fp32, _clip(t=3, seed=1), bundle.path.with_name("i8.vsr"), target="cpu",
+                                   progress=False))
     with pytest.raises(BackendUnavailable, match="runs an INT8 bundle; the bundle is fp32: make one with `vsrdeploy calibrate"):
         precision_options("openvino-cpu", "int8-bf16", fp32)
     with pytest.raises(BackendUnavailable, match="ort-cpu cannot run an INT8 bundle's float ops in bf16"):
@@ -186,6 +189,10 @@ def test_int8_with_bf16_float_ops_on_openvino(tiny_bundle, tmp_path):
         precision_options("openvino-cpu", "bf16", int8)
     options = precision_options("openvino-cpu", "int8-bf16", int8)
     assert options == {"precision": "bf16"}
+    write_profile(_forced(fp32, "openvino-cpu", "int8-bf16", run_bundle=int8.path))
+    settings = load_profile(fp32.path)
+    assert Path(settings.bundle).resolve() == int8.path.resolve()
+    assert (settings.backend, settings.options) == ("openvino-cpu", options)
     if "BF16" not in CAPS:
         with pytest.raises(BackendUnavailable, match="no native bf16"):
             Upscaler.create(int8, "openvino-cpu", **options)
@@ -266,6 +273,25 @@ def test_bench_rows_per_precision_and_derived_bundle(tiny_bundle, tmp_path):
         assert rows[2].status == "ok", rows[2].reason
     else:
         assert rows[2].status == "skipped" and "no native bf16" in rows[2].reason
+
+
+def test_bench_cli_runs_int8_bf16_on_the_extra_int8_bundle_only(bundle):
+    """``bench --precisions int8-bf16``: rows for the ``--extra-bundle`` INT8 bundles (at int8 and int8-bf16),
+    none for the FP32 bundle, which has no INT8 graph to run."""
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    int8 = calibrate_bundle(bundle, _clip(t=3, seed=1), bundle.path.with_name("i8.vsr"), target="cpu", progress=False)
+    ran = CliRunner().invoke(main, ["bench", str(bundle.path), "-b", "openvino-cpu", "--precisions", "fp32,int8-bf16",
+                                    "--extra-bundle", str(int8), "--size", "32x32", "--frames", "2", "--repeat", "1",
+                                    "--warmup", "1", "--threads", "1", "--json"], catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    rows = {r["name"]: r for r in json.loads(ran.stdout)["results"]}
+    assert list(rows) == ["whole-clip torch", "openvino-cpu", "openvino-cpu/int8 (i8.vsr)",
+                          "openvino-cpu/int8-bf16 (i8.vsr)"]
+    mixed = rows["openvino-cpu/int8-bf16 (i8.vsr)"]
+    if "BF16" in CAPS:
+        assert mixed["status"] == "ok" and mixed["fps"] > 0, mixed["reason"]
+    else:
+        assert mixed["status"] == "skipped" and "no native bf16" in mixed["reason"]
 
 
 def test_run_profile_conflicting_backend_is_one_line_error(bundle, video, tmp_path):
