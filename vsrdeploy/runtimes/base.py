@@ -139,9 +139,9 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     float_precision = precision.removeprefix("int8-") if precision.startswith("int8-") else None
     if float_precision is not None:  # an INT8 bundle, its float ops at a reduced precision
         if float_precision not in cls.int8_float_precisions:
-            raise BackendUnavailable(f"{name} cannot run an INT8 bundle's float ops in {float_precision} "
-                                     + (f"(it can in {', '.join(cls.int8_float_precisions)})"
-                                        if cls.int8_float_precisions else "(only openvino-cpu can: bf16, fp16)"))
+            able = [n for n in list_backends() if float_precision in _BACKENDS[n].int8_float_precisions]
+            raise BackendUnavailable(f"{name} cannot run an INT8 bundle's float ops in {float_precision}; "
+                                     f"{', '.join(able) or 'no backend here'} can")
         if bundle is not None and bundle.precision != "int8":
             raise BackendUnavailable(f"{precision} runs an INT8 bundle; the bundle is {bundle.precision}: make one "
                                      "with `vsrdeploy calibrate BUNDLE`")

@@ -73,7 +73,7 @@ class _OpenVINOBackend(Backend):
     preferred_dcn = "decomposed"
     precisions = {name: {"precision": name} for name in PRECISION_HINTS}
     #: an INT8 bundle with its float ops (the deformable alignments' sampling, excluded convs) in BF16 / FP16:
-    #: on a Zen 5 with AVX512_BF16, IconVSR's INT8 went from 3.9x to 5.1x the whole-clip forward
+    #: on a Zen 5 with AVX512_BF16, IconVSR's INT8 went from 3.9-4.3x to 5.0-5.1x the whole-clip forward
     #: (benchmarks/RESULTS.md, "INT8 with BF16 float ops")
     int8_float_precisions = ("bf16", "fp16")
     resources = ("requests", "compiled", "outputs", "blobs")
