@@ -66,6 +66,10 @@ def test_targets_per_bundle_take_each_bundles_precision(forms):
         "tiny:ort-cpu/fp32", "tiny:ort-cpu/fp16", "tiny:openvino-cpu/fp32", "tiny:openvino-cpu/fp16",
         "tiny-fp16:ort-cpu/fp16", "tiny-fp16:openvino-cpu/fp16", "tiny-int8:ort-cpu/int8",
         "tiny-int8:openvino-cpu/int8"]
+    # int8-bf16: the INT8 bundle's float ops in BF16, so rows of the INT8 bundle only (after its own int8 row)
+    targets = parse_targets(["openvino-cpu"], ["fp32", "int8-bf16"], [fp32, int8])
+    assert [t.label for t in targets] == ["tiny:openvino-cpu/fp32", "tiny-int8:openvino-cpu/int8",
+                                          "tiny-int8:openvino-cpu/int8-bf16"]
 
 
 def test_bundles_of_different_networks_are_refused(forms, tmp_path):

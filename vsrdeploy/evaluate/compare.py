@@ -205,8 +205,11 @@ def parse_targets(backends: list[str], precisions: list[str], bundles: list | No
     targets = []
     for bundle, name in zip(bundles, names):
         for backend in backends:
-            own = [bundle.precision] + [p for p in precisions if p.startswith(bundle.precision + "-")]
-            for p in (precisions if bundle.precision == "fp32" else own):
+            if bundle.precision == "fp32":  # int8-* needs an INT8 bundle: that bundle's rows have them
+                own = [p for p in precisions if not p.startswith("int8-")]
+            else:
+                own = [bundle.precision] + [p for p in precisions if p.startswith(bundle.precision + "-")]
+            for p in own:
                 if not any(t.bundle is bundle and t.backend == backend and t.precision == p for t in targets):
                     targets.append(Target(backend, p, bundle, name))
     return targets
