@@ -112,10 +112,11 @@ def main(argv=None) -> int:
             exclude = list(DEFAULT_EXCLUDE) if not rest else [e for e in rest[0].split(",") if e and e != "none"]
             b = Bundle(calibrate_bundle(fp32, calib_lr, work / f"int8-{i}.vsr", target=target, method=method,
                                         exclude=exclude, progress=False))
+            recipe = f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}]"
             for backend in (args.int8_backends or args.backend).split(","):
                 out, ms = run(b, lr, backend, args.threads)
                 on = f" on {backend}" if args.int8_backends else ""
-                rows.append({"variant": f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}]{on}",
+                rows.append({"variant": f"{recipe}{on}",
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
                              "s_per_frame": ms})
             for precision in dict.fromkeys(args.int8_float):
@@ -124,8 +125,7 @@ def main(argv=None) -> int:
                 except BackendUnavailable as e:
                     print(f"int8-{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
                     continue
-                rows.append({"variant": f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}] on "
-                                        f"openvino-cpu, float ops {precision} (real execution)",
+                rows.append({"variant": f"{recipe} on openvino-cpu, float ops {precision} (real execution)",
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
     bic = y_psnr(np.stack([np.clip(f, 0, 1) for f in _bicubic_up(lr)]), gt)
     print(f"# {Path(args.model).name} on {desc} ({len(gt)} frames, LR {lr.shape[2]}x{lr.shape[3]}); "

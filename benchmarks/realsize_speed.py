@@ -33,7 +33,7 @@ from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthet
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
-from vsrdeploy.runtimes.base import parse_backend_options
+from vsrdeploy.runtimes.base import int8_float_precision, parse_backend_options
 
 RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
             "iconvsr": {"mid_channels": 64, "num_blocks": 30},
@@ -64,8 +64,8 @@ INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
 def row_name(backend: str, precision: str, tag: str | None) -> str:
     """How --rows names a row: ``openvino-cpu/bf16``, ``openvino-cpu/int8-nncf``, ``openvino-cpu/int8-nncf+bf16``
     (that INT8 bundle with its float ops in BF16)."""
-    floats = f"+{precision.removeprefix('int8-')}" if precision.startswith("int8-") else ""
-    return f"{backend}/{tag or precision}{floats}"
+    floats = int8_float_precision(precision)
+    return f"{backend}/{tag or precision}{'+' + floats if floats else ''}"
 
 
 def main(argv=None) -> int:
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
     for b, p, d in rows:
         for options, suffix in [({}, "")] + [(o, sfx) for vb, o, sfx in variants if vb == b]:
-            floats = f", float ops {p.removeprefix('int8-')}" if p.startswith("int8-") else ""
+            floats = f", float ops {int8_float_precision(p)}" if int8_float_precision(p) else ""
             configs.append(BenchConfig(b, p, bundle=str(derived[d]) if d else None, options=options,
                                        label=f"{b} {INT8_FORMS[d][1] if d else p}{floats}{suffix}"))
     load_before = os.getloadavg()

@@ -699,14 +699,14 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     from .bundle import Bundle
     from .evaluate.bench import BASELINE, BenchConfig, run_configs
-    from .evaluate.compare import parse_targets
+    from .evaluate.compare import bundle_precisions, parse_targets
     from .progress import FrameProgress
-    targets = parse_targets(names, split_list(precisions))  # checks the precision names
-    # int8-*: an INT8 bundle's float ops at *, so rows of the --extra-bundle INT8 bundles only
-    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets
-                                         if not t.precision.startswith("int8-")]
+    wanted = split_list(precisions)
+    targets = parse_targets(names, wanted)  # checks the precision names
+    own = bundle_precisions("fp32", wanted)  # int8-* rows are the --extra-bundle INT8 bundles'
+    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
     for derived in map(Bundle, extra):
-        for p in [derived.precision] + [p for p in split_list(precisions) if p.startswith(derived.precision + "-")]:
+        for p in bundle_precisions(derived.precision, wanted):
             configs += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
                         for b in names]
     with FrameProgress() as bars:

@@ -185,10 +185,17 @@ class CompareResult:
         return d
 
 
+def bundle_precisions(bundle_precision: str, precisions: list[str]) -> list[str]:
+    """Which of ``precisions`` a bundle of ``bundle_precision`` runs at: an FP32 bundle each but ``int8-*`` (those
+    need an INT8 bundle), a converted one (FP16, INT8) its own, an INT8 one also the ``int8-*`` ones (its float
+    ops at that precision)."""
+    if bundle_precision == "fp32":
+        return [p for p in precisions if not p.startswith("int8-")]
+    return [bundle_precision] + [p for p in precisions if p.startswith(bundle_precision + "-")]
+
+
 def parse_targets(backends: list[str], precisions: list[str], bundles: list | None = None) -> list[Target]:
-    """backends x precisions, per bundle when ``bundles`` has several: an FP32 bundle runs at each of
-    ``precisions``, a converted one (FP16, INT8) at its own precision (an INT8 one also at the ``int8-*`` ones:
-    its float ops at that precision)."""
+    """backends x precisions, per bundle when ``bundles`` has several, each at :func:`bundle_precisions`."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
@@ -205,11 +212,7 @@ def parse_targets(backends: list[str], precisions: list[str], bundles: list | No
     targets = []
     for bundle, name in zip(bundles, names):
         for backend in backends:
-            if bundle.precision == "fp32":  # int8-* needs an INT8 bundle: that bundle's rows have them
-                own = [p for p in precisions if not p.startswith("int8-")]
-            else:
-                own = [bundle.precision] + [p for p in precisions if p.startswith(bundle.precision + "-")]
-            for p in own:
+            for p in bundle_precisions(bundle.precision, precisions):
                 if not any(t.bundle is bundle and t.backend == backend and t.precision == p for t in targets):
                     targets.append(Target(backend, p, bundle, name))
     return targets

@@ -140,7 +140,8 @@ def candidate_reason(backend: str, precision: str) -> str | None:
             return f"{backend} does not run the CPU INT8 (Q/DQ) form"
         if precision == "int8":
             return None
-        precision = precision.removeprefix("int8-")  # the float ops' precision: native here?
+        from ..runtimes.base import int8_float_precision
+        precision = int8_float_precision(precision)  # the float ops' precision: native here?
         if precision not in cls.int8_float_precisions:
             return f"{backend} runs an INT8 bundle's float ops in FP32 only"
     if precision not in cls.precisions:

@@ -132,11 +132,16 @@ def check_backend_names(names: list[str]) -> None:
         raise ConfigError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(known)}")
 
 
+def int8_float_precision(precision: str) -> str | None:
+    """``int8-bf16`` -> ``bf16`` (an INT8 bundle, its float ops at that precision); None for other precisions."""
+    return precision.removeprefix("int8-") if precision.startswith("int8-") else None
+
+
 def precision_options(name: str, precision: str, bundle: Bundle | None = None) -> dict:
     """Constructor options that make backend ``name`` run at ``precision``; raises BackendUnavailable
     (with the reason) when it cannot."""
     cls = get_backend_class(name)
-    float_precision = precision.removeprefix("int8-") if precision.startswith("int8-") else None
+    float_precision = int8_float_precision(precision)
     if float_precision is not None:  # an INT8 bundle, its float ops at a reduced precision
         if float_precision not in cls.int8_float_precisions:
             able = [n for n in list_backends() if float_precision in _BACKENDS[n].int8_float_precisions]
