@@ -288,6 +288,9 @@ def test_bench_cli_runs_int8_bf16_on_the_extra_int8_bundle_only(bundle):
     assert list(rows) == ["whole-clip torch", "openvino-cpu", "openvino-cpu/int8 (i8.vsr)",
                           "openvino-cpu/int8-bf16 (i8.vsr)"]
     mixed = rows["openvino-cpu/int8-bf16 (i8.vsr)"]
+    alone = CliRunner().invoke(main, ["bench", str(bundle.path), "-b", "openvino-cpu", "--precisions", "int8-bf16"])
+    assert alone.exit_code != 0 and "int8-bf16 runs an INT8 bundle: add --extra-bundle" in alone.output
+    assert "Traceback" not in alone.output
     if "BF16" in CAPS:
         assert mixed["status"] == "ok" and mixed["fps"] > 0, mixed["reason"]
     else:

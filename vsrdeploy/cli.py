@@ -696,16 +696,21 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         hw = (180, 320)  # the default is WxH whatever VSRDEPLOY_SIZE_ORDER says, and needs no notice
     else:
         hw = parse_size(size, "--size")
-    bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     from .bundle import Bundle
     from .evaluate.bench import BASELINE, BenchConfig, run_configs
     from .evaluate.compare import bundle_precisions, parse_targets
     from .progress import FrameProgress
     wanted = split_list(precisions)
-    targets = parse_targets(names, wanted)  # checks the precision names
+    targets = parse_targets(names, wanted)  # checks the precision names, before exporting anything
     own = bundle_precisions("fp32", wanted)  # int8-* rows are the --extra-bundle INT8 bundles'
+    extra = [Bundle(e) for e in extra]
+    mixed = [p for p in wanted if p not in own]
+    if mixed and not any(e.precision == "int8" for e in extra):
+        raise ConfigError(f"{', '.join(mixed)} runs an INT8 bundle: add --extra-bundle INT8.vsr (made by `vsrdeploy "
+                          "calibrate`)")
+    bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
-    for derived in map(Bundle, extra):
+    for derived in extra:
         for p in bundle_precisions(derived.precision, wanted):
             configs += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
                         for b in names]
