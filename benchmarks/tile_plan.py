@@ -17,7 +17,7 @@ import re
 import torch
 
 import vsrdeploy
-import vsrdeploy.models.base as model_base
+import vsrdeploy.models.streaming as model_base
 from vsrdeploy.errors import ConfigError
 from vsrdeploy.evaluate.memory import rss_mb
 from vsrdeploy.models.tiles import TileGrid

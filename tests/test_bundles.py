@@ -70,7 +70,10 @@ def test_manifest_and_graphs(reference_bundles):
     assert set(manifest["versions"]) >= {"vsrdeploy", "torch", "onnx"}
     align = manifest["cells"]["backward_1_align"]
     assert "DeformConv" in align["ops"] and "GridSample" in align["ops"]
-    assert align["inputs"][0] == {"name": "feat_prop", "dtype": "float32", "shape": ["N", 16, "H", "W"]}
+    assert align["inputs"][0] == {"name": "feat_prop", "dtype": "float32", "shape": ["N", 16, "H", "W"], "scale": 1.0}
+    # what a stream plans with, recorded so that it needs no PyTorch (models.spec)
+    assert align["halo"] is None and manifest["cells"]["upsample"]["halo"] == 2 and manifest["min_input_size"] == 64
+    assert all(len(c["largest_op"]) == 2 for c in manifest["cells"].values())
     assert manifest["cells"]["reconstruct"]["outputs"][0]["shape"] == ["N", 16, "H", "W"]
     assert manifest["cells"]["upsample"]["outputs"][0]["shape"] == ["N", 3, "4H", "4W"]
     for cell in manifest["cells"].values():

@@ -1,4 +1,4 @@
-"""Copy-free binding on the CPU runtimes (issue #13, item 3): OpenVINO tensors on the torch tensors' memory
+"""Copy-free binding on the CPU runtimes (issue #13, item 3): OpenVINO tensors on the input arrays' memory
 and outputs written into per-call buffers give the same bits as OpenVINO's copying ``infer``; ONNX Runtime's
 ``session.run`` (already copy-free on numpy views: I/O binding measured no faster, see RESULTS.md) gives the
 same bits as on explicit copies; on both, an output handed out is never written by a later call."""
@@ -19,9 +19,9 @@ pytest.importorskip("openvino")
 def _plain_ort(backend):
     """``backend.run`` replaced by ONNX Runtime's plain ``session.run`` on numpy copies (the former path)."""
     def run(cell, inputs):
-        feed = {k: np.array(v.numpy(), copy=True) for k, v in inputs.items()}
+        feed = {k: np.array(np.asarray(v), copy=True) for k, v in inputs.items()}  # numpy: the CPU backends' arrays
         outs = backend.sessions[cell].run(backend.output_names[cell], feed)
-        return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in zip(backend.output_names[cell], outs)}
+        return {k: np.array(v, copy=True) for k, v in zip(backend.output_names[cell], outs)}
     backend.run = run
     return backend
 
@@ -29,8 +29,8 @@ def _plain_ort(backend):
 def _plain_openvino(backend):
     """``backend.run`` replaced by OpenVINO's copying ``infer`` on the request (the former path)."""
     def run(cell, inputs):
-        result = backend.requests[cell].infer({k: v.numpy() for k, v in inputs.items()})
-        return {name: torch.from_numpy(np.array(result[port], copy=True)) for name, port in backend.outputs[cell]}
+        result = backend.requests[cell].infer({k: np.asarray(v) for k, v in inputs.items()})
+        return {name: np.array(result[port], copy=True) for name, port in backend.outputs[cell]}
     backend.run = run
     return backend
 

@@ -24,8 +24,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .errors import BundleError, OutputError
 from .manifest import FORMAT_VERSION, HASH_KEY, description_sha256, hash_problems, manifest_problems, model_problems
 
@@ -161,6 +159,8 @@ class CellInfo:
     outputs: list[dict]
     stateless: bool
     ops: list[str]
+    halo: int | None = None  # recorded since 0.3.12, as are the two below (``models.spec``)
+    largest_op: list[float] | None = None
 
 
 class Bundle:
@@ -232,13 +232,23 @@ class Bundle:
         return {op for c in self.cells.values() for op in c.ops}
 
     def skeleton(self):
-        """The network without weights (meta device): its schedule, scale and size rules."""
+        """The network without weights (meta device): its schedule, scale and size rules. Needs PyTorch."""
+        import torch
+
         from .models import get_model_class
         with torch.device("meta"):
             return get_model_class(self.arch)(**self.config)
 
+    def spec(self):
+        """What a stream needs of the network (``models.spec.NetSpec``), read from the manifest without PyTorch;
+        a bundle exported before 0.3.12 lacks some of it and gets :meth:`skeleton` (PyTorch) instead."""
+        from .models.spec import NetSpec
+        return NetSpec.from_manifest(self.manifest) or self.skeleton()
+
     def load_network(self, device="cpu"):
         """The PyTorch network with the bundle's weights."""
+        import torch
+
         from .models import build_model
         net = build_model(self.arch, **self.config)
         state = torch.load(self.file(self.manifest["weights"]), map_location="cpu", weights_only=True)

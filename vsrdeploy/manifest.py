@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 
 FORMAT_VERSION = 2
 HASH_KEY = "description_sha256"
@@ -72,6 +73,7 @@ def _check_ports(c: _Checker, ports, where: str) -> None:
             continue
         c.need(port, "name", str, w)
         c.need(port, "dtype", str, w)
+        c.need(port, "scale", (int, float, type(None)), w, optional=True)
         shape = c.need(port, "shape", list, w)
         if shape is not None and not all(isinstance(d, str) or (_is_int(d) and d > 0) for d in shape):
             c.add(f"{w}.shape must hold symbolic names or positive integers, got {shape}")
@@ -90,15 +92,15 @@ def manifest_problems(manifest) -> list[str]:
     if model is not None:
         c.need(model, "arch", str, "model")
         c.need(model, "config", dict, "model")
-    for key in ("scale", "pad_multiple", "min_size", "opset"):
-        value = c.need(manifest, key, int, "manifest")
+    for key in ("scale", "pad_multiple", "min_size", "opset", "min_input_size"):
+        value = c.need(manifest, key, int, "manifest", optional=key == "min_input_size")
         if value is not None and not 1 <= value <= 1024:
             c.add(f"manifest.{key} must be between 1 and 1024, got {value}")
     c.need(manifest, "schedule", str, "manifest")
     precision = c.need(manifest, "precision", str, "manifest")
     if precision is not None and precision not in PRECISIONS:
         c.add(f"manifest.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    from .models.dcn import DCN_EXPORT_MODES
+    from .models.dcn_names import DCN_EXPORT_MODES
     dcn = c.need(manifest, "dcn", str, "manifest")
     if dcn is not None and dcn not in DCN_EXPORT_MODES:
         c.add(f"manifest.dcn must be one of {', '.join(DCN_EXPORT_MODES)}, got {dcn!r}")
@@ -126,7 +128,7 @@ def manifest_problems(manifest) -> list[str]:
             if not isinstance(info, dict):
                 c.add(f"{w} must be an object, got {_kind(info)}")
                 continue
-            unknown = set(info) - {"file", "inputs", "outputs", "stateless", "ops"}
+            unknown = set(info) - {"file", "inputs", "outputs", "stateless", "ops", "halo", "largest_op"}
             if unknown:
                 c.add(f"{w} has unknown key(s) {', '.join(sorted(unknown))}")
             file = c.need(info, "file", str, w)
@@ -135,6 +137,13 @@ def manifest_problems(manifest) -> list[str]:
             _check_ports(c, c.need(info, "inputs", list, w), f"{w}.inputs")
             _check_ports(c, c.need(info, "outputs", list, w), f"{w}.outputs")
             c.need(info, "stateless", bool, w)
+            halo = c.need(info, "halo", (int, type(None)), w, optional=True)
+            if halo is not None and not 0 <= halo <= 1024:
+                c.add(f"{w}.halo must be null or between 0 and 1024, got {halo}")
+            largest = c.need(info, "largest_op", list, w, optional=True)
+            if largest is not None and not (len(largest) == 2 and all(isinstance(v, (int, float)) and not
+                                                                       isinstance(v, bool) for v in largest)):
+                c.add(f"{w}.largest_op must be [bytes per LR pixel, bytes], got {largest}")
             ops = c.need(info, "ops", list, w)
             if ops is not None and not all(isinstance(o, str) for o in ops):
                 c.add(f"{w}.ops must be a list of operator names")
@@ -150,7 +159,52 @@ def hash_problems(manifest: dict) -> list[str]:
 
 
 def model_problems(manifest: dict) -> list[str]:
-    """Problems between a well-formed manifest and the network it names: config bounds, cells, ports."""
+    """Problems between a well-formed manifest and the network it names: config bounds, cells, ports.
+
+    The check builds the network on PyTorch's meta device. A process without PyTorch (a bundle streaming on
+    ort-cpu or openvino-cpu) has it done by a child process instead, so it stays without PyTorch; a manifest
+    that passed once is remembered in the cache (keyed by its sha256 and this vsrdeploy's version), so that
+    happens once per bundle and machine, and not at all for a bundle this machine exported or opened before."""
+    passed = _passed_marker(manifest)
+    if passed is not None and passed.exists():
+        return []
+    problems = _code_problems(manifest) if "torch" in sys.modules else _code_problems_in_child(manifest)
+    if not problems and passed is not None:
+        try:
+            passed.parent.mkdir(parents=True, exist_ok=True)
+            passed.touch()
+        except OSError:  # a read-only cache: checked again next time
+            pass
+    return problems
+
+
+def _passed_marker(manifest: dict):
+    """The cache file that says this manifest passed :func:`model_problems` under this vsrdeploy (None when the
+    manifest cannot be hashed)."""
+    from . import __version__
+    from .export.cache import cache_dir
+    try:
+        digest = description_sha256(manifest)
+    except (TypeError, ValueError):
+        return None
+    return cache_dir() / "checked-manifests" / __version__ / digest
+
+
+def _code_problems_in_child(manifest: dict) -> list[str]:
+    """:func:`_code_problems` run by a child Python process (which imports PyTorch; this one does not)."""
+    import subprocess
+    code = ("import json, sys\nfrom vsrdeploy.manifest import _code_problems\n"
+            "print(json.dumps(_code_problems(json.load(sys.stdin))))")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(manifest), capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"could not check the manifest against the network's code in a child process ({last}); "
+                "is PyTorch installed? (pip install torch)"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _code_problems(manifest: dict) -> list[str]:
+    """:func:`model_problems`, done here: the network built on the meta device (needs PyTorch)."""
     from .errors import ConfigError
     from .models.registry import config_problems, get_model_class
     arch, config = manifest["model"]["arch"], manifest["model"]["config"]
@@ -169,8 +223,8 @@ def model_problems(manifest: dict) -> list[str]:
     except ConfigError as e:
         return [str(e)]
     for key, expected in (("scale", net.scale), ("pad_multiple", net.pad_multiple), ("min_size", net.min_size),
-                          ("schedule", type(net.schedule()).__name__)):
-        if manifest[key] != expected:
+                          ("schedule", type(net.schedule()).__name__), ("min_input_size", net.min_input_size)):
+        if manifest.get(key, expected) != expected:
             problems.append(f"manifest.{key} is {manifest[key]!r} but {arch} has {expected!r}")
     listed = manifest["cells"]
     missing, extra = sorted(set(cells) - set(listed)), sorted(set(listed) - set(cells))
@@ -186,6 +240,8 @@ def model_problems(manifest: dict) -> list[str]:
                 problems.append(f"cells[{name!r}].{side} are {got}; {arch} expects {want}")
         if listed[name]["stateless"] != cells[name].stateless:
             problems.append(f"cells[{name!r}].stateless must be {str(cells[name].stateless).lower()}")
+        if listed[name].get("halo", cells[name].halo) != cells[name].halo:
+            problems.append(f"cells[{name!r}].halo must be {cells[name].halo}")
     from . import __version__
     versions = manifest.get("versions")
     made_by = versions.get("vsrdeploy") if isinstance(versions, dict) else None

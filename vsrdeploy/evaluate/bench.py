@@ -127,7 +127,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
                 after = measure_gemm_peak(threads, size=peak_size)
                 peak = {**max(peak, after, key=lambda p: p["gflops"]),
                         "measured_gflops": [peak["gflops"], after["gflops"]]}
-                cell_profile = profile_rows(timer, CellFlops(up.net), sum(r.total_s for r in runs), peak)
+                cell_profile = profile_rows(timer, CellFlops(up.bundle.skeleton()), sum(r.total_s for r in runs), peak)
     except (BackendUnavailable, ImportError) as e:
         return {"name": name, "status": "skipped", "reason": one_line(e)}
     except Exception as e:  # noqa: BLE001 -- one configuration's error is its row's outcome

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..models.arrays import to_numpy
 from .cell_parity import PARITY_TOLERANCE, scaled_error, split_rows, tap_cells
 from ..errors import ConfigError
 
@@ -164,7 +165,7 @@ def diagnose_cells(bundle, lr: np.ndarray, targets: list, *, window: int | None 
                 errors = {}
                 for k in (k for k in data.files if k.startswith("out.")):
                     name = k[4:]
-                    out = got[name].detach().float().cpu().numpy() if name in got else None
+                    out = to_numpy(got[name]) if name in got else None
                     want = data[k]
                     errors[name] = ((scaled_error(out, want), _psnr(out, want)) if out is not None and
                                     out.shape == want.shape else (math.inf, 0.0))

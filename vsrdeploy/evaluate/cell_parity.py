@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.arrays import to_numpy
+
 #: the tolerances the tests use, by the precision the target computes in
 PARITY_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2, "int8": 5e-2}
 
@@ -53,7 +55,7 @@ def cell_parity(bundle, backend, h: int, w: int, n: int = 1, seed: int = 0, cell
         session = ort.InferenceSession(str((reference or bundle).cell_path(name)), providers=["CPUExecutionProvider"])
         want = dict(zip((o.name for o in session.get_outputs()), session.run(None, feed)))
         got = backend.run(name, {k: torch.from_numpy(v).to(backend.device) for k, v in feed.items()})
-        errors = {k: scaled_error(got[k].detach().float().cpu().numpy(), v) if k in got else float("inf")
+        errors = {k: scaled_error(to_numpy(got[k]), v) if k in got else float("inf")
                   for k, v in want.items()}
         worst = max(errors, key=errors.get)
         out.append(CellParity(name, errors[worst], worst))
@@ -75,8 +77,8 @@ def tap_cells(backend, on_call):
 
     def tapped(cell, inputs):
         outputs = inner(cell, inputs)
-        on_call(cell, {k: v.detach().float().cpu().numpy() for k, v in inputs.items()},
-                {k: v.detach().float().cpu().numpy() for k, v in outputs.items()})
+        on_call(cell, {k: to_numpy(v) for k, v in inputs.items()},
+                {k: to_numpy(v) for k, v in outputs.items()})
         return outputs
 
     backend.run = tapped

@@ -11,6 +11,7 @@ import torch
 
 from ..bundle import FORMAT_VERSION, check_output_dir, op_name, sha256_file, staged_dir, write_manifest
 from ..errors import ConfigError, VSRDeployError
+from ..models.budget import trace_largest_ops
 from ..models.cells import Cell, Port
 from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
 
@@ -92,7 +93,7 @@ def _simplify(path: Path, cell: Cell, size: tuple[int, int]) -> None:
 
 
 def _port_record(p: Port, static) -> dict:
-    return {"name": p.name, "dtype": "float32", "shape": port_shape(p, static)}
+    return {"name": p.name, "dtype": "float32", "shape": port_shape(p, static), "scale": p.scale}
 
 
 def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: str = "native",
@@ -143,6 +144,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
     with staged_dir(out_dir, force=force, keep_existing=keep_existing) as tmp:
         (tmp / "cells").mkdir()
         cells_record = {}
+        largest_ops = trace_largest_ops(net)  # recorded: a stream plans its calls from them, PyTorch or not
         for name, cell in net.cells.items():
             if progress:
                 progress(name)
@@ -155,6 +157,8 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
                 "inputs": [_port_record(p, static_shape) for p in cell.inputs],
                 "outputs": [_port_record(p, static_shape) for p in cell.outputs],
                 "stateless": cell.stateless,
+                "halo": cell.halo,
+                "largest_op": [largest_ops[name].per_pixel, largest_ops[name].constant],
                 "ops": _check_and_ops(tmp / rel),
             }
         torch.save(net.state_dict(), tmp / "weights.pth")
@@ -165,6 +169,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
             "scale": net.scale,
             "pad_multiple": net.pad_multiple,
             "min_size": net.min_size,
+            "min_input_size": net.min_input_size,
             "schedule": type(net.schedule()).__name__,
             "precision": "fp32",
             "dcn": dcn,

@@ -1,29 +1,20 @@
 """Cells: per-frame ``nn.Module`` steps with named inputs and outputs, and a runner for PyTorch.
 
 A cell's ``forward`` takes its inputs positionally in ``inputs`` order and returns a tuple in
-``outputs`` order. Every port is described by a :class:`Port` so exporters know its shape:
+``outputs`` order. Every port is described by a :class:`~vsrdeploy.models.ports.Port` so exporters know its shape:
 ``(N, *dims, H*scale, W*scale)`` for image-like tensors (``scale`` relative to the LR frame) or
 ``(N, *dims)`` when ``scale`` is ``None``. Weights belong to the network; a cell only refers to them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
 
+from .ports import Port, RunFn
 
-@dataclass(frozen=True)
-class Port:
-    name: str
-    dims: tuple[int, ...]
-    scale: float | None = 1.0
-
-    def shape(self, n: int, h: int, w: int) -> tuple[int, ...]:
-        if self.scale is None:
-            return (n, *self.dims)
-        return (n, *self.dims, int(h * self.scale), int(w * self.scale))
+__all__ = ["Cell", "Port", "RunFn", "TorchRunner"]
 
 
 class Cell(nn.Module):
@@ -44,9 +35,6 @@ class Cell(nn.Module):
     @property
     def output_names(self) -> list[str]:
         return [p.name for p in self.outputs]
-
-
-RunFn = Callable[[str, Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 class TorchRunner:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import base_grid, grid_extent
+from .dcn_names import DCN_EXPORT_MODES, PLUGIN_DOMAIN, PLUGIN_NODE, PLUGIN_OP, PLUGIN_VERSION  # noqa: F401 (re-exported)
 
 
 def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
@@ -176,15 +177,6 @@ def native_deform_conv_rows(x, offset, mask, weight, bias, padding, dilation, de
     return out[:, :, :rows]
 
 
-#: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + MatMul, traced
-#: from the function above), "native" (ONNX DeformConv, opset 19) or "plugin" (vsrdeploy's TensorRT plugin)
-DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
-PLUGIN_DOMAIN = "vsrdeploy"
-PLUGIN_OP = "ModulatedDeformConv2d"
-PLUGIN_NODE = f"{PLUGIN_DOMAIN}::{PLUGIN_OP}"  # how bundles and backends name the plugin node's op
-#: TensorRT's ONNX parser finds a plugin by op type + these two node attributes; the namespace keeps ours
-#: apart from NVIDIA's own ModulatedDeformConv2d plugin (namespace "").
-PLUGIN_VERSION = "1"
 _export_mode = "decomposed"
 _cuda_kernel = None  # set by dcn_cuda.enable(): the CUDA extension used for CUDA tensors
 

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import RecurrentVSR
-from .basicvsr_pp import BRANCHES, ComposeFlowCell, FeatExtractCell, GridPropagationSchedule, PPFlowCell
+from .basicvsr_pp import BRANCHES, ComposeFlowCell, FeatExtractCell, PPFlowCell
 from .blocks import ReconstructionTail, add_reconstruction_tail, base_grid, grid_extent, upsample_x4
 from .cells import Cell, Port
 from .registry import register_model
+from .schedules.psrt import PSRTSchedule
 from .spynet import SPyNet
 
 PATCH = 8
-_CHAIN = {"backward_1": "spatial", "forward_1": "backward_1", "backward_2": "forward_1", "forward_2": "backward_2"}
 
 
 def flow_warp_avg_patch(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -232,31 +232,6 @@ class PSRTReconstructCell(Cell):
 
     def forward(self, lr, feat):
         return (self.tail(self.conv_before_upsample(feat)) + upsample_x4(lr),)
-
-
-class PSRTSchedule(GridPropagationSchedule):
-    """BasicVSR++'s grid propagation with PSRT's step: chained branches, no residual, no backbone."""
-
-    upsample_cell = None  # PSRTReconstructCell returns the HR frame (a 3x3 conv before the tail: halo 3)
-
-    def channels(self) -> int:
-        return self.net.embed_dim
-
-    def branch_cell(self, name: str) -> str:
-        return f"{name}_step"
-
-    def branch_step(self, ctx, name, idx, step, prev1, prev2, spatial, feats, flow_n1, flow_n2, zero, zero_flow):
-        current = spatial[idx] if _CHAIN[name] == "spatial" else feats[_CHAIN[name]][idx]
-        if step == 0:
-            prev1 = prev2 = current
-            flow_n1 = flow_n2 = zero_flow
-        elif step == 1:
-            prev2, flow_n2 = zero, zero_flow
-        return ctx.run(self.branch_cell(name), {"feat_prop": prev1, "feat_n2": prev2, "current": current,
-                                         "flow_n1": flow_n1, "flow_n2": flow_n2})["feat_out"]
-
-    def reconstruct_inputs(self, ctx, i, spatial, feats) -> dict:
-        return {"lr": ctx.frames[i], "forward_2": feats["forward_2"][i]}
 
 
 @register_model("psrt_recurrent")

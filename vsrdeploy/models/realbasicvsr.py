@@ -1,17 +1,15 @@
 """RealBasicVSR (mmagic ``RealBasicVSRNet``): image cleaning (up to 3 passes) then BasicVSR."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import RecurrentVSR
-from .basicvsr import BasicVSRNet, BidirectionalSchedule, count_blocks
+from .basicvsr import BasicVSRNet, count_blocks
 from .blocks import ResidualBlocksWithInputConv
 from .cells import Cell, Port
 from .registry import register_model
-from .schedule import WindowContext
+from .schedules.realbasicvsr import CleaningSchedule
 
-MAX_CLEANING_PASSES = 3
 
 
 class CleanCell(Cell):
@@ -26,29 +24,6 @@ class CleanCell(Cell):
     def forward(self, lr):
         residue = self.image_cleaning(lr)
         return lr + residue, residue.abs().mean(dim=(1, 2, 3))
-
-
-class CleaningSchedule(BidirectionalSchedule):
-    """Clean every frame of the span with the same number of passes (upstream decides on the mean
-    absolute residue of the whole clip; here of the span, which is the whole clip when it fits),
-    then BasicVSR on the cleaned frames."""
-
-    tiles_apart = False  # the number of cleaning passes is decided on every tile's residue together
-
-    def held_bytes(self, out_bytes, window, lookahead):
-        cleaned = (window + lookahead + self.history) * out_bytes("clean")  # the span's cleaned frames
-        return cleaned + super().held_bytes(out_bytes, window, lookahead)
-
-    def prepare(self, ctx: WindowContext) -> None:
-        indices = sorted(i for i in ctx.frames if i < ctx.span_end)
-        frames = {i: ctx.frames[i] for i in indices}
-        for _ in range(MAX_CLEANING_PASSES):
-            outs = ctx.batch("clean", [{"lr": frames[i]} for i in indices])
-            frames = {i: o["lr_out"] for i, o in zip(indices, outs)}
-            residues = torch.cat([o["residue"] for i, o in zip(indices, outs) if i >= ctx.start])
-            if residues.mean().item() < self.net.dynamic_refine_thres / 255.0:
-                break
-        ctx.frames = frames
 
 
 @register_model("realbasicvsr")

@@ -6,25 +6,27 @@ starting from zero state at the span end, as if the clip ended there. Forward-di
 carried from one window to the next exactly (``WindowContext.state``). With
 ``window + lookahead >= T`` there is a single window and the result is the whole-clip network.
 
-Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and exchange
-``torch.Tensor``s on the runner's device, so one schedule drives every backend.
+Schedules see cells only through ``run(cell_name, inputs) -> outputs`` and exchange the runner's arrays
+(numpy arrays on the ONNX Runtime / OpenVINO CPU backends, torch tensors on the device elsewhere; only
+copies, slices and concatenation happen here: ``models.arrays``), so one schedule drives every backend and
+this module does not import PyTorch.
 """
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
-
-import torch
-import torch.nn.functional as F
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, InputError
+from . import arrays
 from .budget import CellCosts
-from .cells import RunFn
+from .ports import RunFn
 from .spill import HeldFeatures, SpillFile, owned, park, unpark
 from .strips import RowStripRun
 from .tiles import TileGrid
 
+
+Array = Any  # a numpy array or a torch tensor (``models.arrays``)
 
 #: ``WindowContext.state`` key (with the cell name) of the flows kept for the next window
 FLOW_CACHE = "flows carried to the next window"
@@ -33,7 +35,7 @@ FLOW_CACHE = "flows carried to the next window"
 @dataclass
 class WindowContext:
     run: RunFn
-    frames: dict[int, torch.Tensor]  # global frame index -> (N, 3, H, W), [start - history, span_end)
+    frames: dict[int, Array]  # global frame index -> (N, 3, H, W), [start - history, span_end)
     start: int
     end: int
     span_end: int
@@ -45,9 +47,9 @@ class WindowContext:
     #: reuse the previous window's flows (:meth:`flows`); False recomputes every pair (tests compare both)
     reuse_flows: ClassVar[bool] = True
 
-    def zeros(self, like: torch.Tensor, channels: int, scale: float = 1.0) -> torch.Tensor:
+    def zeros(self, like, channels: int, scale: float = 1.0):
         n, _, h, w = like.shape
-        return like.new_zeros(n, channels, int(h * scale), int(w * scale))
+        return arrays.zeros(like, (n, channels, int(h * scale), int(w * scale)))
 
     def held(self) -> HeldFeatures:
         """A dict (frame index -> tensor) for features the schedule keeps for later steps: in memory, or
@@ -60,11 +62,11 @@ class WindowContext:
         h, w = self.frames[self.start].shape[-2:]
         return self.costs.items_per_call(cell, h, w)
 
-    def batch_iter(self, cell: str, items: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+    def batch_iter(self, cell: str, items: Iterable[Mapping[str, Array]]) -> Iterator[dict[str, Array]]:
         """Run a stateless cell on many frames, as many per call as the byte budget allows, yielding each
         item's outputs in order. ``items`` is consumed lazily: an item is built only when its group runs."""
         limit = self.items_per_call(cell)
-        group: list[Mapping[str, torch.Tensor]] = []
+        group: list[Mapping[str, Array]] = []
         size = 0
         for item in items:
             n = item[next(iter(item))].shape[0]
@@ -82,7 +84,7 @@ class WindowContext:
 
     def _run_group(self, cell, group):
         n = group[0][next(iter(group[0]))].shape[0]
-        stacked = {k: torch.cat([it[k] for it in group], 0) if len(group) > 1 else group[0][k] for k in group[0]}
+        stacked = {k: arrays.cat([it[k] for it in group], 0) if len(group) > 1 else group[0][k] for k in group[0]}
         count = len(group)
         group.clear()  # the caller's list: drop the items' references before the call's outputs exist
         out = self.run(cell, stacked)
@@ -93,12 +95,12 @@ class WindowContext:
         for j in range(count):
             yield {k: v[j * n:(j + 1) * n] for k, v in out.items()}
 
-    def batch(self, cell: str, items: Iterable[Mapping[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    def batch(self, cell: str, items: Iterable[Mapping[str, Array]]) -> list[dict[str, Array]]:
         """:meth:`batch_iter` collected into a list."""
         return list(self.batch_iter(cell, items))
 
     def flows(self, pairs: Iterable[tuple[int, int]], cell: str = "flow",
-              reach: int = 2) -> dict[tuple[int, int], torch.Tensor]:
+              reach: int = 2) -> dict[tuple[int, int], Array]:
         """``flow(i, j)`` = SPyNet(frame i, frame j): warps features of frame j onto frame i.
 
         Flows carry over between windows: a pair the previous window computed on the same frame tensors
@@ -111,7 +113,7 @@ class WindowContext:
         pairs = list(dict.fromkeys(pairs))
         key = (FLOW_CACHE, cell)
         cache = self.state.pop(key, {}) if self.reuse_flows else {}
-        flows: dict[tuple[int, int], torch.Tensor] = {}
+        flows: dict[tuple[int, int], Array] = {}
         for i, j in pairs:
             hit = cache.get((i, j))
             if hit is not None and hit[0]() is self.frames[i] and hit[1]() is self.frames[j]:
@@ -150,7 +152,7 @@ class Schedule:
     def __init__(self, net):
         self.net = net
 
-    def run_window(self, ctx: WindowContext) -> Iterable[torch.Tensor]:
+    def run_window(self, ctx: WindowContext) -> Iterable[Array]:
         """The output frames of ``[ctx.start, ctx.end)`` in order (a generator: frames leave as they are final)."""
         raise NotImplementedError
 
@@ -167,15 +169,15 @@ class Schedule:
         return ()
 
 
-def is_mirror_extended(frames: Sequence[torch.Tensor]) -> bool:
+def is_mirror_extended(frames: Sequence[Array]) -> bool:
     """Upstream's check: an even clip whose second half is the first half reversed."""
     t = len(frames)
     if t % 2:
         return False
-    return all(torch.equal(frames[i], frames[t - 1 - i]) for i in range(t // 2))
+    return all(arrays.equal(frames[i], frames[t - 1 - i]) for i in range(t // 2))
 
 
-def pad_frame(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
+def pad_frame(x: Array, multiple: int, min_size: int = 1) -> Array:
     """Pad (bottom/right) a frame (N, C, H, W) to at least ``min_size`` and a multiple of ``multiple``.
 
     Reflection, as upstream IconVSR; edge replication where the pad is too large to reflect.
@@ -186,7 +188,7 @@ def pad_frame(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, [0, pw, 0, ph], mode=mode)
+    return arrays.pad_bottom_right(x, ph, pw, mode)
 
 
 class SplitRun:
@@ -196,21 +198,21 @@ class SplitRun:
     def __init__(self, run: RunFn, costs: CellCosts, size: tuple[int, int]):
         self.run, self.costs, self.size = run, costs, size
 
-    def __call__(self, cell: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def __call__(self, cell: str, inputs: Mapping[str, Array]) -> dict[str, Array]:
         n = inputs[next(iter(inputs))].shape[0]
         limit = self.costs.items_per_call(cell, *self.size)
         if n <= limit:
             return self.run(cell, inputs)
         parts = [self.run(cell, {k: v[i:i + limit] for k, v in inputs.items()}) for i in range(0, n, limit)]
-        return {k: torch.cat([p[k] for p in parts], 0) for k in parts[0]}
+        return {k: arrays.cat([p[k] for p in parts], 0) for k in parts[0]}
 
 
-def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor], window: int | None = None,
+def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[Array], window: int | None = None,
                    lookahead: int = 0, pad_multiple: int = 1, scale: int = 4, stats: dict | None = None,
                    min_size: int = 1, costs: CellCosts | None = None,
                    tiles: Callable[[int, int], TileGrid | None] | None = None,
                    first_window: int | None = None, row_strips: bool = True,
-                   spill: Callable[[int, int], SpillFile | None] | None = None) -> Iterator[torch.Tensor]:
+                   spill: Callable[[int, int], SpillFile | None] | None = None) -> Iterator[Array]:
     """Yield output frames (N, 3, sH, sW) in order, each as soon as it is final.
 
     ``frames`` yields (N, 3, H, W) tensors. At most ``window + lookahead + history`` input frames
@@ -240,7 +242,7 @@ def stream_windows(schedule: Schedule, run: RunFn, frames: Iterable[torch.Tensor
         raise ConfigError(f"first window {first_window} needs a window and first window + lookahead >= "
                           f"{schedule.min_span}; raise --lookahead or --warmup")
     it = iter(frames)
-    buf: dict[int, torch.Tensor] = {}
+    buf: dict[int, Array] = {}
     apart: list[_TileRun] = []  # one per tile when tiles run apart
     loaded = 0
     ended = False
@@ -335,12 +337,12 @@ class _TileRun:
     as IconVSR's refill), its frames (views of the tiled frames, kept: flows are reused by identity) and the
     state it carries from window to window."""
     schedule: Schedule
-    frames: dict[int, torch.Tensor] = field(default_factory=dict)
+    frames: dict[int, Array] = field(default_factory=dict)
     state: dict = field(default_factory=dict)
 
 
 def _tile_by_tile(grid: TileGrid, tiles: list[_TileRun], context: Callable[[dict, dict], WindowContext],
-                  spill: SpillFile, out_h: int, out_w: int, scale: int) -> Iterator[torch.Tensor]:
+                  spill: SpillFile, out_h: int, out_w: int, scale: int) -> Iterator[Array]:
     """Stitched output frames of one window, its tiles run one whole window after another: only one tile's
     working set, held features and in-progress state exist at a time. Each tile's output frames and, between
     windows, its carried state wait in the spill file; the frames are stitched when the last tile is done.
@@ -374,8 +376,8 @@ def _tile_by_tile(grid: TileGrid, tiles: list[_TileRun], context: Callable[[dict
         yield frame
 
 
-def _tiles_in_turn(grid: TileGrid, windows: list[Iterator[torch.Tensor]], out_h: int, out_w: int,
-                   scale: int) -> Iterator[torch.Tensor]:
+def _tiles_in_turn(grid: TileGrid, windows: list[Iterator[Array]], out_h: int, out_w: int,
+                   scale: int) -> Iterator[Array]:
     """Stitched output frames from one window generator per tile, driven in turn (without a spill file, where
     :func:`_tile_by_tile` would hold a window of output tiles in memory): each tile's cell calls see only that
     tile, so a step's working set is one tile's, but every tile's suspended window (its locals, its

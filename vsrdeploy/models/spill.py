@@ -23,10 +23,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch.utils._pytree import tree_map
-
 from ..errors import ConfigError
+from . import arrays
+from .arrays import owned
 
 #: held features kept in memory before spilling starts (per stream). With 256 MB BasicVSR++ (c64n2, 180x320,
 #: default window, openvino-cpu) peaked at 1452 MB vs 1995 MB unspilled, in the same time
@@ -120,22 +119,18 @@ def check_spill(spill) -> None:
     plan_spill(spill, 0)
 
 
-def owned(t: torch.Tensor) -> torch.Tensor:
-    """``t`` alone: a copy when it is a view into a larger batch output, so that keeping it does not keep
-    the whole batch."""
-    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
-
-
 @dataclass(frozen=True)
 class _Spilled:
     offset: int
     shape: tuple
-    dtype: torch.dtype
+    dtype: object  # a numpy or torch dtype
     nbytes: int
+    torch: bool  # read back as a torch tensor (else a numpy array)
 
 
 class SpillFile:
-    """Tensors written to one anonymous temporary file; space of freed tensors is reused (same size)."""
+    """Arrays (numpy or torch, on the CPU) written to one anonymous temporary file; space of freed ones is
+    reused (same size)."""
 
     def __init__(self, plan: SpillPlan, stats: dict | None = None):
         self.plan = plan
@@ -150,9 +145,9 @@ class SpillFile:
         self.stats.setdefault("spill_file_bytes", 0)
         self.stats["spill"] = plan.reason
 
-    def wants(self, t: torch.Tensor) -> bool:
-        """Whether ``t`` should go to the file: a CPU tensor that would take the resident bytes past the limit."""
-        return (self.plan.directory is not None and self.failed is None and t.device.type == "cpu"
+    def wants(self, t) -> bool:
+        """Whether ``t`` should go to the file: a CPU array that would take the resident bytes past the limit."""
+        return (self.plan.directory is not None and self.failed is None and arrays.on_cpu(t)
                 and self.resident + t.nbytes > self.plan.resident_bytes)
 
     def _open(self):
@@ -160,11 +155,10 @@ class SpillFile:
             self._file = tempfile.TemporaryFile(dir=self.plan.directory, prefix="vsrdeploy-spill-")
         return self._file
 
-    def put(self, t: torch.Tensor):
+    def put(self, t):
         """Write ``t`` and return its handle; on a write error (disk full) in ``auto`` mode, return ``t`` itself
         and keep every later tensor in memory (``stats['spill']`` says why)."""
-        data = t.detach().contiguous()
-        view = memoryview(data.view(torch.uint8).reshape(-1).numpy())
+        view = arrays.as_bytes(t)
         n = view.nbytes
         with self._lock:
             slots = self._free.get(n)
@@ -186,11 +180,11 @@ class SpillFile:
                 self._end += n
                 self.stats["spill_file_bytes"] = self._end
         self.stats["spilled_bytes"] += n
-        return _Spilled(offset, tuple(data.shape), data.dtype, n)
+        return _Spilled(offset, tuple(t.shape), t.dtype, n, arrays.is_torch(t))
 
-    def get(self, h: _Spilled) -> torch.Tensor:
-        out = torch.empty(h.shape, dtype=h.dtype)
-        view = memoryview(out.view(torch.uint8).reshape(-1).numpy())
+    def get(self, h: _Spilled):
+        out = arrays.empty_like_kind(h.torch, h.shape, h.dtype)
+        view = arrays.as_bytes(out)
         with self._lock:
             self._file.seek(h.offset)
             got = self._file.readinto(view)
@@ -217,7 +211,7 @@ class HeldFeatures(MutableMapping):
         self._items: dict = {}
         self._spill = spill
 
-    def __setitem__(self, key, value: torch.Tensor) -> None:
+    def __setitem__(self, key, value) -> None:
         self.discard(key)
         if self._spill is None:
             self._items[key] = value
@@ -231,7 +225,7 @@ class HeldFeatures(MutableMapping):
         self._items[key] = value
         self._spill.resident += value.nbytes
 
-    def __getitem__(self, key) -> torch.Tensor:
+    def __getitem__(self, key):
         v = self._items[key]
         return self._spill.get(v) if isinstance(v, _Spilled) else v
 
@@ -264,9 +258,9 @@ class HeldFeatures(MutableMapping):
 
 
 def park(tree, spill: SpillFile):
-    """``tree`` (dicts, tuples and lists of tensors and other leaves) with every CPU tensor written to ``spill``:
+    """``tree`` (dicts, tuples and lists of arrays and other leaves) with every CPU array written to ``spill``:
     state that waits while other tiles run (:func:`unpark` reads it back; a failed write keeps the tensor)."""
-    return tree_map(lambda v: spill.put(v) if isinstance(v, torch.Tensor) and v.device.type == "cpu" else v, tree)
+    return arrays.tree_map(lambda v: spill.put(v) if arrays.is_array(v) and arrays.on_cpu(v) else v, tree)
 
 
 def unpark(tree, spill: SpillFile):
@@ -277,4 +271,4 @@ def unpark(tree, spill: SpillFile):
         t = spill.get(v)
         spill.free(v)
         return t
-    return tree_map(back, tree)
+    return arrays.tree_map(back, tree)

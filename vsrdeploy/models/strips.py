@@ -15,9 +15,8 @@ import math
 from fractions import Fraction
 from typing import TYPE_CHECKING, Mapping
 
-import torch
-
-from .cells import Cell, Port, RunFn
+from . import arrays
+from .ports import CellSpec as Cell, Port, RunFn
 
 if TYPE_CHECKING:  # budget imports this module
     from .budget import CellCosts
@@ -78,7 +77,7 @@ class RowStripRun:
         self.run, self.costs = run, costs
         self.used: dict[str, int] = {}
 
-    def __call__(self, name: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def __call__(self, name: str, inputs: Mapping) -> dict:
         cell = self.costs.cell(name)
         if not splittable(cell):
             return self.run(name, inputs)
@@ -92,15 +91,15 @@ class RowStripRun:
         self.used[name] = max(self.used.get(name, 0), len(strips))
         scales = {p.name: p.scale for p in cell.inputs}
         out_scales = {p.name: p.scale for p in cell.outputs}
-        result: dict[str, torch.Tensor] = {}
+        result: dict = {}
         for start, c0, c1 in strips:
-            part = {k: _rows(v, start, rows, scales[k]).contiguous() for k, v in inputs.items()}
+            part = {k: arrays.contiguous(_rows(v, start, rows, scales[k])) for k, v in inputs.items()}
             outs = self.run(name, part)
             del part
             for k, v in outs.items():
                 s = out_scales[k]
                 if k not in result:
-                    result[k] = v.new_empty((*v.shape[:-2], int(height * s), v.shape[-1]))
+                    result[k] = arrays.empty(v, (*v.shape[:-2], int(height * s), v.shape[-1]))
                 result[k][..., int(c0 * s):int(c1 * s), :] = v[..., int((c0 - start) * s):int((c1 - start) * s), :]
             del outs
         return result
@@ -115,5 +114,5 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _rows(t: torch.Tensor, start: int, rows: int, scale: float) -> torch.Tensor:
+def _rows(t, start: int, rows: int, scale: float):
     return t[..., int(start * scale):int((start + rows) * scale), :]

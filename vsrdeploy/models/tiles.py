@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from ..errors import ConfigError
+from . import arrays
 from .budget import CellCosts, parse_bytes
 
 #: LR tile sizes ``--memory-budget`` tries, largest first
@@ -111,12 +110,12 @@ class TileGrid:
     def __len__(self) -> int:
         return len(self.ys) * len(self.xs)
 
-    def split(self, frame: torch.Tensor) -> torch.Tensor:
+    def split(self, frame):
         """(N, C, H, W) -> (tiles * N, C, tile_h, tile_w), tile-major."""
         th, tw = self.tile_h, self.tile_w
-        return torch.cat([frame[..., y:y + th, x:x + tw] for y in self.ys for x in self.xs], dim=0)
+        return arrays.cat([frame[..., y:y + th, x:x + tw] for y in self.ys for x in self.xs], 0)
 
-    def stitch(self, tiles: torch.Tensor, scale: int) -> torch.Tensor:
+    def stitch(self, tiles, scale: int):
         """(tiles * N, C, s*tile_h, s*tile_w) -> (N, C, s*H, s*W), each overlap split at its middle."""
         n = tiles.shape[0] // len(self)
         out = self.canvas(tiles[:n], scale)
@@ -124,11 +123,11 @@ class TileGrid:
             self.paste(out, k, tiles[k * n:(k + 1) * n], scale)
         return out
 
-    def canvas(self, part: torch.Tensor, scale: int) -> torch.Tensor:
+    def canvas(self, part, scale: int):
         """An empty (N, C, s*H, s*W) frame for the tiles of which ``part`` (N, C, s*tile_h, s*tile_w) is one."""
-        return part.new_empty(part.shape[0], part.shape[1], self.height * scale, self.width * scale)
+        return arrays.empty(part, (part.shape[0], part.shape[1], self.height * scale, self.width * scale))
 
-    def paste(self, out: torch.Tensor, k: int, part: torch.Tensor, scale: int) -> None:
+    def paste(self, out, k: int, part, scale: int) -> None:
         """Copy the pixels tile ``k`` (tile-major) owns from its output ``part`` into the frame ``out``."""
         ys, xs = self.ys, self.xs
         row, col = divmod(k, len(xs))

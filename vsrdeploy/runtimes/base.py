@@ -1,15 +1,14 @@
 """The backend interface and its registry.
 
-A backend loads a bundle's cells and runs one cell on named tensors. Tensors are ``torch.Tensor``s
-on the backend's device (``torch.device``), so recurrent state can stay there between steps.
-Backends import their runtime (onnxruntime, openvino, tensorrt) only when constructed.
+A backend loads a bundle's cells and runs one cell on named arrays of its kind (``Backend.arrays``): numpy
+arrays for the ONNX Runtime and OpenVINO CPU backends, which so run a bundle without importing PyTorch, and
+``torch.Tensor``s on the backend's device elsewhere (``torch.device``: recurrent state stays on the GPU
+between steps). Backends import their runtime (onnxruntime, openvino, tensorrt, torch) only when constructed.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Mapping
-
-import torch
+from typing import ClassVar, Mapping
 
 from ..bundle import Bundle
 from ..errors import BackendUnavailable, ConfigError
@@ -49,11 +48,14 @@ class Backend:
     #: this runtime's resident memory per byte of the cells' own tensors, which ``--memory-budget`` estimates
     #: (1.0: ONNX Runtime and PyTorch, measured at or under the estimate)
     memory_overhead: float = 1.0
+    #: the arrays ``run`` exchanges: "numpy" (host memory; no PyTorch in the process) or "torch" (tensors on
+    #: ``device``)
+    arrays: ClassVar[str] = "torch"
 
     def __init__(self, bundle: Bundle, **options):
         self.bundle = bundle
         self.options = options
-        self.device = torch.device("cpu")
+        self.device = "cpu"  # a torch.device on the backends whose arrays are torch tensors on a GPU
         self.precision = "fp32"
 
     @classmethod
@@ -88,7 +90,7 @@ class Backend:
                           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "bundle")}
         return sorted(names)
 
-    def run(self, cell: str, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def run(self, cell: str, inputs: Mapping) -> dict:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -96,7 +98,8 @@ class Backend:
         for name in self.resources:
             if hasattr(self, name):
                 delattr(self, name)
-        if self.device.type == "cuda":
+        if getattr(self.device, "type", self.device) == "cuda":
+            import torch
             torch.cuda.empty_cache()
 
     __call__ = run
@@ -108,19 +111,24 @@ class Backend:
         return f"{self.name} ({self.device}, {precision})"
 
 
-def _load_all():
-    from . import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401 (they register)
+#: vsrdeploy's own backends -> the module that registers them, imported when one of its backends is first asked
+#: for: opening a bundle on ort-cpu imports neither PyTorch (the torch and tensorrt modules) nor OpenVINO's module
+BUILTIN_BACKENDS = {"ort-cpu": "onnxruntime_backend", "ort-cuda": "onnxruntime_backend",
+                    "ort-trt": "onnxruntime_backend", "openvino-cpu": "openvino_backend",
+                    "openvino-gpu": "openvino_backend", "tensorrt": "tensorrt_backend", "torch": "torch_backend",
+                    "torch-cuda": "torch_backend"}
 
 
 def list_backends() -> list[str]:
-    _load_all()
-    return list(_BACKENDS)
+    return list(dict.fromkeys([*BUILTIN_BACKENDS, *_BACKENDS]))
 
 
 def get_backend_class(name: str) -> type[Backend]:
-    _load_all()
+    if name not in _BACKENDS and name in BUILTIN_BACKENDS:
+        import importlib
+        importlib.import_module(f".{BUILTIN_BACKENDS[name]}", __package__)  # registers its backends
     if name not in _BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; known: {', '.join(_BACKENDS)}")
+        raise ConfigError(f"unknown backend {name!r}; known: {', '.join(list_backends())}")
     return _BACKENDS[name]
 
 
@@ -144,7 +152,7 @@ def precision_options(name: str, precision: str, bundle: Bundle | None = None) -
     float_precision = int8_float_precision(precision)
     if float_precision is not None:  # an INT8 bundle, its float ops at a reduced precision
         if float_precision not in cls.int8_float_precisions:
-            able = [n for n in list_backends() if float_precision in _BACKENDS[n].int8_float_precisions]
+            able = [n for n in list_backends() if float_precision in get_backend_class(n).int8_float_precisions]
             raise BackendUnavailable(f"{name} cannot run an INT8 bundle's float ops in {float_precision}; "
                                      f"{', '.join(able) or 'no backend here'} can")
         if bundle is not None and bundle.precision != "int8":

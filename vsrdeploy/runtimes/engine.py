@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
 from ..bundle import Bundle
 from ..errors import BackendUnavailable, InputError
+from ..models.arrays import is_torch
 from ..models.budget import DEFAULT_BATCH_BYTES
-from ..models.tiles import DEFAULT_TILE_OVERLAP
 from ..models.spill import DEFAULT_RESIDENT_BYTES
+from ..models.streaming import stream_network
+from ..models.tiles import DEFAULT_TILE_OVERLAP
 from .base import Backend, create_backend
 from .frame_types import frame_kind, from_network, to_network
 
@@ -32,12 +34,15 @@ class Upscaler:
     Outputs are clamped to [0, 1] unless ``clamp=False`` (integer outputs are always clamped).
 
     Use it as a context manager, or call :meth:`close`, to release the runtime's sessions and memory.
+
+    On the ONNX Runtime and OpenVINO CPU backends nothing here imports PyTorch (the plan comes from the
+    bundle's manifest, ``models.spec``, and cells exchange numpy arrays), unless the caller brings torch tensors.
     """
 
     def __init__(self, bundle: Bundle, backend: Backend):
         self.bundle = bundle
         self.backend = backend
-        self.net = bundle.skeleton()
+        self.net = bundle.spec()
         self.scale = self.net.scale
         static = bundle.manifest.get("static_shape")
         self.static_shape = tuple(static) if static else None
@@ -77,11 +82,11 @@ class Upscaler:
                              f"{sw}x{sh} frames only (--static-shape); export it again without --static-shape, "
                              f"or with --static-shape {w}x{h}")
 
-    def _frames(self, frames: Iterable, kinds: deque) -> Iterator[torch.Tensor]:
-        device = self._check_open().device
+    def _frames(self, frames: Iterable, kinds: deque) -> Iterator:
+        backend = self._check_open()
         for i, f in enumerate(frames):
             kind = frame_kind(f, i)
-            t = to_network(f, kind, device)
+            t = to_network(f, kind, backend.device, backend.arrays)
             if i == 0:
                 self.check_frame_size(*t.shape[-2:], index=i)
             kinds.append(kind)
@@ -111,7 +116,7 @@ class Upscaler:
         source, owned = _open_frames(frames)
         kinds: deque = deque()
         try:
-            outs = self.net.stream_cells(backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
+            outs = stream_network(self.net, backend.run, self._frames(source, kinds), window, lookahead, stats=stats,
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
                                          memory_budget=memory_budget, first_window=first_window,
                                          row_strips=backend.row_strips, memory_overhead=backend.memory_overhead,
@@ -130,7 +135,7 @@ class Upscaler:
         ``options`` as for :meth:`stream` (``tile``, ``batch_bytes``, ...). The result is filled frame by
         frame, so no second copy of the clip's outputs exists when the clip's length is known.
         """
-        if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 3:
+        if (isinstance(frames, np.ndarray) or is_torch(frames)) and frames.ndim == 3:
             raise InputError("upscale takes a clip of frames, got one 3-D frame; pass frame[None] for a "
                              "one-frame clip")
         count = len(frames) if hasattr(frames, "__len__") and not isinstance(frames, (str, os.PathLike)) else None
@@ -143,13 +148,13 @@ class Upscaler:
                 collected.append(out)
                 continue
             if result is None:
-                result = (torch.empty((count, *out.shape), dtype=out.dtype, device=out.device)
-                          if isinstance(out, torch.Tensor) else np.empty((count, *out.shape), out.dtype))
+                result = (out.new_empty((count, *out.shape)) if is_torch(out)
+                          else np.empty((count, *out.shape), out.dtype))
             result[i] = out
         if count is None:
             if not collected:
                 raise InputError("empty clip: no frames to upscale")
-            stack = torch.stack if isinstance(collected[0], torch.Tensor) else np.stack
+            stack = sys.modules["torch"].stack if is_torch(collected[0]) else np.stack
             result = stack(collected)
         return result
 
@@ -164,7 +169,7 @@ def _open_frames(frames):
     if isinstance(frames, (str, os.PathLike)):
         from ..io import open_source
         return open_source(os.fspath(frames)), True
-    if isinstance(frames, (np.ndarray, torch.Tensor)):
+    if isinstance(frames, np.ndarray) or is_torch(frames):
         if frames.ndim != 4:
             raise InputError(f"frames must be a clip (4-D, frames on axis 0) or an iterable of frames, got an "
                              f"array of shape {tuple(frames.shape)}; pass frame[None] for a single frame")

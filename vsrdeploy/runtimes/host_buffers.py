@@ -1,5 +1,6 @@
-"""Host (CPU) buffers for the CPU runtimes without copies: numpy views of torch tensors, and a cell
-call's output shapes computed before the call so outputs can be written into buffers the caller owns.
+"""Host (CPU) buffers for the CPU runtimes without copies: numpy arrays as they are, numpy views of torch
+tensors, and a cell call's output shapes computed before the call so outputs can be written into buffers
+the caller owns.
 
 Backends that hand the runtime their own output buffers (OpenVINO's ``set_output_tensor``) need the
 shapes before the call. Manifest dimensions are integers or symbols such as ``'N'``, ``'H'``, ``'4W'``
@@ -11,14 +12,28 @@ import re
 from typing import Mapping
 
 import numpy as np
-import torch
 
-def cpu_array(t: torch.Tensor) -> np.ndarray:
-    """A numpy view of ``t``'s memory: no copy for a contiguous CPU tensor (the usual case), else one."""
+from ..models.arrays import is_torch
+
+
+def cpu_array(t) -> np.ndarray:
+    """A contiguous numpy array of ``t`` (a numpy array or a torch tensor): ``t`` itself or a view of its
+    memory when it is contiguous and on the CPU (the usual case), else a copy."""
+    if not is_torch(t):
+        return np.ascontiguousarray(t)
     t = t.detach()
     if t.device.type != "cpu" or not t.is_contiguous():
         t = t.cpu().contiguous()
     return t.numpy()
+
+
+def as_inputs_kind(outs: dict[str, np.ndarray], inputs: Mapping) -> dict:
+    """The numpy outputs of a call, as torch tensors (sharing their memory) when its inputs were torch tensors:
+    the CPU backends exchange numpy arrays, and give torch back to a caller that brings torch."""
+    if not any(is_torch(v) for v in inputs.values()):
+        return outs
+    import torch
+    return {k: torch.from_numpy(v) for k, v in outs.items()}
 
 
 _SYMBOL = re.compile(r"(\d*)([NHW])(?:/(\d+))?")

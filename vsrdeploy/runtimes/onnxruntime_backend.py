@@ -1,17 +1,17 @@
 """ONNX Runtime backends: CPU, CUDA and TensorRT execution providers.
 
-On GPU, inputs and outputs are bound to torch CUDA tensors (I/O binding), so recurrent state never
-leaves the device between steps.
+On the CPU, cells exchange numpy arrays (no PyTorch in the process). On GPU, inputs and outputs are bound to
+torch CUDA tensors (I/O binding), so recurrent state never leaves the device between steps.
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
-import torch
 
-from ..models.dcn import PLUGIN_NODE
+from ..models.dcn_names import PLUGIN_NODE
 from .base import Backend, register_backend
+from .host_buffers import as_inputs_kind, cpu_array
 
 EXTRA = 'pip install "vsrdeploy[onnx]"'
 
@@ -64,14 +64,16 @@ class _OrtBackend(Backend):
         self.output_names = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
 
     def run(self, cell, inputs):
-        feed = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+        feed = {k: cpu_array(v) for k, v in inputs.items()}
         outs = self.sessions[cell].run(self.output_names[cell], feed)
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in zip(self.output_names[cell], outs)}
+        del feed
+        return as_inputs_kind({k: np.ascontiguousarray(v) for k, v in zip(self.output_names[cell], outs)}, inputs)
 
 
 @register_backend("ort-cpu")
 class OrtCpuBackend(_OrtBackend):
     provider = "CPUExecutionProvider"
+    arrays = "numpy"
     extra_options = frozenset({"arena"})  # arena=True: keep ONNX Runtime's CPU memory arena
 
 
@@ -79,6 +81,7 @@ class _OrtGpuBackend(_OrtBackend):
     """I/O binding on torch CUDA tensors; outputs allocated by ORT on the device and wrapped via DLPack."""
 
     def __init__(self, bundle, **options):
+        import torch
         if not torch.cuda.is_available():
             from ..errors import BackendUnavailable
             raise BackendUnavailable(f"{self.name} needs a CUDA GPU visible to PyTorch (for device buffers)")
@@ -86,6 +89,7 @@ class _OrtGpuBackend(_OrtBackend):
         self.device = torch.device("cuda")
 
     def run(self, cell, inputs):
+        import torch
         session = self.sessions[cell]
         binding = session.io_binding()
         for name, t in inputs.items():

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import psutil
-import torch
 
-from ..models.dcn import PLUGIN_NODE
+from ..models.dcn_names import PLUGIN_NODE
 from .base import Backend, register_backend
-from .host_buffers import cpu_array, output_shapes
+from .host_buffers import as_inputs_kind, cpu_array, output_shapes
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 #: a cell is *large* when a call's inputs and outputs together, or the resident memory it added beyond its
@@ -68,6 +67,7 @@ def precision_unavailable_reason(device: str, precision: str) -> str | None:
 
 
 class _OpenVINOBackend(Backend):
+    arrays = "numpy"  # host arrays on every OpenVINO device (the plugin copies to a GPU itself)
     device_name = "CPU"
     unsupported_ops = frozenset({"DeformConv", PLUGIN_NODE})
     preferred_dcn = "decomposed"
@@ -138,7 +138,7 @@ class _OpenVINOBackend(Backend):
         self.outputs = {name: self._ports(name, c) for name, c in self.compiled.items()}
 
     def run(self, cell, inputs):
-        """Copy-free: inputs are OpenVINO tensors on the torch tensors' memory, and outputs are written
+        """Copy-free: inputs are OpenVINO tensors on the input arrays' memory, and outputs are written
         straight into numpy buffers allocated for this call (``set_tensor``), so an output handed out is
         never written by a later call (the request's own output buffers would be)."""
         import openvino as ov
@@ -155,7 +155,7 @@ class _OpenVINOBackend(Backend):
         before = resident_bytes()
         if shapes is None:  # the manifest does not give the output shapes: a fresh request, outputs copied once
             result = self.compiled[cell].create_infer_request().infer(arrays, share_inputs=True)
-            outs = {name: torch.from_numpy(result[port]) for name, port in self.outputs[cell]}
+            outs = {name: result[port] for name, port in self.outputs[cell]}
         else:
             for name, a in arrays.items():
                 request.set_tensor(name, ov.Tensor(a, shared_memory=True))
@@ -164,7 +164,7 @@ class _OpenVINOBackend(Backend):
                 buffers[name] = np.empty(shapes[name], dtype=port.get_element_type().to_dtype())
                 request.set_tensor(port, ov.Tensor(buffers[name], shared_memory=True))
             request.infer()
-            outs = {name: torch.from_numpy(b) for name, b in buffers.items()}
+            outs = buffers
         out_bytes = sum(o.nbytes for o in outs.values())
         self.largest_output = max(self.largest_output, _item_bytes(outs))
         added = resident_bytes() - before - out_bytes  # the buffers this call allocated (0 once they are kept)
@@ -172,7 +172,7 @@ class _OpenVINOBackend(Backend):
             self.large.add(cell)
         if cell in self.large:
             self.kept = [c for c in self.kept if c != cell] + [cell]
-        return outs
+        return as_inputs_kind(outs, inputs)
 
     def _make_room(self, cell: str) -> None:
         """Before large ``cell`` runs: the large cells called least recently hand their buffers back, so that
@@ -212,7 +212,7 @@ class _OpenVINOBackend(Backend):
 
 def _item_bytes(outs: dict) -> int:
     """Bytes of one batch item's outputs: a batch of frames (stateless cells) or tiles is not a larger frame."""
-    return sum(o.nbytes // max(1, o.shape[0]) if o.dim() else o.nbytes for o in outs.values())
+    return sum(o.nbytes // max(1, o.shape[0]) if o.ndim else o.nbytes for o in outs.values())
 
 
 def resident_bytes() -> int:
