@@ -79,10 +79,11 @@ def frames(n: int, h: int, w: int):
 def child(cfg: dict) -> None:
     """Run one configuration in this process and print one JSON line."""
     import numpy as np
-    import torch
 
     from vsrdeploy.evaluate.memory import peak_rss_mb, rss_mb
-    torch.set_num_threads(cfg["threads"])
+    if cfg["mode"] == "whole-clip" or cfg["backend"] == "torch":  # ort-cpu / openvino-cpu run without PyTorch
+        import torch
+        torch.set_num_threads(cfg["threads"])
     h, w = cfg["size"]
     t0 = time.perf_counter()
     stats: dict = {}
@@ -111,6 +112,7 @@ def child(cfg: dict) -> None:
             if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
                 marks[n_out] = peak_rss_mb()
     print(json.dumps({"spill_request": cfg.get("spill"), "peak_mb": peak_rss_mb(), "base_mb": base,
+                      "torch_imported": "torch" in sys.modules,
                       "frames_out": n_out, "peak_mb_after": marks,
                       "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),
                       "row_strips": stats.get("row_strips"), "spill": stats.get("spill"),

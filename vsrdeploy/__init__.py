@@ -10,7 +10,7 @@ import importlib
 from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, InputError, OutputError,
                      VSRDeployError)
 
-__version__ = "0.3.11"
+__version__ = "0.3.12"
 
 #: public name -> module it lives in (imported on first access, PEP 562)
 _LAZY = {

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,14 @@ def staged_dir(out_dir: Path, force: bool = False, keep_existing: bool = False):
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
-    """Write ``manifest`` into ``directory`` with its ``description_sha256``."""
+    """Write ``manifest`` into ``directory`` with its ``description_sha256``. Written by a process with PyTorch
+    (export, convert, calibrate), it is checked against the network's code here and remembered as passed, so a
+    process without PyTorch opens the bundle without a child process (``manifest.model_problems``)."""
     manifest = {k: v for k, v in manifest.items() if k != HASH_KEY}
     manifest[HASH_KEY] = description_sha256(manifest)
     (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    if "torch" in sys.modules:
+        model_problems(manifest)
 
 
 @dataclass
