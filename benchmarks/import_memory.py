@@ -1,10 +1,10 @@
 """What a process holds before it streams a frame: resident memory after each import and after opening a bundle.
 
 Each backend runs in a fresh process, which reports its RSS (and the kernel's split into anonymous and file-backed
-pages) after importing numpy, vsrdeploy, the backend's runtime and torch, then after ``open_bundle`` (the runtime
-loads or compiles every cell). The ONNX runtimes' streams carry PyTorch's share too: the streaming engine, its
-schedules and the memory estimator exchange and trace ``torch.Tensor``s, so a process that runs a bundle on
-ort-cpu or openvino-cpu imports torch (issue 12's peaks include it).
+pages) after importing numpy, vsrdeploy and the backend's runtime, then after ``open_bundle`` (the runtime loads or
+compiles every cell). Since 0.3.12 a bundle opens and streams on ort-cpu and openvino-cpu without PyTorch (the
+plan comes from the manifest, cells exchange numpy arrays); the torch backend imports it. The last column says
+whether torch was imported by then.
 
     python benchmarks/import_memory.py --archs basicvsr_pp --backends ort-cpu openvino-cpu
 """
@@ -23,7 +23,7 @@ RUNTIME_MODULE = {"ort-cpu": "onnxruntime", "openvino-cpu": "openvino", "torch":
 
 
 def _rss() -> dict:
-    fields = {}
+    fields = {"torch": "torch" in sys.modules}
     with open("/proc/self/status") as f:
         for line in f:
             key = line.split(":")[0]
@@ -42,8 +42,9 @@ def child(cfg: dict) -> None:
     if module:
         __import__(module)
         steps.append((module, _rss()))
-    __import__("torch")
-    steps.append(("torch", _rss()))
+    if cfg["backend"] == "torch":
+        __import__("torch")
+        steps.append(("torch", _rss()))
     upscaler = vsrdeploy.open_bundle(cfg["bundle"], backend=cfg["backend"], threads=cfg["threads"]) \
         if cfg["backend"] != "torch" else vsrdeploy.open_bundle(cfg["bundle"], backend="torch")
     steps.append(("bundle opened", _rss()))
@@ -68,8 +69,8 @@ def main() -> None:
     from vsrdeploy.evaluate.machine import cpu_info
     cpu = cpu_info()
     print(f"# CPU: {cpu['model']}, flags {', '.join(cpu['flags'])}; python {platform.python_version()}")
-    print("| network | backend | step | RSS MB | anonymous | file-backed |")
-    print("|---|---|---|---:|---:|---:|")
+    print("| network | backend | step | RSS MB | anonymous | file-backed | torch imported |")
+    print("|---|---|---|---:|---:|---:|---|")
     for arch in args.archs:
         for backend in args.backends:
             bundle = bundle_path(Path(args.cache), arch, args.blocks, DCN.get(backend, "decomposed"))
@@ -78,7 +79,7 @@ def main() -> None:
                                  text=True, check=True).stdout.strip().splitlines()[-1]
             for step, rss in json.loads(out)["steps"]:
                 print(f"| {arch} c64n{args.blocks} | {backend} | {step} | {rss['VmRSS']:.0f} | "
-                      f"{rss['RssAnon']:.0f} | {rss['RssFile']:.0f} |")
+                      f"{rss['RssAnon']:.0f} | {rss['RssFile']:.0f} | {'yes' if rss['torch'] else 'no'} |")
 
 
 if __name__ == "__main__":

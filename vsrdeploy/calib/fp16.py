@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..bundle import Bundle, check_output_dir, name_nodes, op_name
 from ..errors import ConfigError
-from ..models.dcn import PLUGIN_OP
+from ..models.dcn_names import PLUGIN_OP
 
 #: Measured default (benchmarks/RESULTS.md, "FP16 keep-list"): sampling coordinates stay FP32.
 DEFAULT_KEEP_FP32: tuple[str, ...] = ("sampling-grid", "op=DeformConv")

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..bundle import Bundle, check_output_dir, name_nodes
 from ..errors import ConfigError, InputError
-from ..models.dcn import PLUGIN_NODE
+from ..models.dcn_names import PLUGIN_NODE
 from .fp16 import KeepRule, nodes_to_keep
 
 

@@ -10,7 +10,7 @@ through a plugin) but builds strongly typed networks only: precision comes from 
 """
 from __future__ import annotations
 
-from ..models.dcn import PLUGIN_NODE
+from ..models.dcn_names import PLUGIN_NODE
 
 TENSORRT_10_OPS = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh Attention AveragePool BatchNormalization

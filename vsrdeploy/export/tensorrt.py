@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..bundle import Bundle, sha256_file
 from ..errors import ConfigError, VSRDeployError
-from ..models.dcn import PLUGIN_NODE
+from ..models.dcn_names import PLUGIN_NODE
 # what running engines needs lives with the runtime; building re-uses it
 from ..runtimes.tensorrt_engines import (ENGINE_DIR, PLUGIN_ENV, PLUGIN_LIBRARY, engine_dir, find_plugin,  # noqa: F401
                                          gpu_identity, import_tensorrt, load_plugin, logger, read_engine_index,

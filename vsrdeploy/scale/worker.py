@@ -66,10 +66,7 @@ class SegmentWorker:
         self.progress = coordinator = ray.get_actor(coordinator)
         self._tmp = tempfile.TemporaryDirectory(prefix="vsrdeploy-bundle-")
         bundle = unpack_bundle(ray.get(coordinator.bundle_files.remote()), Path(self._tmp.name) / "bundle.vsr")
-        options = {"threads": threads} if threads else {}
-        if threads:
-            import torch
-            torch.set_num_threads(threads)
+        options = {"threads": threads} if threads else {}  # the torch backend sets PyTorch's threads from it
         self.upscaler = Upscaler.create(bundle, backend, **options)
         self.host = socket.gethostname()
 
