@@ -20,11 +20,11 @@ DEFAULT_HELD_FRAMES = 16
 
 
 def stream_network(net, run, frames: Iterable, window: int | None, lookahead: int, *,
-                 stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
-                 tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
-                 first_window: int | None = None, row_strips: bool = True,
-                 memory_overhead: float = 1.0, spill="auto",
-                 spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> Iterator:
+                   stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
+                   tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
+                   first_window: int | None = None, row_strips: bool = True,
+                   memory_overhead: float = 1.0, spill="auto",
+                   spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> Iterator:
     """``net``'s schedule over ``frames`` with cells run by ``run`` (any backend). ``net`` is a PyTorch network
     (``RecurrentVSR``) or a bundle's :class:`~vsrdeploy.models.spec.NetSpec`: the same plan either way.
 
