@@ -5,10 +5,9 @@ Importing the package is cheap: torch and the runtimes are imported on first use
 """
 from __future__ import annotations
 
-import importlib
-
 from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, InputError, OutputError,
                      VSRDeployError)
+from .lazy import lazy_attributes
 
 __version__ = "0.3.12"
 
@@ -23,16 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 def export_onnx(*args, **kwargs):

@@ -5,13 +5,8 @@
 """
 from __future__ import annotations
 
+from ..lazy import lazy_attributes
 
-def __getattr__(name: str):
-    if name == "export_onnx":
-        from .onnx_export import export_onnx
-        globals()[name] = export_onnx
-        return export_onnx
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(__name__, {"export_onnx": ".onnx_export"}, globals())
 
 __all__ = ["export_onnx"]

@@ -6,7 +6,7 @@ on first use (PEP 562) and ``import vsrdeploy.models.schedule`` does not import 
 """
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_attributes
 
 _LAZY = {
     "RecurrentVSR": ".base",
@@ -18,15 +18,4 @@ _LAZY = {
 }
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

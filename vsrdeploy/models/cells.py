@@ -12,12 +12,12 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .ports import Port, RunFn
+from .ports import Port, PortNames, RunFn
 
 __all__ = ["Cell", "Port", "RunFn", "TorchRunner"]
 
 
-class Cell(nn.Module):
+class Cell(nn.Module, PortNames):
     inputs: tuple[Port, ...] = ()
     outputs: tuple[Port, ...] = ()
     #: stateless cells take a batch of independent frames on the batch axis
@@ -27,14 +27,6 @@ class Cell(nn.Module):
     #: horizontal strips with this many rows of context on each side, which gives the same output
     #: (``models.strips``). ``None``: not local, always run whole.
     halo: int | None = None
-
-    @property
-    def input_names(self) -> list[str]:
-        return [p.name for p in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [p.name for p in self.outputs]
 
 
 class TorchRunner:

@@ -23,14 +23,10 @@ class Port:
         return (n, *self.dims, int(h * self.scale), int(w * self.scale))
 
 
-@dataclass(frozen=True)
-class CellSpec:
-    """A cell as a bundle describes it (no weights, no code)."""
+class PortNames:
+    """``input_names`` / ``output_names`` of anything with ``inputs`` and ``outputs`` ports."""
     inputs: tuple[Port, ...]
     outputs: tuple[Port, ...]
-    stateless: bool = True
-    #: rows of LR context each output row depends on for a spatially local cell, else None (``Cell.halo``)
-    halo: int | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -39,6 +35,16 @@ class CellSpec:
     @property
     def output_names(self) -> list[str]:
         return [p.name for p in self.outputs]
+
+
+@dataclass(frozen=True)
+class CellSpec(PortNames):
+    """A cell as a bundle describes it (no weights, no code)."""
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    stateless: bool = True
+    #: rows of LR context each output row depends on for a spatially local cell, else None (``Cell.halo``)
+    halo: int | None = None
 
 
 #: ``run(cell_name, inputs) -> outputs``: named arrays (numpy or torch) in, named arrays out
