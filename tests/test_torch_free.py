@@ -201,3 +201,7 @@ def test_owned_copies_only_views_of_larger_arrays():
     assert owned(whole) is whole
     reshaped = batch.reshape(4, 200)
     assert owned(reshaped) is reshaped  # a view of the same bytes: nothing else kept alive, no copy
+    # a runtime's output array on its own buffer object (ONNX Runtime's outputs sit on a capsule): kept as is,
+    # and a slice of it copied
+    on_buffer = np.frombuffer(bytearray(4 * 8 * 25 * 4), np.float32).reshape(4, 8, 5, 5)
+    assert owned(on_buffer) is on_buffer and owned(on_buffer[:1]).base is None

@@ -89,16 +89,10 @@ def owned(x):
     keep the whole batch."""
     if is_torch(x):
         return x.clone() if x.untyped_storage().nbytes() > x.nbytes else x
-    base = x.base
-    while isinstance(base, np.ndarray) and base.base is not None:
-        base = base.base
-    if base is None:
-        return x
-    try:
-        size = base.nbytes if isinstance(base, np.ndarray) else memoryview(base).nbytes
-    except TypeError:  # memory owned by a runtime's object: copy rather than keep it alive
-        return x.copy()
-    return x.copy() if size > x.nbytes else x
+    root = x  # the array owning the memory (a runtime's output array may sit on an opaque buffer object)
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return x.copy() if root.nbytes > x.nbytes else x
 
 
 def as_bytes(x) -> memoryview:
