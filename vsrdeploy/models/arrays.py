@@ -48,6 +48,19 @@ def contiguous(x):
     return np.ascontiguousarray(x)
 
 
+def copy_into(buffers: dict, key, x):
+    """A contiguous copy of ``x`` in ``buffers[key]``, which is made on first use and refilled after (the caller
+    is done with the previous copy): repeated copies of one shape do not fault in fresh memory each time."""
+    buf = buffers.get(key)
+    if buf is None or tuple(buf.shape) != tuple(x.shape) or buf.dtype != x.dtype:
+        buf = buffers[key] = empty(x, tuple(x.shape))
+    if is_torch(x):
+        buf.copy_(x)
+    else:
+        np.copyto(buf, x)
+    return buf
+
+
 def equal(a, b) -> bool:
     """Same shape and elements (NaN never equals NaN, as ``torch.equal``)."""
     if is_torch(a):
