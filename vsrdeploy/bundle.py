@@ -152,7 +152,7 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     manifest = {k: v for k, v in manifest.items() if k != HASH_KEY}
     manifest[HASH_KEY] = description_sha256(manifest)
     (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if "torch" in sys.modules:
+    if "torch" in sys.modules and not manifest_problems(manifest):  # a malformed one is refused when opened
         model_problems(manifest)
 
 
