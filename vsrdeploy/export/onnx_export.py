@@ -11,7 +11,6 @@ import torch
 
 from ..bundle import FORMAT_VERSION, check_output_dir, op_name, sha256_file, staged_dir, write_manifest
 from ..errors import ConfigError, VSRDeployError
-from ..models.budget import trace_largest_ops
 from ..models.cells import Cell, Port
 from ..models.dcn import DCN_EXPORT_MODES, PLUGIN_DOMAIN, ModulatedDeformConv2d, dcn_export_mode
 
@@ -144,7 +143,7 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
     with staged_dir(out_dir, force=force, keep_existing=keep_existing) as tmp:
         (tmp / "cells").mkdir()
         cells_record = {}
-        largest_ops = trace_largest_ops(net)  # recorded: a stream plans its calls from them, PyTorch or not
+        largest_ops = net.largest_ops  # recorded: a stream plans its calls from them, PyTorch or not
         for name, cell in net.cells.items():
             if progress:
                 progress(name)

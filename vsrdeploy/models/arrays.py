@@ -42,12 +42,6 @@ def empty(like, shape: tuple[int, ...]):
     return np.empty(shape, like.dtype)
 
 
-def contiguous(x):
-    if is_torch(x):
-        return x.contiguous()
-    return np.ascontiguousarray(x)
-
-
 def copy_into(buffers: dict, key, x):
     """A contiguous copy of ``x`` in ``buffers[key]``, which is made on first use and refilled after (the caller
     is done with the previous copy): repeated copies of one shape do not fault in fresh memory each time."""
@@ -126,9 +120,11 @@ def tree_map(fn: Callable, tree):
     """``fn`` applied to every leaf of nested dicts, lists and tuples (other containers are leaves)."""
     if isinstance(tree, dict):
         return {k: tree_map(fn, v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
+    if isinstance(tree, list):
+        return [tree_map(fn, v) for v in tree]
+    if isinstance(tree, tuple):
         mapped = [tree_map(fn, v) for v in tree]
-        return mapped if isinstance(tree, list) else type(tree)(mapped) if type(tree) is tuple else type(tree)(*mapped)
+        return type(tree)(*mapped) if hasattr(tree, "_fields") else type(tree)(mapped)  # named tuples by field
     return fn(tree)
 
 

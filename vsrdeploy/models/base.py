@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .budget import DEFAULT_BATCH_BYTES
+from .budget import DEFAULT_BATCH_BYTES, LargestOp, trace_largest_ops
 from .cells import Cell, TorchRunner
 from .schedule import Schedule
 from .streaming import stream_network
@@ -55,6 +55,16 @@ class RecurrentVSR(nn.Module):
             cells = self.build_cells()
             object.__setattr__(self, "_cells", cells)  # not registered: the weights belong to self
         return cells
+
+    @property
+    def largest_ops(self) -> dict[str, LargestOp]:
+        """Each cell's largest single operation as a line in LR pixels (``models.budget``), traced on the meta device
+        once per network (a bundle's manifest records the same lines)."""
+        ops = self.__dict__.get("_largest_ops")
+        if ops is None:
+            ops = trace_largest_ops(self)
+            object.__setattr__(self, "_largest_ops", ops)
+        return ops
 
     def schedule(self) -> Schedule:
         return self.schedule_class(self)

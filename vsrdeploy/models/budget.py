@@ -131,15 +131,14 @@ def port_bytes(cell, h: int, w: int) -> int:
 class CellCosts:
     """Bytes per batch element of each cell of ``net``, and how many elements fit in ``batch_bytes``
     (``None``: no limit, every frame of a window in one call). ``net`` is a PyTorch network (its cells'
-    largest operations traced once, on first use) or a bundle's ``models.spec.NetSpec`` (read from the
-    manifest: no PyTorch)."""
+    largest operations traced once per network, on first use: ``RecurrentVSR.largest_ops``) or a bundle's
+    ``models.spec.NetSpec`` (read from the manifest: no PyTorch)."""
 
     def __init__(self, net, batch_bytes: int | None = DEFAULT_BATCH_BYTES):
         if batch_bytes is not None:
             batch_bytes = parse_bytes(batch_bytes, "batch_bytes")
         self.batch_bytes = batch_bytes
         self._net = net
-        self._largest: dict[str, LargestOp] | None = getattr(net, "largest_ops", None)
         self._cache: dict[tuple[str, int, int], int] = {}
 
     def _cells(self):
@@ -148,11 +147,6 @@ class CellCosts:
     def cell(self, name: str):
         """The cell ``name``, for its ports and halo."""
         return self._cells()[name]
-
-    def largest_ops(self) -> dict[str, LargestOp]:
-        if self._largest is None:
-            self._largest = trace_largest_ops(self._net)
-        return self._largest
 
     def padded(self, h: int, w: int) -> tuple[int, int]:
         """The size the network's cells see for an ``h`` x ``w`` frame: padded to its ``pad_multiple``, as the
@@ -165,7 +159,7 @@ class CellCosts:
         h, w = self.padded(h, w)
         key = (cell, h, w)
         if key not in self._cache:
-            self._cache[key] = port_bytes(self.cell(cell), h, w) + self.largest_ops()[cell].at(h, w)
+            self._cache[key] = port_bytes(self.cell(cell), h, w) + self._net.largest_ops[cell].at(h, w)
         return self._cache[key]
 
     def items_per_call(self, cell: str, h: int, w: int) -> int:

@@ -92,8 +92,8 @@ class RowStripRun:
         scales = {p.name: p.scale for p in cell.inputs}
         out_scales = {p.name: p.scale for p in cell.outputs}
         result: dict = {}
-        # every strip has the same shape: one input buffer each, refilled per strip (a fresh one per strip costs
-        # its page faults every time: 3x the copy's own time for numpy arrays, which copy on one thread)
+        # every strip has the same shape: one input buffer each, refilled per strip (a fresh one per strip faults
+        # in new pages every time; RESULTS.md, "What numpy arrays cost in time")
         buffers: dict = {}
         for start, c0, c1 in strips:
             part = {k: arrays.copy_into(buffers, k, _rows(v, start, rows, scales[k])) for k, v in inputs.items()}

@@ -80,13 +80,13 @@ def to_network(frame, kind: FrameKind, device, arrays: str = "torch"):
     """(1, 3, H, W) float32 in [0, 1] (integer frames scaled by their maximum): a torch tensor on ``device``, or
     a numpy array when ``arrays`` is ``"numpy"`` (the backend's kind)."""
     if arrays == "numpy" and kind.library == "numpy":
-        a = np.ascontiguousarray(frame)
+        a = np.asarray(frame)
         if kind.channels_last:
             a = a.transpose(2, 0, 1)
-        a = a.astype(np.float32)
+        a = a.astype(np.float32, order="C")  # a copy: the caller's frame is never the network's buffer
         if kind.int_max is not None:
             a = a / np.float32(kind.int_max)
-        return np.ascontiguousarray(a)[None]
+        return a[None]
     torch = _torch()
     t = torch.from_numpy(np.ascontiguousarray(frame)) if kind.library == "numpy" else frame
     if kind.channels_last:
