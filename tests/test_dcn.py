@@ -188,7 +188,9 @@ def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     strips = cell.align.export_row_strips
     assert strips > 1
-    assert ops.count("Conv") == 3 + strips  # the offset branch's last conv once per strip
+    # the offset branch's last conv once per strip, and per strip one 1x1 conv per tap (the weighted sums)
+    assert ops.count("Conv") == 3 + strips + 9 * strips
+    assert "MatMul" not in ops
     assert ops.count("GridSample") == 2 + 9 * strips  # two flow warps, then 9 taps per strip
     _assert_onnx_matches_eager(path, cell, inputs)
 

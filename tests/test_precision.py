@@ -96,6 +96,29 @@ def test_sampling_coords_rule_lets_the_offset_convs_go(pp_bundle):
     assert {"Add", "Div"} & {names[n] for n in coords}
 
 
+def test_sampling_rules_stop_at_shape_only_reads():
+    """A tensor whose shape (not values) sizes a sampling grid is not coordinate arithmetic: the walk upstream
+    keeps the ``Shape`` but not what it reads, so the features feeding a conv stay quantizable (a BasicVSR++
+    row strip's grid is sized by the offset features: walking on kept them, and the conv after them, in float)."""
+    from onnx import TensorProto, helper
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    nodes = [helper.make_node("Relu", ["x"], ["feat"], name="relu"),
+             helper.make_node("Conv", ["feat", "w"], ["y"], name="conv"),
+             helper.make_node("Shape", ["feat"], ["shape"], name="shape"),
+             helper.make_node("Cast", ["shape"], ["shape_f"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("ReduceMax", ["shape_f"], ["size"], keepdims=0, name="size"),
+             helper.make_node("Div", ["g", "size"], ["grid"], name="normalize"),
+             helper.make_node("GridSample", ["x", "grid"], ["z"], name="sample")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4]),
+                     helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 4, 4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], initializer=[weight])
+    model = helper.make_model(graph)
+    for rule in ("sampling-grid", "sampling-coords"):
+        assert set(nodes_to_keep(model, "cell", [KeepRule.parse(rule)])) == {"shape", "cast", "size", "normalize"}
+
+
 @pytest.mark.parametrize("bad", ["cell", "node=(", "fast=yes", "op="])
 def test_bad_keep_rules(bad):
     with pytest.raises(ConfigError, match="rule"):

@@ -196,7 +196,7 @@ def parity(vectors, tolerance, backends):
 @click.option("--arch", help="Architecture, when detection from the keys is not wanted.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Bundle directory [default: NAME.vsr].")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]), default="native", show_default=True,
-              help="Deformable conv as ONNX DeformConv, as GridSample+MatMul (OpenVINO), or the TensorRT plugin node.")
+              help="Deformable conv as ONNX DeformConv, as GridSample + 1x1 Conv per tap (OpenVINO), or the TensorRT plugin node.")
 @click.option("--opset", type=int, help="ONNX opset [default: 19].")
 @click.option("--static-shape", metavar="WxH", help="Fix the LR frame size, width x height (default: any size).")
 @click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")
@@ -224,7 +224,7 @@ def export(checkpoint, arch, output, dcn, opset, static_shape, simplify, overrid
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True))
 @click.option("--precision", type=click.Choice(["fp16"]), default="fp16", show_default=True)
 @click.option("--keep-fp32", "keep", multiple=True, metavar="RULE",
-              help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input, cell-input "
+              help="Keep matching nodes in FP32: cell=NAME, node=REGEX, op=TYPE, sampling-grid, concat-input, cell-input, frame-input "
                    "(repeat; default: the measured list, see README). Pass --keep-fp32 none for none.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output bundle (default: NAME-fp16.vsr).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing vsrdeploy bundle (never anything else).")
@@ -260,7 +260,7 @@ def convert(bundle, precision, keep, output, force):
                    "openvino: NNCF's placement for OpenVINO CPU (needs the openvino extra).")
 @click.option("--exclude", multiple=True, metavar="RULE",
               help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, sampling-coords, "
-                   "concat-input or cell-input (repeat; default: sampling-coords, concat-input, cell-input). "
+                   "concat-input, cell-input or frame-input (repeat; default: sampling-coords, concat-input, cell-input). "
                    "Pass --exclude none for none.")
 @click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Recorded inputs kept per cell.")

@@ -16,7 +16,10 @@ Keep rules (strings, recorded in the manifest with the nodes they kept):
   [LR frame, propagated features]): one per-tensor INT8 scale must cover tensors of very different
   ranges there. Used by INT8 calibration (``calib.int8``), which shares these rules.
 - ``cell-input``     convolutions that read a cell input directly (e.g. BasicVSR++'s first conv on the
-  LR frame): the image entering the network, where INT8 error propagates through everything after.
+  LR frame, and its upsampling cell's first conv on the reconstructed features).
+- ``frame-input``    convolutions that read a cell input of 3 channels: a frame (BasicVSR++'s first conv on
+  the LR frame, RealBasicVSR's first cleaning conv, EDVR's first conv), the image entering the network,
+  where INT8 error propagates through everything after; not the convs on features a cell receives.
 
 Cell inputs and outputs stay float32 (casts are inserted inside the graph), so a mixed FP16 / FP32
 bundle streams exactly like an FP32 one and hidden states cross cell boundaries in FP32.
@@ -41,20 +44,24 @@ DEFAULT_KEEP_FP32: tuple[str, ...] = ("sampling-grid", "op=DeformConv")
 _COORDINATE_INPUTS = {"GridSample": 1, "DeformConv": 2, PLUGIN_OP: 1}
 
 
+#: the rules that take no value (documented above)
+NAMED_RULES = ("sampling-grid", "sampling-coords", "concat-input", "cell-input", "frame-input")
+
+
 @dataclass(frozen=True)
 class KeepRule:
-    kind: str  # cell | node | op | sampling-grid | sampling-coords | concat-input | cell-input
+    kind: str  # cell | node | op | a name of ``NAMED_RULES``
     value: str = ""
 
     @classmethod
     def parse(cls, text: str) -> "KeepRule":
         text = text.strip()
-        if text in ("sampling-grid", "sampling-coords", "concat-input", "cell-input"):
+        if text in NAMED_RULES:
             return cls(text)
         kind, sep, value = text.partition("=")
         if not sep or kind not in ("cell", "node", "op") or not value:
             raise ConfigError(f"bad node rule {text!r}; use cell=NAME, node=REGEX, op=TYPE, sampling-grid, "
-                              "sampling-coords, concat-input or cell-input")
+                              f"{', '.join(NAMED_RULES)}")
         if kind == "node":
             try:
                 re.compile(value)
@@ -66,9 +73,16 @@ class KeepRule:
         return f"{self.kind}={self.value}" if self.value else self.kind
 
 
+#: ops whose output depends on their input's shape only: the walk upstream of a sampling grid stops there
+#: (a row strip's grid reads the feature map's size, not its values; walking on kept a BasicVSR++ align cell's
+#: features in float, and with them the offset conv after them: benchmarks/RESULTS.md, "Shape-only inputs")
+_SHAPE_ONLY = frozenset({"Shape", "Size"})
+
+
 def _sampling_grid_nodes(graph, stop_at_conv: bool = False) -> set[str]:
     """Names of the nodes that compute GridSample grids and DeformConv offsets (with ``stop_at_conv``: up to,
-    not including, the convolutions that predict them)."""
+    not including, the convolutions that predict them). The walk does not pass a ``Shape``: what reads
+    only a tensor's shape is not coordinate arithmetic."""
     producer = {out: node for node in graph.node for out in node.output}
     keep: set[str] = set()
     stack = [node.input[i] for node in graph.node
@@ -83,8 +97,15 @@ def _sampling_grid_nodes(graph, stop_at_conv: bool = False) -> set[str]:
         if stop_at_conv and node.op_type == "Conv":
             continue
         keep.add(node.name)
-        stack.extend(node.input)
+        if node.op_type not in _SHAPE_ONLY:
+            stack.extend(node.input)
     return keep
+
+
+def _channels(value_info) -> int | None:
+    """The channel count (axis 1) of a graph input, None where it is not a fixed number."""
+    dims = value_info.type.tensor_type.shape.dim
+    return dims[1].dim_value if len(dims) > 1 and dims[1].HasField("dim_value") else None
 
 
 def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
@@ -107,6 +128,9 @@ def nodes_to_keep(model, cell: str, rules: list[KeepRule]) -> list[str]:
         elif rule.kind == "cell-input":
             inputs = {i.name for i in graph.input}
             keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in inputs)
+        elif rule.kind == "frame-input":
+            frames = {i.name for i in graph.input if _channels(i) == 3}
+            keep.update(n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in frames)
     return sorted(keep)
 
 

@@ -169,12 +169,36 @@ def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], targ
     advanced = AdvancedQuantizationParameters(disable_bias_correction=True)
     # MIXED (asymmetric activations): the PERFORMANCE preset's symmetric activations lost 0.011-0.015 dB on
     # the shipped models against 0.004 dB for MIXED, at the same speed (benchmarks/RESULTS.md).
+    # NNCF never places the quantizers of convolutions on concatenations: it quantizes each concatenated
+    # tensor where it is produced, and on BasicVSR++ that is the propagated feature the recurrence adds its
+    # residual to (1.56 dB lost on the shipped model). Those it is asked to quantize (``--exclude`` without
+    # ``concat-input``) are left to ONNX Runtime's quantizer, which quantizes the concatenation itself, in a
+    # second pass over NNCF's cell (benchmarks/RESULTS.md, "Convolutions on concatenations with NNCF").
+    onto_concat = sorted(set(_concat_input_convs(model)) - set(exclude_nodes))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars per cell; ours counts cells
         quantized = nncf.quantize(model, nncf.Dataset(feeds), target_device=nncf.TargetDevice.CPU,
                                   preset=nncf.QuantizationPreset.MIXED, subset_size=len(feeds),
-                                  ignored_scope=nncf.IgnoredScope(names=list(exclude_nodes), validate=False),
+                                  ignored_scope=nncf.IgnoredScope(names=list(exclude_nodes) + onto_concat,
+                                                                  validate=False),
                                   advanced_parameters=advanced)
     onnx.save(quantized, str(out_path))
+    if onto_concat:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_static(str(out_path), str(out_path), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv"], nodes_to_quantize=onto_concat, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        finally:
+            root.setLevel(level)
+
+
+def _concat_input_convs(model) -> list[str]:
+    return nodes_to_keep(model, "", [KeepRule("concat-input")])
 
 
 #: name -> function(model_path, out_path, feeds, target, method, exclude_nodes) writing a Q/DQ ONNX cell

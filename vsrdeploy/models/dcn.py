@@ -10,8 +10,8 @@ and ONNX ``DeformConv`` (opset 19):
 * bilinear sampling where every neighbour outside the image contributes zero.
 
 Sampling is ``grid_sample(align_corners=True, padding_mode='zeros')``, which follows that boundary
-rule exactly; the weighted sum is a matmul, over all kernel taps at once in eager PyTorch and one tap at
-a time (accumulated) in exported graphs. Frames must be at least 2 pixels in each direction.
+rule exactly; the weighted sum is a matmul over all kernel taps at once in eager PyTorch, and one 1x1
+convolution per tap (accumulated) in exported graphs. Frames must be at least 2 pixels in each direction.
 """
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     that way, but it runs native DeformConv by default): benchmarks/RESULTS.md, "BasicVSR++ alignment on
     OpenVINO".
 
+    Each tap's weighted sum is a 1x1 convolution of the sampled, masked tap (a ``MatMul`` before 0.3.13: the
+    same bits in FP32; OpenVINO runs the convolution in INT8 when its input is quantized, and the MatMul's INT8
+    weights were dequantized on every call: benchmarks/RESULTS.md, "Row strips sliced before padding").
+
     ``out_grid`` (1, 2, ho, wo), [x, y]: the output pixels' coordinates when ``offset`` covers only some of
     the output's rows (a row strip: the rows' own coordinates in the whole output); default: all of it."""
     n, c, h, w = x.shape
@@ -133,26 +137,34 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
         ty, tx = divmod(tap, kw)
         sampled = F.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros", align_corners=True)
         sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
-        part = torch.matmul(weight[:, :, ty, tx], sampled.reshape(n, c, ho * wo))
+        part = F.conv2d(sampled.reshape(n, c, ho, wo), weight[:, :, ty:ty + 1, tx:tx + 1])
         out = part if out is None else out + part
     if bias is not None:
-        out = out + bias.view(1, cout, 1)
-    return out.view(n, cout, ho, wo)
+        out = out + bias.view(1, cout, 1, 1)
+    return out
 
 
 def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
     """``conv(feat)`` (stride 1, same size) in ``strips`` row strips: yields each strip's rows (a slice), its
     output and its rows' pixel coordinates (1, 2, rows, w), [x, y], for the deformable conv that samples
     there. Each strip convolves its rows with the conv's zero padding above and below the frame; cuts come
-    from the traced shape, so an exported graph serves every frame size."""
+    from the traced shape, so an exported graph serves every frame size.
+
+    Each strip slices its rows and their halo out of ``feat`` first and zero-pads only at the frame's top and
+    bottom (the first and last strip): the same values as slicing a padded frame, but an INT8 cell then reads
+    ``DequantizeLinear -> Slice [-> Pad] -> Conv``, which OpenVINO runs as an INT8 convolution; a ``Pad``
+    before the ``Slice`` kept it in float (benchmarks/RESULTS.md, "Row strips sliced before padding").
+    Needs at least ``strips * pad`` rows (every network's minimum size has more)."""
     pad_h, pad_w = conv.padding
-    padded = F.pad(feat, (0, 0, pad_h, pad_h))
     grid = base_grid(feat)
     h = feat.shape[2]
     for i in range(strips):
         r0, r1 = h * i // strips, h * (i + 1) // strips
-        yield (slice(r0, r1), F.conv2d(padded[:, :, r0:r1 + 2 * pad_h], conv.weight, conv.bias, padding=(0, pad_w)),
-               grid[:, :, r0:r1])
+        top, bottom = (pad_h if i == 0 else 0), (pad_h if i == strips - 1 else 0)
+        rows = feat[:, :, r0 - pad_h + top:r1 + pad_h - bottom]
+        if top or bottom:
+            rows = F.pad(rows, (0, 0, top, bottom))
+        yield slice(r0, r1), F.conv2d(rows, conv.weight, conv.bias, padding=(0, pad_w)), grid[:, :, r0:r1]
 
 
 def native_deform_conv_rows(x, offset, mask, weight, bias, padding, dilation, deform_groups, out_grid, strips: int):
@@ -188,7 +200,7 @@ def set_cuda_kernel(fn) -> None:
 
 
 def exporting_decomposed() -> bool:
-    """True while an ONNX export traces the decomposed (GridSample + MatMul) form."""
+    """True while an ONNX export traces the decomposed (GridSample + per-tap 1x1 Conv) form."""
     return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
 
 
