@@ -48,17 +48,24 @@ ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp
 OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-grid"), ("openvino-cpu", "int8", "int8-grid"),
                  ("openvino-cpu", "int8", "int8-nncf-grid"),
                  ("ort-cpu", "int8", "int8-nocat"), ("openvino-cpu", "int8", "int8-nocat"),
-                 ("openvino-cpu", "int8", "int8-nncf-nocat")]
+                 ("openvino-cpu", "int8", "int8-nncf-nocat"), ("openvino-cpu", "int8-bf16", "int8-nocat"),
+                 ("openvino-cpu", "int8-bf16", "int8-nncf-nocat"), ("openvino-cpu", "int8-bf16", "int8-nncf-frame"),
+                 ("openvino-cpu", "int8-bf16", "int8-nncf-nocat-frame")]
 _GRID = ("sampling-grid", "concat-input", "cell-input")
 #: the default exclusions without ``concat-input`` (convs on concatenations quantized too)
 _NOCAT = tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input")
+#: ``cell-input`` narrowed to ``frame-input`` (a conv on features a cell receives quantized too)
+_FRAME = tuple("frame-input" if r == "cell-input" else r for r in DEFAULT_EXCLUDE)
+_NOCAT_FRAME = tuple(r for r in _FRAME if r != "concat-input")
 #: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules)
 INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
               "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", DEFAULT_EXCLUDE),
               "int8-grid": ("cpu", "int8 (ORT Q/DQ, exclude sampling-grid)", _GRID),
               "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID),
               "int8-nocat": ("cpu", "int8 (ORT Q/DQ, concat-input quantized)", _NOCAT),
-              "int8-nncf-nocat": ("openvino", "int8 (NNCF, concat-input quantized)", _NOCAT)}
+              "int8-nncf-nocat": ("openvino", "int8 (NNCF, concat-input quantized)", _NOCAT),
+              "int8-nncf-frame": ("openvino", "int8 (NNCF, frame-input instead of cell-input)", _FRAME),
+              "int8-nncf-nocat-frame": ("openvino", "int8 (NNCF, concat-input quantized, frame-input)", _NOCAT_FRAME)}
 
 
 def row_name(backend: str, precision: str, tag: str | None) -> str:
