@@ -104,12 +104,12 @@ def main(argv=None) -> int:
         except BackendUnavailable as e:
             print(f"{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
     if args.int8:
-        from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
+        from vsrdeploy.calib.int8 import TARGETS, calibrate_bundle
         calib_clip, _ = read_clip(args.calib or args.clip, args.calib_frames, skip=args.calib_skip)
         calib_lr = degrade(calib_clip, "bi")
         for i, spec in enumerate(args.int8):
             target, method, *rest = spec.split(":")
-            exclude = list(DEFAULT_EXCLUDE) if not rest else [e for e in rest[0].split(",") if e and e != "none"]
+            exclude = list(TARGETS[target].exclude) if not rest else [e for e in rest[0].split(",") if e and e != "none"]
             b = Bundle(calibrate_bundle(fp32, calib_lr, work / f"int8-{i}.vsr", target=target, method=method,
                                         exclude=exclude, progress=False))
             recipe = f"int8 {target} {method}, exclude [{','.join(exclude) or 'nothing'}]"

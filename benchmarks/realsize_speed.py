@@ -31,7 +31,7 @@ import torch
 import vsrdeploy
 from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthetic_clip
 from vsrdeploy.bundle import Bundle
-from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
+from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, TARGETS, calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
 from vsrdeploy.runtimes.base import int8_float_precision, parse_backend_options
 
@@ -44,28 +44,25 @@ ROWS = [("torch", "fp32", None), ("ort-cpu", "fp32", None), ("openvino-cpu", "fp
         ("openvino-cpu", "int8-bf16", "int8"), ("openvino-cpu", "int8-bf16", "int8-nncf"),
         ("openvino-cpu", "int8-fp16", "int8"), ("openvino-cpu", "int8-fp16", "int8-nncf")]
 #: rows run only when named in --rows: INT8 with the exclusions before session 6 (the offset / flow convs
-#: upstream of a sampling grid kept float too), and INT8 with convs on concatenations quantized too (``-nocat``)
+#: upstream of a sampling grid kept float too), INT8 with convs on concatenations quantized too (``-nocat``), and
+#: NNCF with the exclusions it had before 0.3.13 (``-0.3.12``: convs on concatenations and cell inputs float)
 OPTIONAL_ROWS = [("ort-cpu", "int8", "int8-grid"), ("openvino-cpu", "int8", "int8-grid"),
                  ("openvino-cpu", "int8", "int8-nncf-grid"),
                  ("ort-cpu", "int8", "int8-nocat"), ("openvino-cpu", "int8", "int8-nocat"),
                  ("openvino-cpu", "int8", "int8-nncf-nocat"), ("openvino-cpu", "int8-bf16", "int8-nocat"),
-                 ("openvino-cpu", "int8-bf16", "int8-nncf-nocat"), ("openvino-cpu", "int8-bf16", "int8-nncf-frame"),
-                 ("openvino-cpu", "int8-bf16", "int8-nncf-nocat-frame")]
+                 ("openvino-cpu", "int8", "int8-nncf-0.3.12"),
+                 ("openvino-cpu", "int8-bf16", "int8-nncf-0.3.12")]
 _GRID = ("sampling-grid", "concat-input", "cell-input")
 #: the default exclusions without ``concat-input`` (convs on concatenations quantized too)
 _NOCAT = tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input")
-#: ``cell-input`` narrowed to ``frame-input`` (a conv on features a cell receives quantized too)
-_FRAME = tuple("frame-input" if r == "cell-input" else r for r in DEFAULT_EXCLUDE)
-_NOCAT_FRAME = tuple(r for r in _FRAME if r != "concat-input")
 #: the INT8 bundles: row tag -> (``calibrate --target``, how its row is labelled, ``--exclude`` rules)
 INT8_FORMS = {"int8": ("cpu", "int8 (ORT Q/DQ, --target cpu)", DEFAULT_EXCLUDE),
-              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", DEFAULT_EXCLUDE),
+              "int8-nncf": ("openvino", "int8 (NNCF, --target openvino)", TARGETS["openvino"].exclude),
               "int8-grid": ("cpu", "int8 (ORT Q/DQ, exclude sampling-grid)", _GRID),
               "int8-nncf-grid": ("openvino", "int8 (NNCF, exclude sampling-grid)", _GRID),
               "int8-nocat": ("cpu", "int8 (ORT Q/DQ, concat-input quantized)", _NOCAT),
               "int8-nncf-nocat": ("openvino", "int8 (NNCF, concat-input quantized)", _NOCAT),
-              "int8-nncf-frame": ("openvino", "int8 (NNCF, frame-input instead of cell-input)", _FRAME),
-              "int8-nncf-nocat-frame": ("openvino", "int8 (NNCF, concat-input quantized, frame-input)", _NOCAT_FRAME)}
+              "int8-nncf-0.3.12": ("openvino", "int8 (NNCF, 0.3.12's exclusions)", DEFAULT_EXCLUDE)}
 
 
 def row_name(backend: str, precision: str, tag: str | None) -> str:

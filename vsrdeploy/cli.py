@@ -260,7 +260,8 @@ def convert(bundle, precision, keep, output, force):
                    "openvino: NNCF's placement for OpenVINO CPU (needs the openvino extra).")
 @click.option("--exclude", multiple=True, metavar="RULE",
               help="Leave matching nodes in float: cell=NAME, node=REGEX, op=TYPE, sampling-grid, sampling-coords, "
-                   "concat-input, cell-input or frame-input (repeat; default: sampling-coords, concat-input, cell-input). "
+                   "concat-input, cell-input or frame-input (repeat; default: sampling-coords, concat-input, cell-input; "
+                   "with --target openvino: sampling-coords, frame-input). "
                    "Pass --exclude none for none.")
 @click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Recorded inputs kept per cell.")
@@ -283,14 +284,14 @@ def calibrate(bundle, frames_spec, frames_legacy, max_frames, skip, degrade, met
             frames_spec = frames_legacy
     if frames_spec is None:
         raise click.UsageError("Missing option '-i' / '--calib-frames' (a video or image directory of real frames)")
-    from .calib.int8 import DEFAULT_EXCLUDE, calibrate_bundle
+    from .calib.int8 import calibrate_bundle
     from .evaluate.compare import read_clip
 
     frames, description = read_clip(frames_spec, max_frames, notice=lambda m: click.echo(m, err=True), skip=skip)
     if degrade:
         from .evaluate.degrade import degrade as make_lr
         frames = make_lr(frames, degrade)
-    rules = [] if exclude == ("none",) else (list(exclude) or list(DEFAULT_EXCLUDE))
+    rules = [] if exclude == ("none",) else (list(exclude) or None)  # None: the target's default
     path = calibrate_bundle(bundle, frames, output, target=target, method=method, exclude=rules,
                             max_samples=samples, source=description, echo=lambda m: click.echo(m, err=True),
                             force=force)

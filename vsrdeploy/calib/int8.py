@@ -35,6 +35,18 @@ from ..models.dcn_names import PLUGIN_NODE
 from .fp16 import KeepRule, nodes_to_keep
 
 
+METHODS = ("minmax", "entropy", "percentile")
+#: Default exclusions of the ``cpu`` and ``tensorrt`` targets (measured, benchmarks/RESULTS.md "Reduced
+#: precision" and "Quantizing the offset convs"): the sampling-coordinate arithmetic (not the convs that predict
+#: offsets / flows: quantizing those cost nothing measurable), convs on concatenations and convs on cell inputs.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-coords", "concat-input", "cell-input")
+#: ``openvino`` (NNCF) target's default since 0.3.13: convs on concatenations (quantized by ONNX Runtime's
+#: quantizer, see ``quantize_cell_nncf``) and convs on the features a cell receives quantized too; only those
+#: on frames stay float. On the shipped BasicVSR++ / BasicVSR 0.004-0.006 dB as before, and faster
+#: (benchmarks/RESULTS.md, "Convolutions on concatenations with NNCF").
+OPENVINO_EXCLUDE: tuple[str, ...] = ("sampling-coords", "frame-input")
+
+
 @dataclass(frozen=True)
 class QuantTarget:
     activation: str  # QuantType name
@@ -46,6 +58,12 @@ class QuantTarget:
     note: str
     quantizer: str = "onnxruntime"  # a key of QUANTIZERS
     methods: tuple[str, ...] = ("minmax", "entropy", "percentile")
+    #: the exclusion rules ``calibrate`` applies when none are given (``DEFAULT_EXCLUDE`` unless measured otherwise)
+    default_exclude: tuple[str, ...] | None = None
+
+    @property
+    def exclude(self) -> tuple[str, ...]:
+        return self.default_exclude if self.default_exclude is not None else DEFAULT_EXCLUDE
 
 
 TARGETS: dict[str, QuantTarget] = {
@@ -60,13 +78,9 @@ TARGETS: dict[str, QuantTarget] = {
     # OpenVINO's CPU plugin; op_types only says whether a cell has anything worth quantizing at all.
     "openvino": QuantTarget("QUInt8", "QInt8", False, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                             "NNCF placement for OpenVINO CPU (mixed preset: asymmetric activations, "
-                            "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",)),
+                            "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",),
+                            default_exclude=OPENVINO_EXCLUDE),
 }
-METHODS = ("minmax", "entropy", "percentile")
-#: Default exclusions (measured, benchmarks/RESULTS.md "Reduced precision" and "Quantizing the offset convs"):
-#: the sampling-coordinate arithmetic (not the convs that predict offsets / flows: quantizing those cost
-#: nothing measurable), convs on concatenations and convs on cell inputs.
-DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-coords", "concat-input", "cell-input")
 
 
 def record_cell_inputs(bundle: Bundle, frames: np.ndarray, max_samples: int = 64, window: int | None = None,
@@ -208,12 +222,13 @@ QUANTIZER_MODULES = {"onnxruntime": "onnxruntime.quantization", "nncf": "nncf"}
 
 
 def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = "cpu", method: str = "minmax",
-                     exclude=DEFAULT_EXCLUDE, max_samples: int = 64, window: int | None = None,
+                     exclude=None, max_samples: int = 64, window: int | None = None,
                      source: str | None = None, progress: bool = True, echo=None, force: bool = False) -> Path:
     """Write an INT8 Q/DQ bundle calibrated on ``frames`` (T, 3, H, W) float32 in [0, 1] (LR frames).
 
     ``exclude``: rules in the FP16 keep-list syntax (``cell=NAME``, ``node=REGEX``, ``op=TYPE``,
-    ``sampling-grid``, ``sampling-coords``, ...); matching nodes stay float.
+    ``sampling-grid``, ``sampling-coords``, ...); matching nodes stay float. None: the target's default
+    (``QuantTarget.exclude``).
     """
     import onnx
     from tqdm import tqdm
@@ -234,8 +249,8 @@ def calibrate_bundle(bundle, frames: np.ndarray, out_dir=None, *, target: str = 
     if PLUGIN_NODE in src.cell_ops():
         raise ConfigError("calibration runs the bundle on ONNX Runtime, which cannot run the TensorRT plugin "
                           "DCN node: calibrate a --dcn native or decomposed export (both give the same weights)")
-    rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in exclude]
     qt = TARGETS[target]
+    rules = [KeepRule.parse(r) if isinstance(r, str) else r for r in (qt.exclude if exclude is None else exclude)]
     out_dir = Path(out_dir) if out_dir else src.path.with_name(src.path.name.removesuffix(".vsr") + "-int8.vsr")
     check_output_dir(out_dir.absolute(), force)
     say = echo or (lambda m: None)

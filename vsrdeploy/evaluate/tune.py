@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..bundle import MANIFEST, Bundle, safe_join, sha256_file
-from ..calib.int8 import DEFAULT_EXCLUDE
+from ..calib.int8 import DEFAULT_EXCLUDE, TARGETS
 from ..errors import BackendUnavailable, ConfigError, InputError
 
 PROFILE_KIND = "vsrdeploy-tune-profile"
@@ -42,12 +42,13 @@ TUNE_PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8-bf16", "int8-fp16")
 #: installed (benchmarks/RESULTS.md "NNCF against the ORT Q/DQ import" and "An AVX2-only CPU": neither form
 #: is the faster one on every CPU and network)
 INT8_TARGETS = {"ort-cpu": ("cpu", "cpu-concat"), "openvino-cpu": ("openvino", "cpu", "cpu-concat")}
-#: INT8 form name -> (``calibrate --target``, exclusion rules). ``cpu-concat``: ONNX Runtime's Q/DQ with the
-#: convolutions on concatenations quantized too (``concat-input`` not excluded): on an AVX-512 VNNI Xeon it made
-#: BasicVSR++'s INT8 1.13x faster on openvino-cpu for +0.001 dB (shipped c16 models, held-out frames); not the
-#: calibrate default, since NNCF's placement loses 0.65-1.56 dB without that exclusion, so tune measures the
-#: drop on the user's clip instead of assuming it (benchmarks/RESULTS.md, "Quantizing the backbones' first convs")
-INT8_FORMS = {"cpu": ("cpu", DEFAULT_EXCLUDE), "openvino": ("openvino", DEFAULT_EXCLUDE),
+#: INT8 form name -> (``calibrate --target``, exclusion rules): each target's default, and ``cpu-concat``: ONNX
+#: Runtime's Q/DQ with the convolutions on concatenations quantized too (``concat-input`` not excluded): on an
+#: AVX-512 VNNI Xeon it made BasicVSR++'s INT8 1.13x faster on openvino-cpu for +0.001 dB (shipped c16 models,
+#: held-out frames); not the ``cpu`` default, so tune measures the drop on the user's clip instead of assuming it
+#: (benchmarks/RESULTS.md, "Quantizing the backbones' first convs"). The ``openvino`` target quantizes those
+#: convs by default since 0.3.13 (with ONNX Runtime's placement: "Convolutions on concatenations with NNCF").
+INT8_FORMS = {"cpu": ("cpu", TARGETS["cpu"].exclude), "openvino": ("openvino", TARGETS["openvino"].exclude),
               "cpu-concat": ("cpu", tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input"))}
 #: backend -> option sets that change speed and peak memory but never the outputs, each timed as a row of its
 #: own beside the backend's plain rows (added after accuracy is measured: its accuracy is the plain row's).
