@@ -15,6 +15,7 @@ The clip is degraded BI x4 (MATLAB bicubic) to make the LR input; ground truth i
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
     ap.add_argument("--int8-float", action="append", default=[], choices=["bf16", "fp16"],
                     help="also run each INT8 bundle on openvino-cpu with its unquantized ops at this precision "
                          "(precision int8-bf16 / int8-fp16; real execution where OpenVINO reports it); repeat for both")
+    ap.add_argument("--bf16-coordinates", action="store_true",
+                    help="also run each openvino-cpu BF16 / FP16 row with its sampling coordinates in that precision "
+                         "(fp32_coordinates=False: how 0.3.12 and before ran them)")
     ap.add_argument("--json", help="write the rows here too")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,11 +100,13 @@ def main(argv=None) -> int:
         label = "fp16" if dtype == "float16" else "bf16"
         rows.append({"variant": f"{label} (emulated) keep[{spec or 'nothing'}] ({kept} nodes FP32)",
                      "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
-    for precision in dict.fromkeys(args.ov_precision):
+    coordinates = {"": {}} | ({", coordinates in that precision": {"fp32_coordinates": False}}
+                              if args.bf16_coordinates else {})
+    for precision, (note, extra) in itertools.product(dict.fromkeys(args.ov_precision), coordinates.items()):
         try:
-            out, ms = run(fp32, lr, "openvino-cpu", args.threads, precision=precision)
-            rows.append({"variant": f"{precision} (openvino-cpu, real execution)", "psnr_vs_fp32": y_psnr(out, ref),
-                         "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
+            out, ms = run(fp32, lr, "openvino-cpu", args.threads, precision=precision, **extra)
+            rows.append({"variant": f"{precision} (openvino-cpu, real execution{note})",
+                         "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
         except BackendUnavailable as e:
             print(f"{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
     if args.int8:
@@ -119,13 +125,13 @@ def main(argv=None) -> int:
                 rows.append({"variant": f"{recipe}{on}",
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt),
                              "s_per_frame": ms})
-            for precision in dict.fromkeys(args.int8_float):
+            for precision, (note, extra) in itertools.product(dict.fromkeys(args.int8_float), coordinates.items()):
                 try:
-                    out, ms = run(b, lr, "openvino-cpu", args.threads, precision=precision)
+                    out, ms = run(b, lr, "openvino-cpu", args.threads, precision=precision, **extra)
                 except BackendUnavailable as e:
                     print(f"int8-{precision} on openvino-cpu: not run here: {e}", file=sys.stderr)
                     continue
-                rows.append({"variant": f"{recipe} on openvino-cpu, float ops {precision} (real execution)",
+                rows.append({"variant": f"{recipe} on openvino-cpu, float ops {precision} (real execution{note})",
                              "psnr_vs_fp32": y_psnr(out, ref), "psnr_y_gt": y_psnr(out, gt), "s_per_frame": ms})
     bic = y_psnr(np.stack([np.clip(f, 0, 1) for f in _bicubic_up(lr)]), gt)
     print(f"# {Path(args.model).name} on {desc} ({len(gt)} frames, LR {lr.shape[2]}x{lr.shape[3]}); "

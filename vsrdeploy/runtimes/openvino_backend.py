@@ -94,7 +94,7 @@ class _OpenVINOBackend(Backend):
 
     def __init__(self, bundle, precision: str = "fp32", threads: int | None = None,
                  keep_working_sets: int = KEEP_WORKING_SETS, unload_outputs_above=UNLOAD_OUTPUTS_ABOVE,
-                 **options):
+                 fp32_coordinates: bool = True, **options):
         super().__init__(bundle, **options)
         self.check_bundle(bundle)
         import openvino as ov
@@ -105,6 +105,8 @@ class _OpenVINOBackend(Backend):
             raise ConfigError(f"keep_working_sets must be an integer >= 0 (0: hand every large cell's buffers "
                               f"back after each call), got {keep_working_sets!r}")
         self.keep_working_sets = keep_working_sets
+        if not isinstance(fp32_coordinates, bool):
+            raise ConfigError(f"fp32_coordinates must be true or false, got {fp32_coordinates!r}")
         if unload_outputs_above not in (None, 0):
             from ..models.budget import parse_bytes
             try:
@@ -127,8 +129,9 @@ class _OpenVINOBackend(Backend):
         self.precision = precision
         self.core, self.config = core, config
         self.blobs: dict[str, object] = {}  # cell -> its compiled model exported, for cells unloaded once
-        self.compiled = {name: core.compile_model(core.read_model(str(bundle.cell_path(name))), self.device_name,
-                                                  config) for name in bundle.cells}
+        guarded = precision if fp32_coordinates else "fp32"  # fp32_coordinates=False: 0.3.12's graphs, to compare
+        self.compiled = {name: core.compile_model(read_cell(core, bundle.cell_path(name), guarded),
+                                                  self.device_name, config) for name in bundle.cells}
         self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
         actual = next(iter(self.compiled.values())).get_property("INFERENCE_PRECISION_HINT")
         if actual != getattr(ov.Type, PRECISION_HINTS[precision]):
@@ -208,6 +211,48 @@ class _OpenVINOBackend(Backend):
     def _ports(self, cell: str, compiled) -> list[tuple[str, object]]:
         """(manifest output name, port) pairs of ``cell`` compiled as ``compiled``."""
         return _output_ports(cell, [o["name"] for o in self.bundle.cells[cell].outputs], compiled.outputs)
+
+
+#: friendly-name prefix of the extra results :func:`keep_sampling_coordinates_fp32` adds (never a manifest port)
+COORDINATE_GUARD = "vsrdeploy_fp32_coordinates_"
+
+
+def read_cell(core, path, precision: str):
+    """The cell at ``path`` as an OpenVINO model for ``precision`` (``PRECISION_HINTS``): below FP32, its
+    sampling coordinates are kept in FP32 (:func:`keep_sampling_coordinates_fp32`)."""
+    model = core.read_model(str(path))
+    if precision != "fp32":
+        keep_sampling_coordinates_fp32(model)
+    return model
+
+
+def keep_sampling_coordinates_fp32(model) -> int:
+    """Keep the arithmetic that computes every ``GridSample`` grid in FP32 under a BF16 / FP16 inference
+    precision; returns how many grids were guarded.
+
+    OpenVINO's CPU plugin runs every op in the inference precision except the graph's *tail*: what the outputs
+    depend on without passing a convolution or matmul (``Graph::EnforceInferencePrecision``). A grid computed
+    after a convolution (the offsets of a deformable alignment, a flow-warp whose flow also feeds a conv) is
+    then rounded to BF16: 8 bits of mantissa on coordinates normalized to [-1, 1], up to 0.6 pixel at 320
+    pixels across, and an alignment's output was off by 74% of its RMS at 180x320 (benchmarks/RESULTS.md,
+    "BF16 sampling coordinates"). An extra result reading one element of each grid puts the grid's arithmetic
+    in the tail, back to the offsets conv; the cell's outputs are bound by name, so the extra results are never
+    read (their cost: one float copied per grid)."""
+    import openvino.opset13 as ops
+    guards = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "GridSample":
+            continue
+        grid = op.input(1).get_source_output()
+        rank = grid.get_partial_shape().rank
+        n = rank.get_length() if rank.is_static else 4
+        corner = ops.slice(grid, np.zeros(n, np.int64), np.ones(n, np.int64), np.ones(n, np.int64))
+        guard = ops.result(corner)
+        guard.set_friendly_name(f"{COORDINATE_GUARD}{len(guards)}")
+        guards.append(guard)
+    if guards:
+        model.add_results(guards)
+    return len(guards)
 
 
 def _item_bytes(outs: dict) -> int:
