@@ -4,6 +4,13 @@ the cell really receives (recorded from a stream).
 
     python benchmarks/openvino_op_profile.py --size 180x320 --threads 2        # BasicVSR++ align cell, f32
     python benchmarks/openvino_op_profile.py --arch basicvsr --cell backward_trunk --precision f32,bf16,f16
+    python benchmarks/openvino_op_profile.py --int8 openvino --precision bf16    # NNCF INT8, float ops in BF16
+    PYTHONPATH=OLD_TREE python benchmarks/openvino_op_profile.py --int8 openvino --precision bf16   # an older version
+
+``--int8 TARGET`` profiles the cell of the bundle ``calibrate --target TARGET`` makes (its default exclusions,
+6 synthetic 64x64 calibration frames: the scales do not change the speed). Below f32, cells are compiled as the
+``openvino-cpu`` backend compiles them (sampling coordinates kept in FP32 since 0.3.13; ``--coordinates-in-hint``:
+without that, as before).
 
 Released channel widths, random weights, decomposed DCN. Each precision is compiled once; the timed runs
 alternate between precisions (``--runs`` rounds) and the median is reported; the per-op table is the
@@ -44,6 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="f32", help="comma-separated OpenVINO precision hints: f32, bf16, f16")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--top", type=int, default=15, help="slowest nodes to list")
+    ap.add_argument("--int8", metavar="TARGET", help="profile the INT8 form calibrate --target TARGET makes")
+    ap.add_argument("--coordinates-in-hint", action="store_true",
+                    help="below f32, leave the sampling coordinates to the precision hint too (0.3.12 and before)")
     args = ap.parse_args(argv)
     import openvino as ov
     torch.set_num_threads(args.threads)
@@ -53,6 +63,15 @@ def main(argv=None) -> int:
     net = vsrdeploy.build_model(args.arch).eval()
     bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "m.vsr", dcn="decomposed"))
     feeds = first_call_inputs(bundle, cell, synthetic_clip(2, h, w), threads=args.threads)
+    if args.int8:
+        from vsrdeploy.calib.int8 import calibrate_bundle
+        bundle = Bundle(calibrate_bundle(bundle, synthetic_clip(6, 64, 64, seed=1), bundle.path.with_name("int8.vsr"),
+                                         target=args.int8, progress=False))
+    try:  # 0.3.13 and later: how the openvino-cpu backend reads a cell for a precision
+        from vsrdeploy.runtimes.openvino_backend import read_cell
+    except ImportError:
+        def read_cell(core, path, precision):
+            return core.read_model(str(path))
     core = ov.Core()
     have = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     requests, times = {}, collections.defaultdict(list)
@@ -60,7 +79,8 @@ def main(argv=None) -> int:
         if CAPABILITY[hint] not in have:
             print(f"{hint}: skipped, OpenVINO's CPU capabilities here are {have}")
             continue
-        compiled = core.compile_model(core.read_model(str(bundle.cell_path(cell))), "CPU",
+        as_backend = "fp32" if args.coordinates_in_hint else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
+        compiled = core.compile_model(read_cell(core, bundle.cell_path(cell), as_backend), "CPU",
                                       {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": args.threads,
                                        "INFERENCE_PRECISION_HINT": hint})
         requests[hint] = compiled.create_infer_request()
@@ -71,7 +91,8 @@ def main(argv=None) -> int:
             request.infer(feeds)
             times[hint].append(time.perf_counter() - t)
     info = cpu_info()
-    print(f"\n{args.arch} {net.config()}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
+    form = f", INT8 (calibrate --target {args.int8})" if args.int8 else ""
+    print(f"\n{args.arch} {net.config()}{form}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
           f"flags {', '.join(info['flags'])}; OpenVINO {ov.__version__}\n")
     base = statistics.median(times["f32"]) if "f32" in times else None
     print("| precision | median s per call | vs f32 |\n|---|---:|---:|")
