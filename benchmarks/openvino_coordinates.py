@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="basicvsr_pp")
     ap.add_argument("--size", default="180x320", help="LR HxW")
-    ap.add_argument("--frames", type=int, default=2, help="frames streamed to record each cell's inputs")
+    ap.add_argument("--frames", type=int, default=3, help="frames streamed to record each cell's inputs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="bf16", choices=["bf16", "fp16"])
     ap.add_argument("--runs", type=int, default=3)
@@ -61,7 +61,11 @@ def main(argv=None) -> int:
           "error, FP32 coordinates |\n|---|---:|---:|---:|---:|---:|")
     totals = [0.0, 0.0]
     for cell in bundle.cells:
-        feeds = first_call_inputs(bundle, cell, clip, threads=args.threads)
+        try:
+            feeds = first_call_inputs(bundle, cell, clip, threads=args.threads)
+        except ValueError:  # e.g. BasicVSR++'s compose_flow, not called on so few frames
+            print(f"| {cell} | not called in {args.frames} frames | | | | |")
+            continue
         ref = core.compile_model(str(bundle.cell_path(cell)), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"})
         expected = ref.create_infer_request().infer(feeds)[ref.outputs[0]]
         requests = [core.compile_model(read_cell(core, bundle.cell_path(cell), read_as), "CPU",
