@@ -141,7 +141,7 @@ def test_close_and_context_manager(tiny_bundle, clip):
     ("ort-cpu", {"thread": 2}, r"backend ort-cpu got unknown option\(s\) thread; it takes: arena, threads"),
     ("torch", {"precision": "fp16"}, r"backend torch got unknown option\(s\) precision; it takes: dcn_kernel, fp16, "
                                      r"fp32_weights, threads"),
-    ("openvino-cpu", {"fp16": True, "zz": 1}, r"unknown option\(s\) fp16, zz; it takes: keep_working_sets, precision, threads, unload_outputs_above"),
+    ("openvino-cpu", {"fp16": True, "zz": 1}, r"unknown option\(s\) fp16, zz; it takes: fp32_coordinates, keep_working_sets, precision, threads, unload_outputs_above"),
 ])
 def test_unknown_backend_option_is_a_type_error(tiny_bundle, backend, options, match):
     with pytest.raises(TypeError, match=match):

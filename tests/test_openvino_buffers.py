@@ -157,7 +157,7 @@ def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("item, message", [
     ("keep_working_sets", "takes KEY=VALUE"),
-    ("no_such=1", "unknown option(s) no_such; it takes: keep_working_sets, precision, threads, unload_outputs_above"),
+    ("no_such=1", "unknown option(s) no_such; it takes: fp32_coordinates, keep_working_sets, precision, threads, unload_outputs_above"),
     ("keep_working_sets=-1", "keep_working_sets must be an integer >= 0"),
     ("keep_working_sets=two", "keep_working_sets must be an integer >= 0"),
 ])
