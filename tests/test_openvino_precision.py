@@ -117,13 +117,27 @@ def test_output_ports_matched_by_any_name():
         _output_ports("warp", ["missing"], [a, b])
 
 
-def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
-    """Every convolution of a BasicVSR++ alignment cell that calibration did not exclude runs in INT8 on
-    OpenVINO: the offset conv's row strips (sliced before padding: a Pad between the DequantizeLinear and the
-    Slice kept them in float) and the deformable conv's per-tap 1x1 convolutions (a MatMul before, whose INT8
-    weights OpenVINO dequantized on every call). Read from OpenVINO's compiled (runtime) model."""
-    import onnx
+def _conv_precisions(path) -> dict[str, str]:
+    """ONNX Conv name -> the precision OpenVINO's CPU plugin runs the convolution it became in (compiled model)."""
     import openvino as ov
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    precision = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            for name in info["originalLayersNames"].astype(str).split(","):
+                # a conv with a bias is named NAME/WithoutBiases once its bias is split off
+                precision[name.removesuffix("/WithoutBiases")] = info["runtimePrecision"].astype(str)
+    return precision
+
+
+def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
+    """With the ``openvino`` target's default exclusions every convolution of a BasicVSR++ alignment cell is
+    quantized and runs in INT8 on OpenVINO: the offset branch's first conv on a concatenation (placed by ONNX
+    Runtime's quantizer), the offset conv's row strips (sliced before padding: a Pad between the
+    DequantizeLinear and the Slice kept them in float) and the deformable conv's per-tap 1x1 convolutions (a
+    MatMul before, whose INT8 weights OpenVINO dequantized on every call)."""
+    import onnx
     pytest.importorskip("nncf")
     torch.manual_seed(0)
     net = vsrdeploy.build_model("basicvsr_pp", mid_channels=16, num_blocks=1).eval()
@@ -131,21 +145,14 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
     int8 = Bundle(calibrate_bundle(fp32, _lr(t=3, h=64, w=64, seed=1), tmp_path / "pp-int8.vsr", target="openvino",
                                    progress=False))
     cell = "backward_1_align"
-    excluded = set(int8.manifest["precision_details"]["excluded_nodes"][cell])
+    assert int8.manifest["precision_details"]["exclude_rules"] == ["sampling-coords", "frame-input"]
     convs = {n.name for n in onnx.load(str(fp32.cell_path(cell))).graph.node if n.op_type == "Conv"}
     assert len(convs) >= 4 + 9 * 4  # offset convs (the last in 4 row strips) and 9 taps per strip
-    compiled = ov.Core().compile_model(str(int8.cell_path(cell)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    precision = {}  # ONNX conv name -> the precision OpenVINO runs the convolution it became in
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
-            for name in info["originalLayersNames"].astype(str).split(","):
-                # a conv with a bias is named NAME/WithoutBiases once its bias is split off
-                precision[name.removesuffix("/WithoutBiases")] = info["runtimePrecision"].astype(str)
-    quantized = convs - excluded
-    assert quantized and quantized <= set(precision)
-    assert any(precision.get(c) == "f32" for c in convs & excluded)  # the excluded ones (the conv on a concat)
-    float_convs = sorted(c for c in quantized if precision[c] not in ("u8", "i8"))
+    assert not convs & set(int8.manifest["precision_details"]["excluded_nodes"][cell])
+    assert set(_conv_precisions(fp32.cell_path(cell)).values()) == {"f32"}  # what a float conv reads as
+    precision = _conv_precisions(int8.cell_path(cell))
+    assert convs <= set(precision)
+    float_convs = sorted(c for c in convs if precision[c] not in ("u8", "i8"))
     assert not float_convs, f"OpenVINO runs these quantized convs in float: {float_convs}"
 
 
