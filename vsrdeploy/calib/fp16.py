@@ -75,7 +75,8 @@ class KeepRule:
 
 #: ops whose output depends on their input's shape only: the walk upstream of a sampling grid stops there
 #: (a row strip's grid reads the feature map's size, not its values; walking on kept a BasicVSR++ align cell's
-#: features in float, and with them the offset conv after them: benchmarks/RESULTS.md, "Shape-only inputs")
+#: features in float, and with them the offset conv after them: benchmarks/RESULTS.md, "INT8 alignment on
+#: OpenVINO, and BF16 sampling coordinates")
 _SHAPE_ONLY = frozenset({"Shape", "Size"})
 
 

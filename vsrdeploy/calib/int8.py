@@ -43,7 +43,7 @@ DEFAULT_EXCLUDE: tuple[str, ...] = ("sampling-coords", "concat-input", "cell-inp
 #: ``openvino`` (NNCF) target's default since 0.3.13: convs on concatenations (quantized by ONNX Runtime's
 #: quantizer, see ``quantize_cell_nncf``) and convs on the features a cell receives quantized too; only those
 #: on frames stay float. On the shipped BasicVSR++ / BasicVSR 0.004-0.006 dB as before, and faster
-#: (benchmarks/RESULTS.md, "Convolutions on concatenations with NNCF").
+#: (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16 sampling coordinates").
 OPENVINO_EXCLUDE: tuple[str, ...] = ("sampling-coords", "frame-input")
 
 
@@ -187,8 +187,8 @@ def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], targ
     # tensor where it is produced, and on BasicVSR++ that is the propagated feature the recurrence adds its
     # residual to (1.56 dB lost on the shipped model). Those it is asked to quantize (``--exclude`` without
     # ``concat-input``) are left to ONNX Runtime's quantizer, which quantizes the concatenation itself, in a
-    # second pass over NNCF's cell (benchmarks/RESULTS.md, "Convolutions on concatenations with NNCF").
-    onto_concat = sorted(set(_concat_input_convs(model)) - set(exclude_nodes))
+    # second pass over NNCF's cell (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16 sampling coordinates").
+    onto_concat = sorted(set(nodes_to_keep(model, "", [KeepRule("concat-input")])) - set(exclude_nodes))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars per cell; ours counts cells
         quantized = nncf.quantize(model, nncf.Dataset(feeds), target_device=nncf.TargetDevice.CPU,
                                   preset=nncf.QuantizationPreset.MIXED, subset_size=len(feeds),
@@ -209,10 +209,6 @@ def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], targ
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         finally:
             root.setLevel(level)
-
-
-def _concat_input_convs(model) -> list[str]:
-    return nodes_to_keep(model, "", [KeepRule("concat-input")])
 
 
 #: name -> function(model_path, out_path, feeds, target, method, exclude_nodes) writing a Q/DQ ONNX cell

@@ -47,7 +47,8 @@ INT8_TARGETS = {"ort-cpu": ("cpu", "cpu-concat"), "openvino-cpu": ("openvino", "
 #: AVX-512 VNNI Xeon it made BasicVSR++'s INT8 1.13x faster on openvino-cpu for +0.001 dB (shipped c16 models,
 #: held-out frames); not the ``cpu`` default, so tune measures the drop on the user's clip instead of assuming it
 #: (benchmarks/RESULTS.md, "Quantizing the backbones' first convs"). The ``openvino`` target quantizes those
-#: convs by default since 0.3.13 (with ONNX Runtime's placement: "Convolutions on concatenations with NNCF").
+#: convs by default since 0.3.13, with ONNX Runtime's placement ("INT8 alignment on OpenVINO, and BF16 sampling
+#: coordinates").
 INT8_FORMS = {"cpu": ("cpu", TARGETS["cpu"].exclude), "openvino": ("openvino", TARGETS["openvino"].exclude),
               "cpu-concat": ("cpu", tuple(r for r in DEFAULT_EXCLUDE if r != "concat-input"))}
 #: backend -> option sets that change speed and peak memory but never the outputs, each timed as a row of its

@@ -106,7 +106,8 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
 
     Each tap's weighted sum is a 1x1 convolution of the sampled, masked tap (a ``MatMul`` before 0.3.13: the
     same bits in FP32; OpenVINO runs the convolution in INT8 when its input is quantized, and the MatMul's INT8
-    weights were dequantized on every call: benchmarks/RESULTS.md, "Row strips sliced before padding").
+    weights were dequantized on every call: benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16
+    sampling coordinates").
 
     ``out_grid`` (1, 2, ho, wo), [x, y]: the output pixels' coordinates when ``offset`` covers only some of
     the output's rows (a row strip: the rows' own coordinates in the whole output); default: all of it."""
@@ -153,7 +154,8 @@ def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
     Each strip slices its rows and their halo out of ``feat`` first and zero-pads only at the frame's top and
     bottom (the first and last strip): the same values as slicing a padded frame, but an INT8 cell then reads
     ``DequantizeLinear -> Slice [-> Pad] -> Conv``, which OpenVINO runs as an INT8 convolution; a ``Pad``
-    before the ``Slice`` kept it in float (benchmarks/RESULTS.md, "Row strips sliced before padding").
+    before the ``Slice`` kept it in float (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16
+    sampling coordinates").
     Needs at least ``strips * pad`` rows (every network's minimum size has more)."""
     pad_h, pad_w = conv.padding
     grid = base_grid(feat)

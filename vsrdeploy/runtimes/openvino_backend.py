@@ -234,10 +234,11 @@ def keep_sampling_coordinates_fp32(model) -> int:
     depend on without passing a convolution or matmul (``Graph::EnforceInferencePrecision``). A grid computed
     after a convolution (the offsets of a deformable alignment, a flow-warp whose flow also feeds a conv) is
     then rounded to BF16: 8 bits of mantissa on coordinates normalized to [-1, 1], up to 0.6 pixel at 320
-    pixels across, and an alignment's output was off by 74% of its RMS at 180x320 (benchmarks/RESULTS.md,
-    "BF16 sampling coordinates"). An extra result reading one element of each grid puts the grid's arithmetic
-    in the tail, back to the offsets conv; the cell's outputs are bound by name, so the extra results are never
-    read (their cost: one float copied per grid)."""
+    pixels across, and BasicVSR++'s align cells were 28-33% off their FP32 output at 180x320
+    (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16 sampling coordinates"). An extra result
+    reading one element of each grid puts the grid's arithmetic in the tail, back to the offsets conv; the
+    cell's outputs are bound by name, so the extra results are never read (their cost: one float copied per
+    grid)."""
     import openvino.opset13 as ops
     guards = []
     for op in model.get_ordered_ops():
