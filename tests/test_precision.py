@@ -295,3 +295,14 @@ def test_concat_and_cell_input_rules(pp_bundle):
     convs = {n.name: n for n in backbone.graph.node if n.op_type == "Conv"}
     assert on_concat and all(producers[convs[name].input[0]] == "Concat" for name in on_concat)
     assert str(KeepRule.parse("cell-input")) == "cell-input"
+
+
+def test_frame_input_rule_keeps_convs_on_frames_only(pp_bundle):
+    """``frame-input``: the conv on the LR frame (3 channels), not the upsampling cell's first conv, which reads
+    the reconstructed features the cell receives (``cell-input`` takes both)."""
+    feat = onnx.load(str(pp_bundle.cell_path("feat_extract")))
+    assert nodes_to_keep(feat, "feat_extract", [KeepRule.parse("frame-input")]) == \
+        nodes_to_keep(feat, "feat_extract", [KeepRule.parse("cell-input")])
+    upsample = onnx.load(str(pp_bundle.cell_path("upsample")))
+    assert nodes_to_keep(upsample, "upsample", [KeepRule.parse("cell-input")])
+    assert nodes_to_keep(upsample, "upsample", [KeepRule.parse("frame-input")]) == []
