@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     try:  # 0.3.13 and later: how the openvino-cpu backend reads a cell for a precision
         from vsrdeploy.runtimes.openvino_backend import read_cell
     except ImportError:
-        def read_cell(core, path, precision):
+        def read_cell(core, path, fp32_coordinates):
             return core.read_model(str(path))
     core = ov.Core()
     have = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -79,8 +79,8 @@ def main(argv=None) -> int:
         if CAPABILITY[hint] not in have:
             print(f"{hint}: skipped, OpenVINO's CPU capabilities here are {have}")
             continue
-        as_backend = "fp32" if args.coordinates_in_hint else {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
-        compiled = core.compile_model(read_cell(core, bundle.cell_path(cell), as_backend), "CPU",
+        guard = hint != "f32" and not args.coordinates_in_hint  # as the openvino-cpu backend compiles it
+        compiled = core.compile_model(read_cell(core, bundle.cell_path(cell), guard), "CPU",
                                       {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": args.threads,
                                        "INFERENCE_PRECISION_HINT": hint})
         requests[hint] = compiled.create_infer_request()

@@ -160,6 +160,7 @@ def test_run_cli_passes_backend_options(tiny_bundle, tmp_path, monkeypatch):
     ("no_such=1", "unknown option(s) no_such; it takes: fp32_coordinates, keep_working_sets, precision, threads, unload_outputs_above"),
     ("keep_working_sets=-1", "keep_working_sets must be an integer >= 0"),
     ("keep_working_sets=two", "keep_working_sets must be an integer >= 0"),
+    ("fp32_coordinates=yes", "fp32_coordinates must be true or false"),
 ])
 def test_run_cli_bad_backend_options_are_one_line(tiny_bundle, tmp_path, item, message):
     from click.testing import CliRunner

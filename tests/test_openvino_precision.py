@@ -189,7 +189,7 @@ def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
     core = ov.Core()
     feeds = [x.numpy(), offset.numpy(), mask.numpy()]
     ref = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feeds)[0]
-    model = read_cell(core, path, "bf16")
+    model = read_cell(core, path, fp32_coordinates=True)
     assert sum(r.get_friendly_name().startswith(COORDINATE_GUARD) for r in model.get_results()) == 9
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     out = compiled(feeds)[compiled.outputs[0]]

@@ -58,12 +58,8 @@ class QuantTarget:
     note: str
     quantizer: str = "onnxruntime"  # a key of QUANTIZERS
     methods: tuple[str, ...] = ("minmax", "entropy", "percentile")
-    #: the exclusion rules ``calibrate`` applies when none are given (``DEFAULT_EXCLUDE`` unless measured otherwise)
-    default_exclude: tuple[str, ...] | None = None
-
-    @property
-    def exclude(self) -> tuple[str, ...]:
-        return self.default_exclude if self.default_exclude is not None else DEFAULT_EXCLUDE
+    #: the exclusion rules ``calibrate`` applies when none are given
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
 
 
 TARGETS: dict[str, QuantTarget] = {
@@ -79,7 +75,7 @@ TARGETS: dict[str, QuantTarget] = {
     "openvino": QuantTarget("QUInt8", "QInt8", False, False, False, ("Conv", "ConvTranspose", "MatMul", "Gemm"),
                             "NNCF placement for OpenVINO CPU (mixed preset: asymmetric activations, "
                             "symmetric per-channel weights)", quantizer="nncf", methods=("minmax",),
-                            default_exclude=OPENVINO_EXCLUDE),
+                            exclude=OPENVINO_EXCLUDE),
 }
 
 
@@ -139,8 +135,9 @@ class _Feeds:
 
 
 def quantize_cell_onnxruntime(model_path: Path, out_path: Path, feeds: list[dict], target: QuantTarget,
-                              method: str, exclude_nodes: list[str]) -> None:
-    """ONNX Runtime's ``quantize_static`` in QDQ form, with the target's activation and weight types."""
+                              method: str, exclude_nodes: list[str], only: list[str] | None = None) -> None:
+    """ONNX Runtime's ``quantize_static`` in QDQ form, with the target's activation and weight types; ``only``:
+    quantize just these nodes (default: every node of the target's op types not in ``exclude_nodes``)."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -156,7 +153,7 @@ def quantize_cell_onnxruntime(model_path: Path, out_path: Path, feeds: list[dict
             op_types_to_quantize=list(target.op_types) if target.op_types else None,
             per_channel=True, reduce_range=target.reduce_range,
             activation_type=getattr(QuantType, target.activation), weight_type=getattr(QuantType, target.weight),
-            nodes_to_exclude=exclude_nodes, calibrate_method=calibrate,
+            nodes_to_exclude=exclude_nodes, nodes_to_quantize=only, calibrate_method=calibrate,
             extra_options={"ActivationSymmetric": target.activation_symmetric, "WeightSymmetric": True,
                            "QuantizeBias": target.quantize_bias})
     finally:
@@ -187,7 +184,8 @@ def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], targ
     # tensor where it is produced, and on BasicVSR++ that is the propagated feature the recurrence adds its
     # residual to (1.56 dB lost on the shipped model). Those it is asked to quantize (``--exclude`` without
     # ``concat-input``) are left to ONNX Runtime's quantizer, which quantizes the concatenation itself, in a
-    # second pass over NNCF's cell (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16 sampling coordinates").
+    # second pass over NNCF's cell, in the ``cpu`` target's form (benchmarks/RESULTS.md, "INT8 alignment on
+    # OpenVINO, and BF16 sampling coordinates").
     onto_concat = sorted(set(nodes_to_keep(model, "", [KeepRule("concat-input")])) - set(exclude_nodes))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars per cell; ours counts cells
         quantized = nncf.quantize(model, nncf.Dataset(feeds), target_device=nncf.TargetDevice.CPU,
@@ -197,18 +195,7 @@ def quantize_cell_nncf(model_path: Path, out_path: Path, feeds: list[dict], targ
                                   advanced_parameters=advanced)
     onnx.save(quantized, str(out_path))
     if onto_concat:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_static(str(out_path), str(out_path), _Feeds(feeds), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=["Conv"], nodes_to_quantize=onto_concat, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        finally:
-            root.setLevel(level)
+        quantize_cell_onnxruntime(out_path, out_path, feeds, TARGETS["cpu"], "minmax", [], only=onto_concat)
 
 
 #: name -> function(model_path, out_path, feeds, target, method, exclude_nodes) writing a Q/DQ ONNX cell

@@ -129,8 +129,8 @@ class _OpenVINOBackend(Backend):
         self.precision = precision
         self.core, self.config = core, config
         self.blobs: dict[str, object] = {}  # cell -> its compiled model exported, for cells unloaded once
-        guarded = precision if fp32_coordinates else "fp32"  # fp32_coordinates=False: 0.3.12's graphs, to compare
-        self.compiled = {name: core.compile_model(read_cell(core, bundle.cell_path(name), guarded),
+        guard = precision != "fp32" and fp32_coordinates  # fp32_coordinates=False: 0.3.12's graphs, to compare
+        self.compiled = {name: core.compile_model(read_cell(core, bundle.cell_path(name), guard),
                                                   self.device_name, config) for name in bundle.cells}
         self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
         actual = next(iter(self.compiled.values())).get_property("INFERENCE_PRECISION_HINT")
@@ -217,11 +217,11 @@ class _OpenVINOBackend(Backend):
 COORDINATE_GUARD = "vsrdeploy_fp32_coordinates_"
 
 
-def read_cell(core, path, precision: str):
-    """The cell at ``path`` as an OpenVINO model for ``precision`` (``PRECISION_HINTS``): below FP32, its
-    sampling coordinates are kept in FP32 (:func:`keep_sampling_coordinates_fp32`)."""
+def read_cell(core, path, fp32_coordinates: bool):
+    """The cell at ``path`` as an OpenVINO model; with ``fp32_coordinates`` (for a BF16 / FP16 inference
+    precision) its sampling coordinates are kept in FP32 (:func:`keep_sampling_coordinates_fp32`)."""
     model = core.read_model(str(path))
-    if precision != "fp32":
+    if fp32_coordinates:
         keep_sampling_coordinates_fp32(model)
     return model
 
