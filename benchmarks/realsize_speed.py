@@ -13,6 +13,11 @@ form (NNCF's), calibrated on a few synthetic frames (their scales do not change 
     python benchmarks/realsize_speed.py --arch iconvsr --frames 5 --warmup 5 --rows openvino-cpu/int8-nncf+bf16
     python benchmarks/realsize_speed.py --arch basicvsr_pp --rows openvino-cpu/int8-nncf \
         --variant openvino-cpu:keep_working_sets=2     # each openvino-cpu row once more with that option
+    python benchmarks/realsize_speed.py --arch basicvsr_pp --rows openvino-cpu/int8-nncf --heap both
+        # each row with the streams' malloc policy "return" (default) and again with "keep" (models.heap)
+
+The baseline row runs with the C library's default malloc, as upstream's code does (since 0.3.14; before, it ran
+with the streams' 1 MB mmap threshold: benchmarks/RESULTS.md, "What freed memory costs").
 
 Prints a Markdown table with the CPU's model and flags and the load average before and after.
 """
@@ -33,6 +38,7 @@ from vsrdeploy.evaluate.bench import BASELINE, BenchConfig, run_configs, synthet
 from vsrdeploy.bundle import Bundle
 from vsrdeploy.calib.int8 import DEFAULT_EXCLUDE, TARGETS, calibrate_bundle
 from vsrdeploy.evaluate.tune import cpu_description, openvino_capabilities
+from vsrdeploy.models.heap import DEFAULT_HEAP_POLICY, HEAP_POLICIES
 from vsrdeploy.runtimes.base import int8_float_precision, parse_backend_options
 
 RELEASED = {"basicvsr": {"mid_channels": 64, "num_blocks": 30}, "basicvsr_pp": {"mid_channels": 64, "num_blocks": 7},
@@ -87,6 +93,8 @@ def main(argv=None) -> int:
                     "openvino-cpu/int8,openvino-cpu/int8-nncf (default: all)")
     ap.add_argument("--variant", action="append", default=[], metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
                     help="run every selected row of BACKEND once more with these backend options (repeat)")
+    ap.add_argument("--heap", default="return", choices=[*HEAP_POLICIES, "both"],
+                    help="the streamed rows' malloc policy (models.heap); both: every row with each")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--dcn", default="decomposed", choices=["decomposed", "native"],
                     help="deformable conv form of the bundle (native: ONNX DeformConv, which OpenVINO cannot import)")
@@ -109,11 +117,14 @@ def main(argv=None) -> int:
         backend, _, items = text.partition(":")
         variants.append((backend, parse_backend_options(backend, items.split(",")), f" ({items})"))
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
+    heaps = list(HEAP_POLICIES) if args.heap == "both" else [args.heap]
     for b, p, d in rows:
         for options, suffix in [({}, "")] + [(o, sfx) for vb, o, sfx in variants if vb == b]:
             floats = f", float ops {int8_float_precision(p)}" if int8_float_precision(p) else ""
-            configs.append(BenchConfig(b, p, bundle=str(derived[d]) if d else None, options=options,
-                                       label=f"{b} {INT8_FORMS[d][1] if d else p}{floats}{suffix}"))
+            for heap in heaps:
+                tag = f", heap={heap}" if heap != DEFAULT_HEAP_POLICY else ""
+                configs.append(BenchConfig(b, p, bundle=str(derived[d]) if d else None, options=options, heap=heap,
+                                           label=f"{b} {INT8_FORMS[d][1] if d else p}{floats}{suffix}{tag}"))
     load_before = os.getloadavg()
     t0 = time.time()
     results = run_configs(str(fp32.path), configs, frames=args.frames, size=size, warmup=args.warmup,
@@ -143,6 +154,7 @@ def main(argv=None) -> int:
           + (f" --window {args.window} --lookahead {args.lookahead}" if (args.window, args.lookahead) != (16, 8) else "")
           + (f" --rows {args.rows}" if args.rows else "") + "".join(f" --variant {v}" for v in args.variant)
           + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
+          + (f" --heap {args.heap}" if args.heap != "return" else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))

@@ -9,6 +9,7 @@ import sys
 import click
 
 from .errors import ConfigError, VSRDeployError
+from .models.heap import DEFAULT_HEAP_POLICY, HEAP_POLICIES
 
 
 def friendly_errors(fn):
@@ -456,16 +457,20 @@ def selftest(gpu, report_dir):
 @click.option("--spill-resident", default="16MB", show_default=True, metavar="SIZE",
               help="Held features kept in memory before --spill writes the rest out (more: less disk traffic, "
                    "more memory). Same frames whatever the size.")
+@click.option("--heap", type=click.Choice(list(HEAP_POLICIES)), default=None,
+              help="What malloc does with freed feature maps: return them to the OS at once (least memory; the "
+                   "default) or keep them for reuse (faster: no page faults on every allocation; several hundred MB "
+                   "more at 720p output). Same frames either way.  [default: return, or the profile's]")
 @click.option("--profile", metavar="auto|PATH",
-              help="Backend, precision, threads, window and lookahead from a `vsrdeploy tune` profile (auto: the "
-                   "one beside the bundle; same as -b auto). Options given on the command line win.")
+              help="Backend, precision, threads, window, lookahead and heap from a `vsrdeploy tune` profile (auto: "
+                   "the one beside the bundle; same as -b auto). Options given on the command line win.")
 @click.option("-O", "--backend-option", "backend_option_items", multiple=True, metavar="KEY=VALUE",
               help="A constructor option of the backend (repeat), e.g. -O keep_working_sets=2 on openvino-cpu; "
                    "`vsrdeploy backends` lists each backend's options.")
 @friendly_errors
 def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, preset, pix_fmt, no_audio, fps, start,
         max_frames, duration, warmup, bit_depth, raw_size, raw_bit_depth, resume, threads, overrides, tile, tile_overlap,
-        memory_budget, spill, spill_resident, profile, backend_option_items):
+        memory_budget, spill, spill_resident, heap, profile, backend_option_items):
     """Upscale a video with a bundle or checkpoint on a backend (checkpoints are exported once, cached).
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp). Sizes are WxH.
@@ -500,6 +505,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
         threads = threads or settings.threads
         window = window if given("window") else (settings.window or 0)
         lookahead = lookahead if given("lookahead") else settings.lookahead
+        heap = heap or settings.heap
     if backend_option_items:
         from .runtimes.base import parse_backend_options
         options = {**(options or {}), **parse_backend_options(backends, backend_option_items)}
@@ -509,7 +515,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=echo, backend_options=options, spill=spill, spill_resident=resident,
+                echo=echo, backend_options=options, spill=spill, spill_resident=resident, heap=heap or DEFAULT_HEAP_POLICY,
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)

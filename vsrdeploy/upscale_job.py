@@ -22,6 +22,7 @@ from .errors import BundleError
 from .io import Selection, open_sink, open_source
 from .io.base import KEEP
 from .io.pipeline import BackgroundWriter, Prefetch
+from .models.heap import DEFAULT_HEAP_POLICY
 from .models.spill import DEFAULT_RESIDENT_BYTES
 from .runtimes.engine import Upscaler
 from .export.cache import bundle_for
@@ -82,7 +83,7 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
             start: float | None = None, max_frames: int | None = None, duration: float | None = None,
             warmup: int = DEFAULT_WARMUP, overlap: bool = True, settings: dict | None = None,
             tiling: dict | None = None, backend_options: dict | None = None, spill="auto",
-            spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> dict:
+            spill_resident: int | str = DEFAULT_RESIDENT_BYTES, heap: str = DEFAULT_HEAP_POLICY) -> dict:
     """Stream ``source`` through ``model`` (bundle or checkpoint) on ``backend`` into ``sink``.
 
     Opens the input and output before any heavy work, so bad paths fail at once. ``start`` (seconds),
@@ -95,7 +96,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
     :meth:`Upscaler.stream` and into that record; ``settings`` adds further entries; ``backend_options`` go
     to the backend (e.g. ``precision='bf16'`` from a tune profile). ``spill`` (``auto``, ``off`` or a
     directory) is where held features go beyond ``spill_resident`` bytes held in memory (``models.spill``;
-    neither changes the frames, so they are not part of the resume record). Returns a summary dict.
+    neither changes the frames, so they are not part of the resume record); ``heap``: what malloc does with
+    freed maps (``models.heap``; nor does it). Returns a summary dict.
     """
     limited = max_frames is not None or duration is not None
     selection = Selection(start=start, frames=max_frames, duration=duration, warmup=warmup if start else 0,
@@ -137,7 +139,8 @@ def run_job(model: str, *, backend: str, source: str, sink: str, window: int | N
                                disable=not progress, dynamic_ncols=True, leave=False)
                     t1 = time.perf_counter()
                     written, kept = _stream(upscaler, src, out, window, lookahead, skip, bar, overlap,
-                                            {**(tiling or {}), "spill": spill, "spill_resident": spill_resident})
+                                            {**(tiling or {}), "spill": spill, "spill_resident": spill_resident,
+                                             "heap": heap})
                     run_s = time.perf_counter() - t1
         finally:
             if bar is not None:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..models.heap import DEFAULT_HEAP_POLICY
 from .memory import peak_rss_mb
 
 BASELINE = "whole-clip torch"
@@ -75,7 +76,8 @@ class _Ticks:
 
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
-           lookahead: int, threads: int | None, queue=None, profile: bool = False, peak_size: int = 2048) -> dict:
+           lookahead: int, threads: int | None, queue=None, profile: bool = False, peak_size: int = 2048,
+           heap: str = DEFAULT_HEAP_POLICY) -> dict:
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -108,11 +110,11 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
             up = Upscaler.create(bundle, name, **options)
 
             def run(c):
-                return timed_stream(up, c, window, lookahead, ticks)
+                return timed_stream(up, c, window, lookahead, ticks, heap=heap)
         load_s = time.perf_counter() - t0
         with torch.no_grad():
             if warmup:
-                run(clip[:warmup]) if name == BASELINE else warm_up(up, clip[:warmup], window, lookahead)
+                run(clip[:warmup]) if name == BASELINE else warm_up(up, clip[:warmup], window, lookahead, heap=heap)
                 if name != BASELINE:
                     ticks.add(min(warmup, frames))
             if profile:
@@ -140,8 +142,10 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
 def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(180, 320), warmup: int = 3,
               repeat: int = 3, window: int | None = 16, lookahead: int = 8, threads: int | None = None,
               options: dict | None = None, baseline: bool = True, progress=lambda msg: None,
-              tick=None) -> list[BenchResult]:
+              tick=None, heap: str = DEFAULT_HEAP_POLICY) -> list[BenchResult]:
     """Baseline first (unless ``baseline=False``), then each backend; ``ratio`` = frames/s over the baseline's.
+    ``heap``: the backends' streams' malloc policy (``models.heap``); the baseline runs with the C library's own
+    default, as upstream's code does.
 
     ``progress(message)`` says which configuration starts; ``tick(name, frames done, frames in all)``
     follows each one frame by frame (warm-up and timed runs) from its child process."""
@@ -161,7 +165,7 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
             progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 future = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
-                                     window, lookahead, threads, queue)
+                                     window, lookahead, threads, queue, heap=heap)
                 while queue is not None and not future.done():
                     _drain(queue, tick, wait=0.2)
                 record = future.result()
@@ -212,8 +216,10 @@ def upstream_forward(net, lrs, **stream_options) -> list:
     from ..models.dcn import whole_frame_alignment
     frames = (lrs[:, i] for i in range(lrs.shape[1]))
     with whole_frame_alignment():  # nor does it cut its deformable alignment into strips
+        # heap=None: malloc as the C library sets it, as for upstream's code (not the streams' 1 MB mmap threshold,
+        # which cost this baseline 1.4x its time on BasicVSR++: benchmarks/RESULTS.md, "What freed memory costs")
         return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, row_strips=False,
-                                     **stream_options))  # every output kept, as upstream's forward returns them
+                                     **{"heap": None, **stream_options}))  # every output kept, as upstream's forward
 
 
 @dataclass
@@ -221,12 +227,14 @@ class BenchConfig:
     """One row of a benchmark: ``backend`` (or ``BASELINE``, the whole-clip PyTorch forward, which computes
     what upstream's does) at ``precision``; ``bundle``: a derived (INT8 / FP16) bundle to run instead of the
     main one; ``options``: more constructor options of the backend (e.g. ``{"keep_working_sets": 2}`` on
-    openvino-cpu), on top of the precision's."""
+    openvino-cpu), on top of the precision's; ``heap``: its stream's malloc policy (``models.heap``; the
+    ``BASELINE`` row ignores it and runs with the C library's default, as upstream's code does)."""
     backend: str
     precision: str = "fp32"
     bundle: str | None = None
     label: str = ""
     options: dict = field(default_factory=dict)
+    heap: str = DEFAULT_HEAP_POLICY
 
     def __post_init__(self):
         if not self.label:
@@ -260,7 +268,7 @@ def run_configs(bundle_path: str, configs: list[BenchConfig], *, frames: int = 2
             continue
         progress(f"{cfg.label}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
         args = (path, cfg.backend, options, frames, size, warmup, repeat, window, lookahead, threads, None, profile,
-                peak_size)
+                peak_size, cfg.heap)
         if isolate:
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 record = pool.submit(_child, *args).result()

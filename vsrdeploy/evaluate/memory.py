@@ -2,36 +2,8 @@
 counters) when CUDA is in use."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 import time
-
-#: allocations from this size up are served by mmap and handed back to the OS when freed
-MMAP_THRESHOLD_BYTES = 1 << 20
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_mmap_threshold_set = False
-
-
-def return_large_frees_to_os() -> None:
-    """glibc only, once per process: fix malloc's mmap threshold at 1 MB.
-
-    By default glibc raises that threshold after each large free (up to 32 MB), so later feature maps
-    of a few MB to 32 MB come from the heap, and the heap keeps their pages after they are freed.
-    Streaming at 180x320 LR held ~300 MB more for that reason (1.53 GB vs 1.24 GB peak RSS, BasicVSR
-    c64 on torch, benchmarks/RESULTS.md). Same effect as ``MALLOC_MMAP_THRESHOLD_=1048576``.
-    """
-    global _mmap_threshold_set
-    if _mmap_threshold_set:
-        return
-    _mmap_threshold_set = True
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    except OSError:  # not glibc: nothing to do
-        pass
 
 
 def rss_mb() -> float:

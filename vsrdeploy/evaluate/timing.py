@@ -26,9 +26,10 @@ class StreamRun:
         return len(self.latencies_s) / self.total_s if self.total_s > 0 else math.nan
 
 
-def timed_stream(upscaler, frames, window, lookahead, sink=None) -> StreamRun:
+def timed_stream(upscaler, frames, window, lookahead, sink=None, **stream_options) -> StreamRun:
     """Stream ``frames`` as fast as the engine pulls them; ``sink.write(frame)`` gets each output (a real
-    sink's cost is part of the run); ``sink=None`` drops them."""
+    sink's cost is part of the run); ``sink=None`` drops them. ``stream_options``: more keywords of
+    ``Upscaler.stream`` (e.g. ``heap``)."""
     fed: list[float] = []
     latencies: list[float] = []
     first = math.nan
@@ -39,7 +40,7 @@ def timed_stream(upscaler, frames, window, lookahead, sink=None) -> StreamRun:
             yield frame
 
     t0 = time.perf_counter()
-    for i, out in enumerate(upscaler.stream(source(), window=window, lookahead=lookahead)):
+    for i, out in enumerate(upscaler.stream(source(), window=window, lookahead=lookahead, **stream_options)):
         now = time.perf_counter()
         latencies.append(now - fed[i])
         if i == 0:
@@ -49,9 +50,9 @@ def timed_stream(upscaler, frames, window, lookahead, sink=None) -> StreamRun:
     return StreamRun(first, time.perf_counter() - t0, latencies)
 
 
-def warm_up(upscaler, frames, window, lookahead) -> None:
+def warm_up(upscaler, frames, window, lookahead, **stream_options) -> None:
     """One untimed pass over ``frames`` (allocations, kernel selection, caches)."""
-    for _ in upscaler.stream(iter(frames), window=window, lookahead=lookahead):
+    for _ in upscaler.stream(iter(frames), window=window, lookahead=lookahead, **stream_options):
         pass
 
 

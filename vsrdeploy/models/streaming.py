@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Iterable, Iterator
 
-from ..evaluate.memory import return_large_frees_to_os, rss_mb
+from ..evaluate.memory import rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
+from .heap import DEFAULT_HEAP_POLICY, check_heap_policy, set_heap_policy
 from .schedule import stream_windows
 from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, check_spill, held_bytes_with_spill, plan_spill
 from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
@@ -24,7 +25,8 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
                    tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
                    first_window: int | None = None, row_strips: bool = True,
                    memory_overhead: float = 1.0, spill="auto",
-                   spill_resident: int | str = DEFAULT_RESIDENT_BYTES) -> Iterator:
+                   spill_resident: int | str = DEFAULT_RESIDENT_BYTES,
+                   heap: str | None = DEFAULT_HEAP_POLICY) -> Iterator:
     """``net``'s schedule over ``frames`` with cells run by ``run`` (any backend). ``net`` is a PyTorch network
     (``RecurrentVSR``) or a bundle's :class:`~vsrdeploy.models.spec.NetSpec`: the same plan either way.
 
@@ -46,10 +48,14 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
       (``models.spill``): ``"auto"`` (the system temp directory when it is on disk and the held state
       would exceed the resident limit), ``"off"``, or a directory. Bit-identical results either way;
       ``stats["spill"]`` says what was done, ``stats["spilled_bytes"]`` how much.
+    - ``heap``: what malloc does with freed maps, process-wide (``models.heap``): ``"return"`` (default: least
+      memory) or ``"keep"`` (faster, more memory); None leaves the allocator as it is (the whole-clip baseline of
+      the speed tables, which runs as upstream's code does). ``stats["heap"]`` says what was applied.
     """
     if tile is not None:
         check_tile_args(tile, tile_overlap, net.min_input_size)
-    return_large_frees_to_os()
+    if heap is not None:
+        check_heap_policy(heap)
     budget = parse_bytes(memory_budget) if memory_budget is not None else None
     costs = CellCosts(net, batch_bytes)
     schedule = net.schedule()
@@ -112,6 +118,10 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
                           base_bytes=int(rss_mb() * 2**20), history=schedule.history, held_bytes=state,
                           tiled_held_bytes=tiled_state, overhead=memory_overhead)
 
+    if heap is not None:  # every argument checked: now the process-wide part
+        applied = set_heap_policy(heap)
+        if stats is not None:
+            stats["heap"] = applied
     return stream_windows(schedule, run, frames, window, lookahead, pad_multiple=net.pad_multiple,
                           scale=net.scale, stats=stats, min_size=net.min_input_size, costs=costs,
                           tiles=plan if (tile is not None or budget is not None) else None,

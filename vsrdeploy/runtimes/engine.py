@@ -12,6 +12,7 @@ from ..bundle import Bundle
 from ..errors import BackendUnavailable, InputError
 from ..models.arrays import is_torch
 from ..models.budget import DEFAULT_BATCH_BYTES
+from ..models.heap import DEFAULT_HEAP_POLICY
 from ..models.spill import DEFAULT_RESIDENT_BYTES
 from ..models.streaming import stream_network
 from ..models.tiles import DEFAULT_TILE_OVERLAP
@@ -96,7 +97,7 @@ class Upscaler:
                stats: dict | None = None, batch_bytes: int | str | None = DEFAULT_BATCH_BYTES, tile=None,
                tile_overlap: int = DEFAULT_TILE_OVERLAP, memory_budget=None,
                first_window: int | None = None, clamp: bool = True, spill="auto",
-               spill_resident=DEFAULT_RESIDENT_BYTES) -> Iterator:
+               spill_resident=DEFAULT_RESIDENT_BYTES, heap: str = DEFAULT_HEAP_POLICY) -> Iterator:
         """Yield the upscaled frames in order, each as soon as it is final, each of its input's kind.
 
         ``frames``: an iterable / generator of frames, a 4-D array or tensor (a clip, frames on axis 0) or a
@@ -110,6 +111,8 @@ class Upscaler:
         ``spill``: ``"auto"`` (default), ``"off"`` or a directory: where held features beyond a resident limit
         go (``models.spill``; bit-identical results, less memory for networks that hold many maps per frame);
         ``spill_resident`` (bytes or ``"16MB"``) is that limit.
+        ``heap``: ``"return"`` (default) hands freed maps back to the OS at once (least memory); ``"keep"`` lets
+        malloc keep them for reuse (faster: no page faults on every allocation; more memory): ``models.heap``.
         Bad arguments raise at once (ConfigError), not at the first frame.
         """
         backend = self._check_open()
@@ -120,7 +123,7 @@ class Upscaler:
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
                                          memory_budget=memory_budget, first_window=first_window,
                                          row_strips=backend.row_strips, memory_overhead=backend.memory_overhead,
-                                         spill=spill, spill_resident=spill_resident)
+                                         spill=spill, spill_resident=spill_resident, heap=heap)
         except BaseException:
             if owned:
                 source.close()
