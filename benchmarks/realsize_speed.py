@@ -95,6 +95,9 @@ def main(argv=None) -> int:
                     help="run every selected row of BACKEND once more with these backend options (repeat)")
     ap.add_argument("--heap", default="return", choices=[*HEAP_POLICIES, "both"],
                     help="the streamed rows' malloc policy (models.heap); both: every row with each")
+    ap.add_argument("--baseline-heap", choices=list(HEAP_POLICIES),
+                    help="also time the baseline with this malloc policy (return: as before 0.3.14); ratios stay "
+                         "against the C library's default")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--dcn", default="decomposed", choices=["decomposed", "native"],
                     help="deformable conv form of the bundle (native: ONNX DeformConv, which OpenVINO cannot import)")
@@ -117,6 +120,9 @@ def main(argv=None) -> int:
         backend, _, items = text.partition(":")
         variants.append((backend, parse_backend_options(backend, items.split(",")), f" ({items})"))
     configs = [BenchConfig(BASELINE, label="whole-clip torch (upstream-equivalent)")]
+    if args.baseline_heap:
+        configs.append(BenchConfig(BASELINE, heap=args.baseline_heap,
+                                   label=f"whole-clip torch, heap={args.baseline_heap}"))
     heaps = list(HEAP_POLICIES) if args.heap == "both" else [args.heap]
     for b, p, d in rows:
         for options, suffix in [({}, "")] + [(o, sfx) for vb, o, sfx in variants if vb == b]:
@@ -155,6 +161,7 @@ def main(argv=None) -> int:
           + (f" --rows {args.rows}" if args.rows else "") + "".join(f" --variant {v}" for v in args.variant)
           + (f" --dcn {args.dcn}" if args.dcn != "decomposed" else "")
           + (f" --heap {args.heap}" if args.heap != "return" else "")
+          + (f" --baseline-heap {args.baseline_heap}" if args.baseline_heap else "")
           + (f" --config '{args.config}'" if args.config else "") + "`")
     if args.json:
         Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1))

@@ -416,3 +416,63 @@ def test_a_full_group_runs_before_the_next_item_is_built():
     assert [float(o[0, 0, 0, 0]) for o in outs] == [0, 2, 4, 6, 8]
     assert events == [("built", 0), ("built", 1), ("call", 2), ("built", 2), ("built", 3), ("call", 2),
                       ("built", 4), ("call", 1)]
+
+
+class FakeLibc:
+    """Stands in for glibc's mallopt: records what a heap policy sets."""
+
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+
+@pytest.fixture
+def fake_libc(monkeypatch):
+    from vsrdeploy.models import heap
+    libc = FakeLibc()
+    monkeypatch.setattr(heap, "_glibc", lambda: libc)
+    monkeypatch.setattr(heap, "_applied", None)
+    return libc
+
+
+def test_heap_policies_give_the_same_frames_and_set_mallopt(tiny_bundle, fake_libc):
+    from vsrdeploy.models.heap import HEAP_POLICIES
+    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
+    lrs = random_clip(t=5, h=32, w=40)[0].numpy()
+    outs = {}
+    for policy in HEAP_POLICIES:
+        stats = {}
+        outs[policy] = np.stack(list(up.stream(iter(lrs), window=3, lookahead=1, stats=stats, heap=policy)))
+        assert stats["heap"] == policy
+    assert np.array_equal(outs["return"], outs["keep"])  # malloc's policy never changes a value
+    # return: 1 MB mmap threshold (-3) and glibc's initial 128 KiB trim threshold (-1); keep: 32 MB / 64 MB
+    assert fake_libc.calls == [(-3, 1 << 20), (-1, 128 << 10), (-3, 32 << 20), (-1, 64 << 20)]
+    with pytest.raises(ConfigError, match="heap policy must be one of return, keep"):
+        up.stream(iter(lrs), heap="hold")
+    assert len(fake_libc.calls) == 4  # a bad policy is refused before anything is set
+
+
+def test_heap_policy_off_glibc_says_it_was_not_applied(tiny_bundle, monkeypatch):
+    from vsrdeploy.models import heap
+    monkeypatch.setattr(heap, "_glibc", lambda: None)
+    monkeypatch.setattr(heap, "_applied", None)
+    stats = {}
+    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
+    list(up.stream(iter(random_clip(t=2, h=32, w=32)[0].numpy()), stats=stats, heap="keep"))
+    assert stats["heap"].startswith("keep: not applied") and "not glibc" in stats["heap"]
+
+
+def test_whole_clip_baseline_leaves_malloc_alone(fake_libc):
+    """bench's upstream-equivalent row runs with the C library's default malloc, as upstream's code does."""
+    from vsrdeploy.evaluate.bench import upstream_forward
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("basicvsr", **TINY["basicvsr"]).eval()
+    stats = {}
+    with torch.no_grad():
+        upstream_forward(net, random_clip(t=3, h=32, w=32), stats=stats)
+        assert "heap" not in stats and fake_libc.calls == []
+        net(random_clip(t=3, h=32, w=32))  # the product's own whole-clip path streams with the default policy
+    assert fake_libc.calls == [(-3, 1 << 20), (-1, 128 << 10)]

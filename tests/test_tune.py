@@ -61,20 +61,28 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     rows = {r.label: r for r in result.rows}
     # openvino-cpu runs both INT8 forms where NNCF is installed (the dev/all extras have it): one row each
     ov_forms = ["cpu", "cpu-concat", "openvino"] if importlib.util.find_spec("nncf") else ["cpu", "cpu-concat"]
-    plain = [r for r in result.rows if not r.options]
+    plain = [r for r in result.rows if not r.options and r.heap == "return"]
     # 3 backends x fp32, bf16, fp16, int8, int8-bf16, int8-fp16; ort-cpu's int8 in 2 forms, openvino-cpu's int8
     # once per form, and its int8-bf16 / int8-fp16 once per form where the CPU runs BF16 / FP16 (else one row why not)
     ov_mixed = sum(len(ov_forms) if p in CAPS else 1 for p in ("BF16", "FP16"))
     assert len(plain) == 16 + len(ov_forms) + ov_mixed
     # every openvino-cpu row that ran once more with kept buffers: same outputs, so the same drop; its own timing
-    variants = [r for r in result.rows if r.options]
+    variants = [r for r in result.rows if r.options and r.heap == "return"]
     ran_ov = [r for r in plain if r.backend == "openvino-cpu" and r.status == "ok"]
     assert [r.options for r in variants] == [{"keep_working_sets": 2}] * len(ran_ov)
     for r in variants:
         base = rows[r.label.removesuffix(" keep_working_sets=2")]
         assert r.psnr_y_drop_db == base.psnr_y_drop_db and r.bundle == base.bundle
         assert r.status == "ok" and r.fps > 0 and r.peak_rss_mb > 0, r.reason
-    n_rows = len(plain) + len(variants)
+    # the two fastest rows within the budget once more with heap=keep, each right after its row: same outputs
+    twins = [r for r in result.rows if r.heap == "keep"]
+    assert len(twins) == 2
+    for twin in twins:
+        base = result.rows[result.rows.index(twin) - 1]
+        assert twin.label == base.label + " heap=keep" and base.within_budget
+        assert (twin.psnr_y_drop_db, twin.bundle, twin.options) == (base.psnr_y_drop_db, base.bundle, base.options)
+        assert twin.status == "ok" and twin.fps > 0 and twin.peak_rss_mb > 0, twin.reason
+    n_rows = len(plain) + len(variants) + len(twins)
     ov_int8 = [f"openvino-cpu/int8:{f}" for f in ov_forms]
     for label in ("torch/fp32", "ort-cpu/fp32", "openvino-cpu/fp32", "ort-cpu/int8:cpu", "ort-cpu/int8:cpu-concat",
                   *ov_int8):
@@ -121,7 +129,7 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     assert record["kind"] == PROFILE_KIND and record["backend"] == chosen.backend
     assert record["precision"] == chosen.precision and record["threads"] == 1
-    assert record["options"] == chosen.options
+    assert record["options"] == chosen.options and record["heap"] == chosen.heap
     assert (record["window"], record["lookahead"]) == (2, 1) and len(record["table"]) == n_rows
     assert not list(path.parent.glob(".tiny.profile.json.*"))  # written atomically, nothing left over
 
@@ -131,7 +139,7 @@ def test_tune_writes_a_profile_that_run_auto_uses(bundle, video, tmp_path):
     assert ran.exit_code == 0, ran.output
     shown = chosen.precision if chosen.precision != "fp32" else "fp32"
     assert f"on {chosen.backend} (cpu, {shown})" in ran.output
-    assert "window 2, lookahead 1" in ran.output and "wrote 6 frames" in ran.output
+    assert f"window 2, lookahead 1, heap {chosen.heap}" in ran.output and "wrote 6 frames" in ran.output
 
 
 def _forced(bundle, backend, precision, run_bundle=None):
@@ -351,6 +359,22 @@ def test_profile_options_reach_the_backend_and_bad_ones_are_one_line(bundle):
             load_profile(bundle.path)
     path.write_text(json.dumps({k: v for k, v in record.items() if k != "options"}))  # written before 0.3.0
     assert load_profile(bundle.path).options == {"precision": "fp32"}
+
+
+def test_profile_heap_reaches_run_and_a_bad_one_is_one_line(bundle, video, tmp_path):
+    result = _forced(bundle, "ort-cpu", "fp32")
+    result.chosen.heap = "keep"
+    path = write_profile(result)
+    assert load_profile(bundle.path).heap == "keep"
+    record = json.loads(path.read_text())
+    ran = CliRunner().invoke(main, ["run", str(bundle.path), "-b", "auto", "-i", str(video), "-o",
+                                    str(tmp_path / "a.mp4")], catch_exceptions=False)
+    assert ran.exit_code == 0 and "heap keep" in ran.output, ran.output
+    path.write_text(json.dumps({**record, "heap": "hoard"}))
+    with pytest.raises(ConfigError, match="damaged.*heap policy must be one of return, keep"):
+        load_profile(bundle.path)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "heap"}))  # written before 0.3.14
+    assert load_profile(bundle.path).heap == "return"
 
 
 @pytest.fixture(scope="module")

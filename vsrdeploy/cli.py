@@ -1,6 +1,7 @@
 """The ``vsrdeploy`` command line. Thin: parse, call the library, print."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -498,7 +499,7 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
         if settings.note:
             echo(settings.note)
         echo(f"profile {settings.profile}: {settings.backend} {settings.options or ''}, threads {settings.threads}, "
-             f"window {settings.window}, lookahead {settings.lookahead}")
+             f"window {settings.window}, lookahead {settings.lookahead}, heap {settings.heap}")
         if given("backends") and backends not in ("auto", settings.backend):
             raise ConfigError(f"the profile runs {settings.backend}, not -b {backends}: drop --profile, or -b")
         model, options, backends = settings.bundle, settings.options, settings.backend
@@ -683,10 +684,13 @@ def machine_description() -> str:
                    "measured on the same threads); adds two clock reads per cell call to the timed runs.")
 @click.option("--peak-size", type=click.IntRange(min=16), default=2048, show_default=True,
               help="With --profile: side of the square FP32 GEMM whose rate is the peak.")
+@click.option("--heap", type=click.Choice([*HEAP_POLICIES, "both"]), default=DEFAULT_HEAP_POLICY, show_default=True,
+              help="The streams' malloc policy (see `run --heap`); both: every row with each. The baseline always "
+                   "runs with the C library's default, as upstream's code does.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench(model, backends, size, frames, repeat, warmup, window, lookahead, threads, precisions, extra, profile,
-          peak_size, as_json):
+          peak_size, heap, as_json):
     """Throughput and peak memory per backend x precision, as ratios to the whole-clip PyTorch forward.
 
     MODEL: a .vsr bundle, a checkpoint, or a shipped model (basicvsr, basicvsr_pp)."""
@@ -716,11 +720,15 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         raise ConfigError(f"{', '.join(mixed)} runs an INT8 bundle: add --extra-bundle INT8.vsr (made by `vsrdeploy "
                           "calibrate`)")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
-    configs = [BenchConfig(BASELINE)] + [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
+    rows = [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
     for derived in extra:
         for p in bundle_precisions(derived.precision, wanted):
-            configs += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
-                        for b in names]
+            rows += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
+                     for b in names]
+    heaps = list(HEAP_POLICIES) if heap == "both" else [heap]
+    configs = [BenchConfig(BASELINE)] + [
+        dataclasses.replace(c, heap=h, label=c.label + (f" heap={h}" if h != DEFAULT_HEAP_POLICY else ""))
+        for c in rows for h in heaps]
     with FrameProgress() as bars:
         results = run_configs(str(bundle.path), configs, frames=frames, size=hw,
                               warmup=warmup, repeat=repeat, window=window or None, lookahead=lookahead, threads=threads,
@@ -729,7 +737,7 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
         from .evaluate.machine import machine_info
         settings = {"bundle": str(bundle.path), "arch": bundle.arch, "frames": frames, "size": [hw[1], hw[0]],
                     "warmup_frames": warmup, "repeat": repeat, "window": window or None, "lookahead": lookahead,
-                    "threads": threads, "profile": profile}
+                    "threads": threads, "profile": profile, "heap": heap}
         click.echo(json.dumps({"machine": machine_info(), "settings": settings,
                                "results": [r.to_dict() for r in results]}, indent=1))
     else:

@@ -77,7 +77,7 @@ class _Ticks:
 
 def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup: int, repeat: int, window,
            lookahead: int, threads: int | None, queue=None, profile: bool = False, peak_size: int = 2048,
-           heap: str = DEFAULT_HEAP_POLICY) -> dict:
+           heap: str | None = None) -> dict:
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -99,7 +99,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
 
             def run(c):  # every frame comes out when the whole clip is done
                 t = time.perf_counter()
-                upstream_forward(net, torch.from_numpy(c)[None])
+                upstream_forward(net, torch.from_numpy(c)[None], heap=heap)
                 total = time.perf_counter() - t
                 ticks.add(len(c))
                 return StreamRun(total, total, [total] * len(c))
@@ -108,6 +108,7 @@ def _child(bundle_path: str, name: str, options: dict, frames: int, size, warmup
             if threads and name != "torch":
                 options = {"threads": threads, **options}
             up = Upscaler.create(bundle, name, **options)
+            heap = heap or DEFAULT_HEAP_POLICY
 
             def run(c):
                 return timed_stream(up, c, window, lookahead, ticks, heap=heap)
@@ -165,7 +166,7 @@ def run_bench(bundle_path: str, backends: list[str], *, frames: int = 20, size=(
             progress(f"{name}: {repeat} runs of {frames} frames {size[1]}x{size[0]}")
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 future = pool.submit(_child, str(bundle_path), name, options or {}, frames, size, warmup, repeat,
-                                     window, lookahead, threads, queue, heap=heap)
+                                     window, lookahead, threads, queue, heap=None if name == BASELINE else heap)
                 while queue is not None and not future.done():
                     _drain(queue, tick, wait=0.2)
                 record = future.result()
@@ -216,8 +217,8 @@ def upstream_forward(net, lrs, **stream_options) -> list:
     from ..models.dcn import whole_frame_alignment
     frames = (lrs[:, i] for i in range(lrs.shape[1]))
     with whole_frame_alignment():  # nor does it cut its deformable alignment into strips
-        # heap=None: malloc as the C library sets it, as for upstream's code (not the streams' 1 MB mmap threshold,
-        # which cost this baseline 1.4x its time on BasicVSR++: benchmarks/RESULTS.md, "What freed memory costs")
+        # heap=None (default): malloc as the C library sets it, as for upstream's code (not the streams' 1 MB mmap
+        # threshold, which cost this baseline 1.4x its time on BasicVSR++: RESULTS.md, "What freed memory costs")
         return list(net.stream_cells(TorchRunner(net.cells), frames, None, 0, row_strips=False,
                                      **{"heap": None, **stream_options}))  # every output kept, as upstream's forward
 
@@ -227,14 +228,14 @@ class BenchConfig:
     """One row of a benchmark: ``backend`` (or ``BASELINE``, the whole-clip PyTorch forward, which computes
     what upstream's does) at ``precision``; ``bundle``: a derived (INT8 / FP16) bundle to run instead of the
     main one; ``options``: more constructor options of the backend (e.g. ``{"keep_working_sets": 2}`` on
-    openvino-cpu), on top of the precision's; ``heap``: its stream's malloc policy (``models.heap``; the
-    ``BASELINE`` row ignores it and runs with the C library's default, as upstream's code does)."""
+    openvino-cpu), on top of the precision's; ``heap``: its stream's malloc policy (``models.heap``; None: the
+    streams' default, and for the ``BASELINE`` row the C library's own, as upstream's code runs)."""
     backend: str
     precision: str = "fp32"
     bundle: str | None = None
     label: str = ""
     options: dict = field(default_factory=dict)
-    heap: str = DEFAULT_HEAP_POLICY
+    heap: str | None = None
 
     def __post_init__(self):
         if not self.label:

@@ -13,7 +13,9 @@ non-DCN networks, the imported ORT Q/DQ form on the DCN networks of an AVX2-only
 BasicVSR++ on an AVX-512 VNNI Xeon), so tune times and scores each rather than assume. Each is kept beside the
 bundle as ``NAME-int8-FORM.vsr`` and reused while the bundle it was derived from and the recipe are unchanged. Given ``alternates`` (``tune --dcn both``: the native-DCN export beside the
 decomposed one), the runtimes that import another form get its rows too, since which form is faster depends on
-the runtime (ONNX Runtime's DeformConv against its GridSample: RESULTS.md).
+the runtime (ONNX Runtime's DeformConv against its GridSample: RESULTS.md). The fastest rows within the budgets
+are then timed again with the streams' malloc keeping freed maps for reuse (``heap=keep``, ``models.heap``:
+the same frames, faster, several hundred MB more at 720p output); ``--max-memory`` decides whether that is chosen.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import numpy as np
 from ..bundle import MANIFEST, Bundle, safe_join, sha256_file
 from ..calib.int8 import DEFAULT_EXCLUDE, TARGETS
 from ..errors import BackendUnavailable, ConfigError, InputError
+from ..models.heap import DEFAULT_HEAP_POLICY, check_heap_policy
 
 PROFILE_KIND = "vsrdeploy-tune-profile"
 PROFILE_VERSION = 1
@@ -57,6 +60,11 @@ INT8_FORMS = {"cpu": ("cpu", TARGETS["cpu"].exclude), "openvino": ("openvino", T
 #: plain rows' speed through bench's timed runs at ~+250-320 MB, no consistent sign (benchmarks/RESULTS.md,
 #: "kept buffers measured end to end"). ``--max-memory`` keeps a row whose peak is too high from being chosen.
 OPTION_VARIANTS: dict[str, tuple[dict, ...]] = {"openvino-cpu": ({"keep_working_sets": 2},)}
+#: the fastest rows within the budgets are timed once more with the streams' malloc keeping freed maps
+#: (``models.heap`` "keep": same outputs, faster, more memory; benchmarks/RESULTS.md, "What freed memory costs");
+#: a twin is chosen like any row, so ``--max-memory`` decides whether its memory is affordable
+HEAP_VARIANT = "keep"
+HEAP_VARIANT_ROWS = 2
 #: why a backend x precision is not a candidate, for pairs no backend option can give
 NOT_NATIVE = {
     ("ort-cpu", "fp16"): "ONNX Runtime's CPU provider has no FP16 kernels for most ops (it would run them in "
@@ -83,13 +91,15 @@ class TuneRow:
     options: dict = field(default_factory=dict)  # backend options on top of the precision's (OPTION_VARIANTS)
     over_memory: bool = False  # peak RSS above tune's max_memory: not chosen
     dcn: str = ""  # the FP32 export's DCN form, named when tune compares several forms (``alternates``)
+    heap: str = DEFAULT_HEAP_POLICY  # the stream's malloc policy (``models.heap``; HEAP_VARIANT rows)
 
     @property
     def label(self) -> str:
         form = f":{self.int8_target}" if self.int8_target else ""
         dcn = f" dcn={self.dcn}" if self.dcn else ""
         extra = "".join(f" {k}={v}" for k, v in self.options.items())
-        return f"{self.backend}/{self.precision}{form}{dcn}{extra}"
+        heap = f" heap={self.heap}" if self.heap != DEFAULT_HEAP_POLICY else ""
+        return f"{self.backend}/{self.precision}{form}{dcn}{extra}{heap}"
 
 
 @dataclass
@@ -233,7 +243,7 @@ def measure_speed(rows: list[TuneRow], *, size, frames: int, repeat: int, warmup
                   window, lookahead: int, isolate: bool, progress) -> None:
     from .bench import BenchConfig, run_configs
     todo = [r for r in rows if r.status == "ok"]
-    configs = [BenchConfig(r.backend, r.precision, bundle=r.bundle, options=r.options) for r in todo]
+    configs = [BenchConfig(r.backend, r.precision, bundle=r.bundle, options=r.options, heap=r.heap) for r in todo]
     results = run_configs(todo[0].bundle, configs, frames=frames, size=size, warmup=warmup, repeat=repeat,
                           window=window, lookahead=lookahead, threads=threads, isolate=isolate, progress=progress)
     for row, res in zip(todo, results):
@@ -262,11 +272,13 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
          window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
          calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
          max_memory_mb: float | None = None, option_variants: dict = OPTION_VARIANTS,
-         alternates: Sequence[Bundle] = (), progress: Callable[[str], None] = lambda m: None) -> TuneResult:
+         heap_variant_rows: int = HEAP_VARIANT_ROWS, alternates: Sequence[Bundle] = (),
+         progress: Callable[[str], None] = lambda m: None) -> TuneResult:
     """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
     ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s).
     ``option_variants``: backend -> option sets timed as extra rows (``OPTION_VARIANTS``); ``max_memory_mb``:
-    rows peaking above it are not chosen. ``alternates``: other FP32 exports of the same network (e.g. the
+    rows peaking above it are not chosen; ``heap_variant_rows``: how many of the fastest rows within the budgets
+    are timed again with ``HEAP_VARIANT`` (0: none). ``alternates``: other FP32 exports of the same network (e.g. the
     native-DCN form beside a decomposed ``bundle``): each backend that runs exported cells and can import one
     gets its rows too (INT8 calibrated from it), labelled with the form (``dcn=native``)."""
     from ..runtimes.base import check_backend_names
@@ -336,6 +348,16 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
     result = TuneResult(bundle=key, rows=rows, max_drop_db=max_drop, size=size, threads=threads, window=window,
                         lookahead=lookahead, clip=clip, fp32_psnr_y_db=fp32_psnr, max_memory_mb=max_memory_mb)
     result.chosen = choose(rows, max_drop, max_memory_mb)
+    fastest = sorted((r for r in rows if r.within_budget), key=lambda r: -r.fps)[:heap_variant_rows]
+    twins = {id(r): dataclasses.replace(r, heap=HEAP_VARIANT, chosen=False) for r in fastest}
+    if twins:
+        progress(f"timing the {len(twins)} fastest again with heap={HEAP_VARIANT}")
+        measure_speed(list(twins.values()), size=size, frames=timing_frames, repeat=repeat, warmup=warmup,
+                      threads=threads, window=window, lookahead=lookahead, isolate=isolate, progress=progress)
+        result.rows = rows = [v for r in rows for v in [r, twins.get(id(r))] if v is not None]  # each beside its row
+        for r in rows:
+            r.chosen = False
+        result.chosen = choose(rows, max_drop, max_memory_mb)
     return result
 
 
@@ -372,7 +394,7 @@ def write_profile(result: TuneResult, path=None) -> Path:
         "bundle_manifest_sha256": sha256_file(bundle_dir / MANIFEST),
         "run_bundle": os.path.relpath(run_bundle, path.parent),
         "run_bundle_manifest_sha256": sha256_file(run_bundle / MANIFEST),
-        "backend": c.backend, "precision": c.precision, "options": c.options, "threads": result.threads,
+        "backend": c.backend, "precision": c.precision, "options": c.options, "heap": c.heap, "threads": result.threads,
         "window": result.window, "lookahead": result.lookahead,
         "max_drop_db": result.max_drop_db, "psnr_y_drop_db": c.psnr_y_drop_db, "fps": c.fps,
         "timed_lr_size": list(result.size), "clip": result.clip,
@@ -413,6 +435,7 @@ class RunSettings:
     lookahead: int
     profile: str
     note: str = ""
+    heap: str = DEFAULT_HEAP_POLICY
 
 
 def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSettings:
@@ -465,6 +488,11 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
     except TypeError as e:
         raise ConfigError(f"{path} is damaged ({e}); run `vsrdeploy tune` again") from None
     options.update(extra)
+    heap = record.get("heap", DEFAULT_HEAP_POLICY)  # absent in profiles written before 0.3.14
+    try:
+        check_heap_policy(heap)
+    except ConfigError as e:
+        raise ConfigError(f"{path} is damaged ({e}); run `vsrdeploy tune` again") from None
     note = ""
     here = cpu_description()
     tuned_on = record.get("machine", {}).get("cpu", {})
@@ -472,7 +500,7 @@ def load_profile(model, profile: str = "auto", dcn: str | None = None) -> RunSet
         note = f"profile {path.name} was tuned on {tuned_on.get('model')}, this is {here['model']}: re-run tune here"
     return RunSettings(bundle=str(run_bundle.path), backend=record["backend"], options=options,
                        threads=record.get("threads"), window=record.get("window"),
-                       lookahead=int(record.get("lookahead", 0)), profile=str(path), note=note)
+                       lookahead=int(record.get("lookahead", 0)), profile=str(path), note=note, heap=heap)
 
 
 # -- table ----------------------------------------------------------------------------------------------
