@@ -14,6 +14,8 @@ Examples (the issue's table):
     python benchmarks/memory_real_size.py --archs basicvsr --size 180x320 --whole-clip 6
     python benchmarks/memory_real_size.py --archs basicvsr_pp --backends ort-cpu openvino-cpu --spill off auto \
         --frames 30 --marks 10 30      # held features spilled to a temp file (models.spill) vs in memory
+    python benchmarks/memory_real_size.py --archs basicvsr_pp --backends openvino-cpu --heap return keep \
+        --frames 40 --marks 10 20 40   # malloc returning freed maps to the OS (default) vs keeping them (models.heap)
 
 With spilling, the spilled bytes live in the kernel's page cache (reclaimable, not the process's RSS) and
 in an anonymous temp file; ``spill_file_mb`` reports the file's size.
@@ -107,11 +109,12 @@ def child(cfg: dict) -> None:
         n_out = 0
         for _ in up.stream(frames(cfg["frames"], h, w), window=cfg["window"], lookahead=cfg["lookahead"],
                            tile=cfg["tile"], tile_overlap=cfg["overlap"], memory_budget=cfg["budget"], stats=stats,
-                           spill=cfg["spill"], spill_resident=cfg.get("spill_resident") or DEFAULT_RESIDENT_BYTES):
+                           spill=cfg["spill"], spill_resident=cfg.get("spill_resident") or DEFAULT_RESIDENT_BYTES,
+                           heap=cfg.get("heap") or "return"):
             n_out += 1
             if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
                 marks[n_out] = peak_rss_mb()
-    print(json.dumps({"spill_request": cfg.get("spill"), "peak_mb": peak_rss_mb(), "base_mb": base,
+    print(json.dumps({"spill_request": cfg.get("spill"), "heap": stats.get("heap"), "peak_mb": peak_rss_mb(), "base_mb": base,
                       "torch_imported": "torch" in sys.modules,
                       "frames_out": n_out, "peak_mb_after": marks,
                       "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),
@@ -165,6 +168,8 @@ def main() -> None:
     p.add_argument("--backend-option", action="append", metavar="KEY=VALUE", default=[],
                    help="an option for every backend but torch, as `run --backend-option` takes it "
                         "(e.g. unload_outputs_above=null on openvino-cpu)")
+    p.add_argument("--heap", nargs="+", default=["return"], choices=["return", "keep"],
+                   help="the streams' malloc policy (models.heap); several: one run each")
     p.add_argument("--json", help="Append result rows (JSON lines) to this file")
     args = p.parse_args()
     from vsrdeploy.runtimes.base import parse_backend_options
@@ -185,8 +190,10 @@ def main() -> None:
             for backend in args.backends:
                 for n in args.frames:
                     for spill in args.spill:
-                        runs.append({"mode": "stream", "backend": backend, "frames": n, "spill": spill,
-                                     "bundle": str(bundle_path(cache, arch, args.blocks, dcn_for(backend)))})
+                        for heap in args.heap:
+                            runs.append({"mode": "stream", "backend": backend, "frames": n, "spill": spill,
+                                         "heap": heap,
+                                         "bundle": str(bundle_path(cache, arch, args.blocks, dcn_for(backend)))})
         for run in runs:
             cfg = {"arch": arch, "blocks": args.blocks, "size": [h, w], "threads": args.threads,
                    "window": args.window, "lookahead": args.lookahead, "tile": args.tile, "overlap": args.overlap,
