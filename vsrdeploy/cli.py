@@ -460,8 +460,8 @@ def selftest(gpu, report_dir):
                    "more memory). Same frames whatever the size.")
 @click.option("--heap", type=click.Choice(list(HEAP_POLICIES)), default=None,
               help="What malloc does with freed feature maps: return them to the OS at once (least memory; the "
-                   "default) or keep them for reuse (faster: no page faults on every allocation; several hundred MB "
-                   "more at 720p output). Same frames either way.  [default: return, or the profile's]")
+                   "default) or keep them for reuse (faster: no page faults on every allocation; 0.1-1.1 GB more "
+                   "at 720p output). Same frames either way.  [default: return, or the profile's]")
 @click.option("--profile", metavar="auto|PATH",
               help="Backend, precision, threads, window, lookahead and heap from a `vsrdeploy tune` profile (auto: "
                    "the one beside the bundle; same as -b auto). Options given on the command line win.")

@@ -7,11 +7,11 @@ next allocation. Which one is set by its mmap threshold (``mallopt``):
 
 - ``"return"`` (the default): 1 MB. Every map goes back to the OS when freed: the lowest peak memory (BasicVSR
   c64 on torch at 180x320: 1533 -> 1236 MB when introduced), but every allocation faults its pages in again:
-  BasicVSR++'s openvino-cpu stream at 180x320 took ~4.4 GB of page faults per 3 frames, 1.3-1.4x its time with
-  ``"keep"`` on a 2-vCPU VM (benchmarks/RESULTS.md, "What freed memory costs").
+  BasicVSR++'s INT8 openvino-cpu stream at 180x320 took 4.4 GB of page faults per 3 frames and 1.58x its time
+  with ``"keep"`` on a 2-vCPU Zen 5 VM (benchmarks/RESULTS.md, "What freed memory costs").
 - ``"keep"``: 32 MB (the most glibc allows), and the heap's free top is trimmed only above 64 MB: what glibc
-  settles at by itself after its first large frees. Maps up to 32 MB are reused from the heap: faster, and the
-  heap keeps what it once held (several hundred MB more at 180x320).
+  settles at by itself after its first large frees. Maps up to 32 MB are reused from the heap: faster (1.0-1.6x
+  on openvino-cpu at 180x320), and the heap keeps what it once held (90 MB-1.1 GB more there).
 
 The whole-clip PyTorch baseline of the speed tables (``evaluate.bench.upstream_forward``) runs with glibc's own
 default, as upstream's code does. On a C library other than glibc both policies leave the allocator alone
