@@ -18,10 +18,12 @@ import sys
 
 def _label(row: dict) -> str:
     """``TuneRow.label`` from a row of tune's JSON (INT8 rows name their calibrate --target form, option
-    variants their backend options: without them a variant and its plain row would share one label)."""
+    variants their backend options, heap twins their malloc policy: without them a variant and its plain row
+    would share one label)."""
     form = f":{row['int8_target']}" if row.get("int8_target") else ""
     extra = "".join(f" {k}={v}" for k, v in (row.get("options") or {}).items())
-    return f"{row['backend']}/{row['precision']}{form}{extra}"
+    heap = f" heap={row['heap']}" if row.get("heap", "return") != "return" else ""
+    return f"{row['backend']}/{row['precision']}{form}{extra}{heap}"
 
 
 def main(argv=None) -> int:
@@ -50,11 +52,13 @@ def main(argv=None) -> int:
         for other, rows in zip(runs, by_label):
             ok = [x for x in other["rows"] if x["within_budget"] and x["fps"]]
             fastest = max(ok, key=lambda x: x["fps"])
-            speeds.append(rows[label]["fps"])
-            ratios.append(rows[label]["fps"] / fastest["fps"])
             best.append(f"{_label(fastest)} {fastest['fps']:.3f}")
-        print(f"| {i + 1} | {label} | " + " | ".join(f"{s:.3f}" for s in speeds) + f" | {'; '.join(best)} | "
-              f"{min(ratios):.2f} |")
+            mine = rows.get(label)  # a heap twin exists only in runs where its row was among the fastest
+            speeds.append(mine["fps"] if mine and mine["fps"] else None)
+            if speeds[-1]:
+                ratios.append(speeds[-1] / fastest["fps"])
+        print(f"| {i + 1} | {label} | " + " | ".join("-" if s is None else f"{s:.3f}" for s in speeds)
+              + f" | {'; '.join(best)} | {min(ratios):.2f} |")
     print("\nEvery row of each run (frames/s; PSNR-Y drop against FP32 on the clip; '-' where the row did not run):\n")
     labels = list(dict.fromkeys(label for rows in by_label for label in rows))
     print("| configuration | " + " | ".join(f"run {j + 1} fps | run {j + 1} drop dB" for j in range(len(runs))) + " |")
