@@ -27,10 +27,10 @@ from ..errors import ConfigError
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters
 _M_MMAP_THRESHOLD = -3
 
-#: policy -> (mmap threshold, trim threshold, what it does); 128 KiB is glibc's initial trim threshold
+#: policy -> (mmap threshold, trim threshold, what it trades); 128 KiB is glibc's initial trim threshold
 HEAP_POLICIES = {
-    "return": (1 << 20, 128 << 10, "freed maps of 1 MB and more go back to the OS at once (least memory)"),
-    "keep": (32 << 20, 64 << 20, "freed maps up to 32 MB stay with the process for reuse (faster, more memory)"),
+    "return": (1 << 20, 128 << 10, "least memory"),
+    "keep": (32 << 20, 64 << 20, "faster, more memory"),
 }
 DEFAULT_HEAP_POLICY = "return"
 
@@ -40,8 +40,8 @@ _applied: str | None = None
 
 def check_heap_policy(policy: str) -> str:
     if policy not in HEAP_POLICIES:
-        raise ConfigError(f"heap policy must be one of {', '.join(HEAP_POLICIES)}, got {policy!r} "
-                          f"(return: least memory; keep: faster, more memory)")
+        trades = "; ".join(f"{name}: {what}" for name, (_, _, what) in HEAP_POLICIES.items())
+        raise ConfigError(f"heap policy must be one of {', '.join(HEAP_POLICIES)}, got {policy!r} ({trades})")
     return policy
 
 
