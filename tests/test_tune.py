@@ -344,6 +344,21 @@ def test_max_memory_keeps_a_larger_row_from_being_chosen(bundle):
     assert "peak RSS <= 800 MB" in table and "keep_working_sets=2" in table and "over memory budget" in table
 
 
+def test_a_heap_keep_choice_says_what_its_memory_costs(bundle):
+    from vsrdeploy.evaluate.tune import format_tune
+    plain = TuneRow("openvino-cpu", "int8", str(bundle.path), fps=10.0, s_per_frame=0.1, peak_rss_mb=900.0,
+                    psnr_y_drop_db=0.01)
+    twin = TuneRow("openvino-cpu", "int8", str(bundle.path), fps=12.5, s_per_frame=0.08, peak_rss_mb=1600.0,
+                   psnr_y_drop_db=0.01, heap="keep")
+    rows = [plain, twin]
+    result = TuneResult(bundle=str(bundle.path), rows=rows, max_drop_db=0.05, size=(32, 32), threads=1, window=4,
+                        lookahead=2, clip="x", fp32_psnr_y_db=30.0, chosen=choose(rows, 0.05))
+    assert result.chosen is twin and twin.label == "openvino-cpu/int8 heap=keep"
+    assert "note: heap=keep made it 1.25x faster for +700 MB peak (1600 MB); --max-memory SIZE" in format_tune(result)
+    result.max_memory_mb = 2000  # the user gave a bound: nothing to point out
+    assert "note: heap" not in format_tune(result)
+
+
 def test_profile_options_reach_the_backend_and_bad_ones_are_one_line(bundle):
     result = _forced(bundle, "openvino-cpu", "fp32")
     result.chosen.options = {"keep_working_sets": 2}
