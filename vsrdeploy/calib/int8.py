@@ -57,7 +57,7 @@ class QuantTarget:
     op_types: tuple[str, ...] | None  # None: every op ONNX Runtime can quantize
     note: str
     quantizer: str = "onnxruntime"  # a key of QUANTIZERS
-    methods: tuple[str, ...] = ("minmax", "entropy", "percentile")
+    methods: tuple[str, ...] = METHODS
     #: the exclusion rules ``calibrate`` applies when none are given
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
 

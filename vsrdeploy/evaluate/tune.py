@@ -15,7 +15,7 @@ bundle as ``NAME-int8-FORM.vsr`` and reused while the bundle it was derived from
 decomposed one), the runtimes that import another form get its rows too, since which form is faster depends on
 the runtime (ONNX Runtime's DeformConv against its GridSample: RESULTS.md). The fastest rows within the budgets
 are then timed again with the streams' malloc keeping freed maps for reuse (``heap=keep``, ``models.heap``:
-the same frames, faster, several hundred MB more at 720p output); ``--max-memory`` decides whether that is chosen.
+the same frames, faster, 0.1-1.1 GB more at 720p output); ``--max-memory`` decides whether that is chosen.
 """
 from __future__ import annotations
 
@@ -257,6 +257,7 @@ def choose(rows: list[TuneRow], max_drop: float, max_memory_mb: float | None = N
     """The fastest measured row whose PSNR-Y drop is within ``max_drop`` dB (FP32 rows always are) and whose
     peak RSS is within ``max_memory_mb`` (when given)."""
     for r in rows:
+        r.chosen = False
         r.over_memory = max_memory_mb is not None and r.peak_rss_mb > max_memory_mb
         r.within_budget = r.status == "ok" and (r.precision == "fp32" or r.psnr_y_drop_db <= max_drop) \
             and not r.over_memory
@@ -355,8 +356,6 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
         measure_speed(list(twins.values()), size=size, frames=timing_frames, repeat=repeat, warmup=warmup,
                       threads=threads, window=window, lookahead=lookahead, isolate=isolate, progress=progress)
         result.rows = rows = [v for r in rows for v in [r, twins.get(id(r))] if v is not None]  # each beside its row
-        for r in rows:
-            r.chosen = False
         result.chosen = choose(rows, max_drop, max_memory_mb)
     return result
 
@@ -528,9 +527,12 @@ def format_tune(result: TuneResult) -> str:
         c = result.chosen
         lines.append(f"chosen (*): {c.label} on {Path(c.bundle).name}, {c.s_per_frame:.3f} s/frame, "
                      f"drop {c.psnr_y_drop_db:.3f} dB")
-        twin_of = c.label.removesuffix(f" heap={c.heap}")  # the same row with the default heap policy
-        plain = next((r for r in result.rows if r.label == twin_of and r is not c and r.status == "ok"), None)
-        if c.heap != DEFAULT_HEAP_POLICY and plain is not None and result.max_memory_mb is None:
+        if c.heap != DEFAULT_HEAP_POLICY and result.max_memory_mb is None:
+            twin_of = c.label.removesuffix(f" heap={c.heap}")  # the same row with the default heap policy
+            plain = next((r for r in result.rows if r.label == twin_of and r.status == "ok"), None)
+        else:
+            plain = None
+        if plain is not None:
             lines.append(f"note: heap={c.heap} made it {c.fps / plain.fps:.2f}x faster for {c.peak_rss_mb - plain.peak_rss_mb:+.0f} "
                          f"MB peak ({c.peak_rss_mb:.0f} MB); --max-memory SIZE keeps rows above SIZE from being chosen")
     else:
