@@ -1,11 +1,17 @@
-"""Deformable conv one kernel tap at a time (``dcn.deform_conv_per_tap``, what exports use) against all taps
-at once (``dcn.deform_conv_all_taps``: one GridSample over every tap, one MatMul; what eager PyTorch uses),
-and against the per-tap form before 0.2.1 (each tap's sampling grid stacked on its own),
-on one BasicVSR++ align cell: speed on each runtime (interleaved runs, the inputs that cell really
-receives) and the outputs' difference. Each variant is forced for both export and eager runs.
-Peak memory of whole streams is ``benchmarks/memory_real_size.py``'s job (run it on both trees).
+"""The exported deformable conv's forms on one BasicVSR++ align cell: a group of kernel taps per GridSample and
+1x1 convolution (``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), 0.3.14's one tap at a
+time, and all taps at once with one MatMul (``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each
+runtime (interleaved runs, the inputs that cell really receives) and the outputs' difference. Each variant is
+forced for both export and eager runs.
+
+``--int8``: each variant's bundle is also calibrated for OpenVINO (NNCF, ``calibrate --target openvino``, 6
+synthetic 64x64 frames: the scales do not change the speed) and its INT8 cell timed on ``openvino-cpu``.
+``--keep DIR``: the bundles stay in ``DIR/<variant>/`` (fp32.vsr, int8-nncf.vsr), for whole streams side by
+side: ``vsrdeploy bench DIR/A/fp32.vsr -b openvino-cpu --extra-bundle DIR/B/int8-nncf.vsr ...``.
+Peak memory of whole streams is ``vsrdeploy bench``'s or ``benchmarks/memory_real_size.py``'s job.
 
     python benchmarks/dcn_taps_ab.py --size 180x320 --threads 2 --backends torch ort-cpu openvino-cpu
+    python benchmarks/dcn_taps_ab.py --size 180x320 --backends openvino-cpu --int8 --keep /tmp/dcn-forms
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,8 @@ import torch
 
 import vsrdeploy
 from vsrdeploy.bundle import Bundle
+from vsrdeploy.calib.int8 import calibrate_bundle
+from vsrdeploy.evaluate.machine import cpu_info
 from vsrdeploy.evaluate.bench import synthetic_clip
 from vsrdeploy.models import dcn
 from vsrdeploy.models.blocks import base_grid, grid_extent
@@ -27,38 +36,46 @@ from vsrdeploy.evaluate.cell_parity import first_call_inputs
 from vsrdeploy.runtimes.engine import Upscaler
 
 
-def per_tap_grids_stacked(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1):
-    """The per-tap form before 0.2.1, kept here for the A/B: each tap's x and y coordinates computed and
-    stacked on their own (nine Concat nodes in the export)."""
+def per_tap_0314(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1, out_grid=None):
+    """One tap at a time: 0.3.14's exported form (grids in (k, n*g, h, w, 2), mask multiplied as 5-D
+    tensors), kept here for the A/B."""
     n, c, h, w = x.shape
-    cout, _, kh, kw = weight.shape
-    kh, kw = int(kh), int(kw)
-    k, g = kh * kw, deform_groups
+    cout, cin_per_group, kh, kw = weight.shape
+    if cin_per_group != c:
+        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    kh, kw = int(kh), int(kw)  # the kernel size is static (traced exports see tensors here)
+    k = kh * kw
+    g = deform_groups
     ho, wo = offset.shape[-2:]
     off = offset.view(n, g, k, 2, ho, wo)
     taps_mask = mask.view(n, g, 1, k, ho, wo)
-    grid = base_grid(offset[:, :2])
-    extent = grid_extent(base_grid(x))
+    # (dy, dx) of each tap before the learned offset: a constant of the graph
+    tap_yx = torch.tensor([[ty * dilation - padding, tx * dilation - padding]
+                           for ty in range(kh) for tx in range(kw)], dtype=x.dtype, device=x.device)
+    if out_grid is None:
+        out_grid = base_grid(offset[:, :2])
+    grid_yx = out_grid.flip(1).view(1, 1, 1, 2, ho, wo)  # output pixel (y, x)
+    extent_yx = grid_extent(base_grid(x)).flip(1).view(1, 1, 1, 2, 1, 1)  # (h - 1, w - 1), size-agnostic
+    position = grid_yx * stride + tap_yx.view(1, 1, k, 2, 1, 1) + off  # (n, g, k, [y, x], ho, wo)
+    normalized = 2.0 * position / extent_yx - 1.0
+    xy_order = torch.tensor([1, 0], device=x.device)
+    grids = normalized.index_select(3, xy_order).permute(2, 0, 1, 4, 5, 3).reshape(k, n * g, ho, wo, 2)
     groups = x.reshape(n * g, c // g, h, w)
     out = None
     for tap in range(k):
         ty, tx = divmod(tap, kw)
-        py = grid[:, 1:2] * stride + float(ty * dilation - padding) + off[:, :, tap, 0]
-        px = grid[:, 0:1] * stride + float(tx * dilation - padding) + off[:, :, tap, 1]
-        sample_grid = torch.stack([2.0 * px / extent[:, 0:1] - 1.0, 2.0 * py / extent[:, 1:2] - 1.0],
-                                  dim=-1).reshape(n * g, ho, wo, 2)
-        sampled = torch.nn.functional.grid_sample(groups, sample_grid, mode="bilinear", padding_mode="zeros",
-                                                  align_corners=True)
+        sampled = torch.nn.functional.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros", align_corners=True)
         sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
-        part = torch.matmul(weight[:, :, ty, tx], sampled.reshape(n, c, ho * wo))
+        part = torch.nn.functional.conv2d(sampled.reshape(n, c, ho, wo), weight[:, :, ty:ty + 1, tx:tx + 1])
         out = part if out is None else out + part
     if bias is not None:
-        out = out + bias.view(1, cout, 1)
-    return out.view(n, cout, ho, wo)
+        out = out + bias.view(1, cout, 1, 1)
+    return out
 
 
-VARIANTS = {"per-tap": dcn.deform_conv_per_tap, "per-tap, grids stacked per tap (before 0.2.1)": per_tap_grids_stacked,
-            "all taps at once": dcn.deform_conv_all_taps}
+VARIANTS = {"all taps at once": dcn.deform_conv_all_taps,
+            **{f"{m} taps per call": partial(dcn.deform_conv_tap_groups, taps_per_call=m) for m in (1, 3, 9)},
+            "per tap (0.3.14)": per_tap_0314}
 
 
 def main(argv=None) -> int:
@@ -68,29 +85,41 @@ def main(argv=None) -> int:
     ap.add_argument("--cell", default="backward_1_align")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--backends", nargs="+", default=["torch", "ort-cpu", "openvino-cpu"])
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--int8", action="store_true", help="also each variant's NNCF INT8 cell on openvino-cpu")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="write the bundles here (kept) instead of a temp dir")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    work = Path(tempfile.mkdtemp(prefix="dcn-taps-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="dcn-taps-"))
     torch.manual_seed(0)
     net = vsrdeploy.build_model("basicvsr_pp", mid_channels=64, num_blocks=7).eval()
     current = dcn.modulated_deform_conv2d
-    bundles = {}
-    for i, (name, fn) in enumerate(VARIANTS.items()):
-        dcn.modulated_deform_conv2d = fn  # the module-level name the DCN layer calls
+    bundles, int8 = {}, {}
+    for name in args.variants:
+        dcn.modulated_deform_conv2d = VARIANTS[name]  # the module-level name the DCN layer calls
+        folder = work / name.replace(" ", "-").replace("(", "").replace(")", "")
         try:
-            bundles[name] = Bundle(vsrdeploy.export_onnx(net, work / f"v{i}.vsr", dcn="decomposed"))
+            bundles[name] = Bundle(vsrdeploy.export_onnx(net, folder / "fp32.vsr", dcn="decomposed"))
         finally:
             dcn.modulated_deform_conv2d = current
+        if args.int8:
+            int8[name] = Bundle(calibrate_bundle(bundles[name], synthetic_clip(6, 64, 64, seed=1),
+                                                 folder / "int8-nncf.vsr", target="openvino", progress=False))
     first = next(iter(bundles.values()))
     feeds = first_call_inputs(first, args.cell, synthetic_clip(2, h, w), threads=args.threads)
-    print(f"BasicVSR++ c64 {args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs")
-    print("\n| backend | variant | median s | min s | vs all taps at once | max abs diff vs all taps |")
+    base_name = args.variants[0]
+    print(f"BasicVSR++ c64 {args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs; "
+          f"CPU {cpu_info()['model']}")
+    print(f"\n| backend | variant | median s | min s | vs {base_name} | max abs diff vs {base_name} |")
     print("|---|---|---:|---:|---:|---:|")
-    for backend in args.backends:
+    rows = [(backend, bundles) for backend in args.backends]
+    if args.int8:
+        rows.append(("openvino-cpu int8", int8))
+    for backend, forms in rows:
         runners = {}
-        for name, b in bundles.items():
-            be = Upscaler.create(b, backend, threads=args.threads).backend
+        for name, b in forms.items():
+            be = Upscaler.create(b, backend.split()[0], threads=args.threads).backend
             fn = VARIANTS[name]
 
             def call(be=be, fn=fn):
@@ -109,8 +138,8 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 r()
                 times[name].append(time.perf_counter() - t)
-        base = np.median(times["all taps at once"])
-        ref = outs["all taps at once"]
+        base = np.median(times[base_name])
+        ref = outs[base_name]
         for name, v in times.items():
             diff = max(float(np.abs(outs[name][k] - ref[k]).max()) for k in ref)
             print(f"| {backend} | {name} | {np.median(v):.3f} | {min(v):.3f} | {base / np.median(v):.2f}x | {diff:.1e} |")

@@ -84,7 +84,7 @@ def test_manifest_and_graphs(reference_bundles):
 def test_decomposed_and_plugin_dcn_forms(reference_bundles, tmp_path, vectors):
     path, _ = reference_bundles("basicvsrpp_c16n2", "decomposed")
     ops = Bundle(path).cell_ops()
-    assert "DeformConv" not in ops and "GridSample" in ops and "MatMul" not in ops  # per-tap 1x1 convs
+    assert "DeformConv" not in ops and "GridSample" in ops and "MatMul" not in ops  # 1x1 convs per group of taps
     plugin = vsrdeploy.export_onnx(vectors / "basicvsrpp_c16n2.mmagic.pth", tmp_path / "p.vsr", dcn="plugin")
     import onnx
     graph = onnx.load(str(plugin / "cells" / "forward_2_align.onnx")).graph

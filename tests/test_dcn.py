@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from vsrdeploy.models.dcn import deform_conv_all_taps, deform_conv_per_tap, modulated_deform_conv2d
+from functools import partial
+
+from vsrdeploy.models.dcn import (EXPORT_TAPS_PER_CALL, deform_conv_all_taps, deform_conv_tap_groups,
+                                  modulated_deform_conv2d)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -23,10 +26,15 @@ def _ort_deform_conv(x, w, offset, b, mask, groups):
     return sess.run(None, {"X": x, "W": w, "offset": offset, "B": b, "mask": mask})[0]
 
 
-@pytest.mark.parametrize("form", [deform_conv_all_taps, deform_conv_per_tap])
+FORMS = {"all taps (eager)": deform_conv_all_taps, **{f"{m} taps per call": partial(deform_conv_tap_groups, taps_per_call=m)
+                                                     for m in (1, 2, 3, 4, 9)}}
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
 @pytest.mark.parametrize("c,groups,h,w,spread", [(16, 4, 12, 15, 3.0), (32, 16, 9, 11, 12.0), (8, 8, 7, 7, 40.0)])
 def test_deform_conv_matches_onnxruntime(c, groups, h, w, spread, form):
-    """Both decompositions (all taps at once: eager PyTorch; one tap at a time: exported graphs)."""
+    """Every decomposition: all taps at once (eager PyTorch), and groups of taps per GridSample (exported graphs;
+    2 and 4 leave a shorter last group)."""
     g = torch.Generator().manual_seed(c + groups)
     x = torch.randn(2, c, h, w, generator=g)
     weight = torch.randn(6, c, 3, 3, generator=g)
@@ -51,8 +59,8 @@ def test_zero_offsets_equal_plain_conv():
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # as in export_onnx: the shapes are static
-def test_exports_take_one_tap_at_a_time():
-    """The decomposed export samples each of the 9 taps on its own (9 GridSamples, no k-times tensor);
+def test_exports_sample_a_group_of_taps_at_a_time():
+    """The decomposed export samples ``EXPORT_TAPS_PER_CALL`` of the 9 taps per GridSample (no k-times tensor);
     eager PyTorch takes the all-taps form; both give the same output."""
     import io
 
@@ -72,7 +80,7 @@ def test_exports_take_one_tap_at_a_time():
     with torch.no_grad():
         torch.onnx.export(Wrap(), (x, offset, mask), buf, opset_version=17, dynamo=False)
     model = onnx.load_from_string(buf.getvalue())
-    assert sum(n.op_type == "GridSample" for n in model.graph.node) == 9
+    assert sum(n.op_type == "GridSample" for n in model.graph.node) == -(-9 // EXPORT_TAPS_PER_CALL)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     exported = sess.run(None, {i.name: t.numpy() for i, t in zip(model.graph.input, (x, offset, mask))})[0]
     with torch.no_grad():
@@ -188,10 +196,11 @@ def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     strips = cell.align.export_row_strips
     assert strips > 1
-    # the offset branch's last conv once per strip, and per strip one 1x1 conv per tap (the weighted sums)
-    assert ops.count("Conv") == 3 + strips + 9 * strips
+    # the offset branch's last conv once per strip, and per strip one 1x1 conv per group of taps (weighted sums)
+    groups = -(-9 // EXPORT_TAPS_PER_CALL)
+    assert ops.count("Conv") == 3 + strips + groups * strips
     assert "MatMul" not in ops
-    assert ops.count("GridSample") == 2 + 9 * strips  # two flow warps, then 9 taps per strip
+    assert ops.count("GridSample") == 2 + groups * strips  # two flow warps, then the groups of taps per strip
     _assert_onnx_matches_eager(path, cell, inputs)
 
 
@@ -232,7 +241,9 @@ def test_decomposed_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
     path = tmp_path / "edvr_align.onnx"
     export_cell(cell, path, 17, (32, 48), None, "decomposed")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("GridSample") == 9 * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
+    from vsrdeploy.models.dcn import EXPORT_TAPS_PER_CALL
+    groups = -(-9 // EXPORT_TAPS_PER_CALL)  # GridSamples per DCN
+    assert ops.count("GridSample") == groups * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
     _assert_onnx_matches_eager(path, cell, inputs)
 
 

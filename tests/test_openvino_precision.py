@@ -147,7 +147,7 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
     cell = "backward_1_align"
     assert int8.manifest["precision_details"]["exclude_rules"] == ["sampling-coords", "frame-input"]
     convs = {n.name for n in onnx.load(str(fp32.cell_path(cell))).graph.node if n.op_type == "Conv"}
-    assert len(convs) >= 4 + 9 * 4  # offset convs (the last in 4 row strips) and 9 taps per strip
+    assert len(convs) >= 4 + 3 * 4  # offset convs (the last in 4 row strips) and 3 groups of taps per strip
     assert not convs & set(int8.manifest["precision_details"]["excluded_nodes"][cell])
     assert set(_conv_precisions(fp32.cell_path(cell)).values()) == {"f32"}  # what a float conv reads as
     precision = _conv_precisions(int8.cell_path(cell))
@@ -159,11 +159,11 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
 def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
     """Under a BF16 inference precision OpenVINO's CPU plugin rounded a deformable alignment's sampling grid
     to BF16 (up to 0.6 pixel at 320 pixels across); the backend keeps every GridSample grid's arithmetic in
-    FP32. A per-tap decomposed DCN on features that change fast across the frame, 48x320: with the grid in
+    FP32. A decomposed DCN, one tap per GridSample, on features that change fast across the frame, 48x320: with the grid in
     BF16 the output was off by 4.7% of its mean magnitude (measured on an AMD Zen 5, OpenVINO 2026.4), with
     it in FP32 by 0.49% (BF16's own rounding of features and weights)."""
     import openvino as ov
-    from vsrdeploy.models.dcn import deform_conv_per_tap
+    from vsrdeploy.models.dcn import deform_conv_tap_groups
     from vsrdeploy.runtimes.openvino_backend import (COORDINATE_GUARD, keep_sampling_coordinates_fp32,
                                                      precision_unavailable_reason, read_cell)
     reason = precision_unavailable_reason("CPU", "bf16")
@@ -175,8 +175,8 @@ def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
     class DCN(torch.nn.Module):
         def forward(self, x, offset, mask):
             # the offsets pass through a conv first, as in every network: the grid is then not in the graph's tail
-            return deform_conv_per_tap(x, torch.nn.functional.conv2d(offset, torch.eye(36).view(36, 36, 1, 1)),
-                                       mask, weight, None, 1, 1, 1, 2)
+            return deform_conv_tap_groups(x, torch.nn.functional.conv2d(offset, torch.eye(36).view(36, 36, 1, 1)),
+                                          mask, weight, None, 1, 1, 1, 2, taps_per_call=1)
 
     h, w = 48, 320
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")

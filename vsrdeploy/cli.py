@@ -1,6 +1,7 @@
 """The ``vsrdeploy`` command line. Thin: parse, call the library, print."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -721,10 +722,11 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
                           "calibrate`)")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     rows = [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
-    for derived in extra:
+    same_name = collections.Counter(e.path.name for e in extra)
+    for derived in extra:  # named by their folder too where two share a name (a/int8.vsr, b/int8.vsr)
+        shown = derived.path.name if same_name[derived.path.name] == 1 else f"{derived.path.parent.name}/{derived.path.name}"
         for p in bundle_precisions(derived.precision, wanted):
-            rows += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({derived.path.name})")
-                     for b in names]
+            rows += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({shown})") for b in names]
     heaps = list(HEAP_POLICIES) if heap == "both" else [heap]
     configs = [BenchConfig(BASELINE)] + [
         dataclasses.replace(c, heap=h, label=c.label + (f" heap={h}" if h != DEFAULT_HEAP_POLICY else ""))

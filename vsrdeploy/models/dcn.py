@@ -29,11 +29,12 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
                             weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
                             padding: int = 1, dilation: int = 1, deform_groups: int = 1,
                             out_grid: torch.Tensor | None = None) -> torch.Tensor:
-    """Exported graphs take the taps one at a time (less memory, and faster on ONNX Runtime and OpenVINO);
-    eager PyTorch takes them all at once (faster there). Measured: benchmarks/RESULTS.md, "Deformable conv
-    one tap at a time" (the two differed by at most 1.2e-7 there; tests/test_dcn.py holds both to ONNX
-    Runtime's DeformConv). ``out_grid``: a row strip's own coordinates (:func:`deform_conv_per_tap`)."""
-    fn = deform_conv_per_tap if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
+    """Exported graphs take the taps ``EXPORT_TAPS_PER_CALL`` at a time (less memory than all at once, and faster
+    on OpenVINO); eager PyTorch takes them all at once (faster there). Measured: benchmarks/RESULTS.md,
+    "Deformable conv one tap at a time" and "The deformable conv three taps at a time" (tests/test_dcn.py holds
+    every form to ONNX Runtime's DeformConv). ``out_grid``: a row strip's own coordinates
+    (:func:`deform_conv_tap_groups`)."""
+    fn = deform_conv_tap_groups if torch.onnx.is_in_onnx_export() else deform_conv_all_taps
     return fn(x, offset, mask, weight, bias, stride, padding, dilation, deform_groups, out_grid=out_grid)
 
 
@@ -51,7 +52,7 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     and the mask are applied in place and each temporary is dropped at its last use (the same operations
     in the same order, so the same bits): BasicVSR++'s eager align call at 180x320 otherwise held the
     coordinates of every stage and the sampled taps twice (benchmarks/RESULTS.md, "Eager deformable alignment in
-    place"). ``out_grid``: as in :func:`deform_conv_per_tap` (a row strip's own coordinates)."""
+    place"). ``out_grid``: as in :func:`deform_conv_tap_groups` (a row strip's own coordinates)."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -92,35 +93,42 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
     return out.view(n, cout, ho, wo)
 
 
-def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1,
-                        out_grid=None):
-    """One kernel tap at a time, summed: the sampled taps of all k at once are k times the input's size
-    (BasicVSR++ c64 at 180x320: 265 MB per DCN call).
+#: kernel taps one GridSample and one 1x1 convolution of an exported deformable conv take at a time: 3, one row of
+#: a 3x3 kernel. On BasicVSR++'s NNCF INT8 stream on openvino-cpu at 180x320 (c64n7, Zen 5, heap=keep) 1.10x
+#: (two runs: 1.10x, 1.09x) the speed of one tap at a time (0.3.14's form) with 12-17% less peak memory, and as
+#: fast as all 9 at once, which holds 3x the sampled taps; FP32 the same speed (benchmarks/RESULTS.md, "The
+#: deformable conv three taps at a time").
+EXPORT_TAPS_PER_CALL = 3
 
-    The sampling grids of all taps are computed at once, in the offsets' own (n, g, k, [dy, dx], h, w)
-    layout, then put into grid_sample's [x, y] order by one gather and one transpose. With nine per-tap
-    stacks of x and y instead (one Concat each, a reference kernel in OpenVINO), a BasicVSR++ align cell
-    took 1.07-1.17x as long on OpenVINO (same bits; ONNX Runtime's decomposed forms are 5-10% faster
-    that way, but it runs native DeformConv by default): benchmarks/RESULTS.md, "BasicVSR++ alignment on
-    OpenVINO".
 
-    Each tap's weighted sum is a 1x1 convolution of the sampled, masked tap (a ``MatMul`` before 0.3.13: the
-    same bits in FP32; OpenVINO runs the convolution in INT8 when its input is quantized, and the MatMul's INT8
-    weights were dequantized on every call: benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16
-    sampling coordinates").
+def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1,
+                           out_grid=None, taps_per_call: int = EXPORT_TAPS_PER_CALL):
+    """``taps_per_call`` kernel taps at a time, summed (what exported graphs use): the sampled taps of all k at
+    once are k times the input's size (BasicVSR++ c64 at 180x320: 265 MB per DCN call), one at a time is nine
+    GridSamples, nine convolutions and eight sums of partial outputs.
+
+    The sampling grids of all taps are computed at once, in the offsets' own (n, g, k, [dy, dx], h, w) layout,
+    put into grid_sample's [x, y] order by one gather and one transpose to (n, g, k, h, w, 2); a group of taps
+    is then one grid of ``taps * h`` rows per deform group, so one GridSample samples them all. (With nine
+    per-tap stacks of x and y instead, one Concat each, a reference kernel in OpenVINO, a BasicVSR++ align
+    cell took 1.07-1.17x as long on OpenVINO: benchmarks/RESULTS.md, "BasicVSR++ alignment on OpenVINO".)
+    The mask multiplies the sampled taps as 4-D tensors (6-D, OpenVINO quantized the product with a reference
+    kernel), and each group's weighted sum is a 1x1 convolution over (channel, tap) pairs (OpenVINO runs it in
+    INT8 when its input is quantized; a ``MatMul`` before 0.3.13 dequantized its INT8 weights on every call:
+    benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16 sampling coordinates").
 
     ``out_grid`` (1, 2, ho, wo), [x, y]: the output pixels' coordinates when ``offset`` covers only some of
     the output's rows (a row strip: the rows' own coordinates in the whole output); default: all of it."""
     n, c, h, w = x.shape
-    cout, cin_per_group, kh, kw = weight.shape
-    if cin_per_group != c:
+    cout, cin, kh, kw = (int(v) for v in weight.shape)  # static (traced exports see tensors here)
+    if cin != c:
         raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
-    kh, kw = int(kh), int(kw)  # the kernel size is static (traced exports see tensors here)
+    if taps_per_call < 1:
+        raise ValueError(f"taps_per_call must be at least 1, got {taps_per_call}")
     k = kh * kw
     g = deform_groups
     ho, wo = offset.shape[-2:]
     off = offset.view(n, g, k, 2, ho, wo)
-    taps_mask = mask.view(n, g, 1, k, ho, wo)
     # (dy, dx) of each tap before the learned offset: a constant of the graph
     tap_yx = torch.tensor([[ty * dilation - padding, tx * dilation - padding]
                            for ty in range(kh) for tx in range(kw)], dtype=x.dtype, device=x.device)
@@ -131,14 +139,18 @@ def deform_conv_per_tap(x, offset, mask, weight, bias, stride=1, padding=1, dila
     position = grid_yx * stride + tap_yx.view(1, 1, k, 2, 1, 1) + off  # (n, g, k, [y, x], ho, wo)
     normalized = 2.0 * position / extent_yx - 1.0
     xy_order = torch.tensor([1, 0], device=x.device)
-    grids = normalized.index_select(3, xy_order).permute(2, 0, 1, 4, 5, 3).reshape(k, n * g, ho, wo, 2)
+    grids = normalized.index_select(3, xy_order).permute(0, 1, 2, 4, 5, 3)  # (n, g, k, ho, wo, [x, y])
     groups = x.reshape(n * g, c // g, h, w)
+    taps_mask = mask.reshape(n * g, 1, k, ho * wo)
+    weights = weight.reshape(cout, cin, k)
     out = None
-    for tap in range(k):
-        ty, tx = divmod(tap, kw)
-        sampled = F.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros", align_corners=True)
-        sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
-        part = F.conv2d(sampled.reshape(n, c, ho, wo), weight[:, :, ty:ty + 1, tx:tx + 1])
+    for t0 in range(0, k, taps_per_call):
+        m = min(taps_per_call, k - t0)
+        grid = grids[:, :, t0:t0 + m].reshape(n * g, m * ho, wo, 2)
+        sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        sampled = sampled.reshape(n * g, c // g, m, ho * wo) * taps_mask[:, :, t0:t0 + m]
+        # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
+        part = F.conv2d(sampled.reshape(n, cin * m, ho, wo), weights[:, :, t0:t0 + m].reshape(cout, cin * m, 1, 1))
         out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1, 1)
@@ -202,7 +214,7 @@ def set_cuda_kernel(fn) -> None:
 
 
 def exporting_decomposed() -> bool:
-    """True while an ONNX export traces the decomposed (GridSample + per-tap 1x1 Conv) form."""
+    """True while an ONNX export traces the decomposed (GridSample + 1x1 Conv per group of taps) form."""
     return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
 
 
