@@ -74,7 +74,8 @@ def per_tap_0314(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1,
 
 
 VARIANTS = {"all taps at once": dcn.deform_conv_all_taps,
-            **{f"{m} taps per call": partial(dcn.deform_conv_tap_groups, taps_per_call=m) for m in (1, 3, 9)},
+            **{f"{m} tap{'s' if m > 1 else ''} per call": partial(dcn.deform_conv_tap_groups, taps_per_call=m)
+               for m in (1, 3, 9)},
             "per tap (0.3.14)": per_tap_0314}
 
 

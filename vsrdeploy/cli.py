@@ -199,7 +199,7 @@ def parity(vectors, tolerance, backends):
 @click.option("--arch", help="Architecture, when detection from the keys is not wanted.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Bundle directory [default: NAME.vsr].")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]), default="native", show_default=True,
-              help="Deformable conv as ONNX DeformConv, as GridSample + 1x1 Conv per tap (OpenVINO), or the TensorRT plugin node.")
+              help="Deformable conv as ONNX DeformConv, as GridSample + 1x1 Conv per 3 kernel taps (OpenVINO), or the TensorRT plugin node.")
 @click.option("--opset", type=int, help="ONNX opset [default: 19].")
 @click.option("--static-shape", metavar="WxH", help="Fix the LR frame size, width x height (default: any size).")
 @click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")

@@ -11,7 +11,7 @@ and ONNX ``DeformConv`` (opset 19):
 
 Sampling is ``grid_sample(align_corners=True, padding_mode='zeros')``, which follows that boundary
 rule exactly; the weighted sum is a matmul over all kernel taps at once in eager PyTorch, and one 1x1
-convolution per tap (accumulated) in exported graphs. Frames must be at least 2 pixels in each direction.
+convolution per group of taps (accumulated) in exported graphs. Frames must be at least 2 pixels in each direction.
 """
 from __future__ import annotations
 
@@ -94,10 +94,11 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
 
 
 #: kernel taps one GridSample and one 1x1 convolution of an exported deformable conv take at a time: 3, one row of
-#: a 3x3 kernel. On BasicVSR++'s NNCF INT8 stream on openvino-cpu at 180x320 (c64n7, Zen 5, heap=keep) 1.10x
-#: (two runs: 1.10x, 1.09x) the speed of one tap at a time (0.3.14's form) with 12-17% less peak memory, and as
-#: fast as all 9 at once, which holds 3x the sampled taps; FP32 the same speed (benchmarks/RESULTS.md, "The
-#: deformable conv three taps at a time").
+#: a 3x3 kernel. BasicVSR++'s NNCF INT8 stream on openvino-cpu at 180x320 (c64n7, Zen 5; three runs) was
+#: 0.98-1.14x as fast as with one tap at a time (0.3.14's form) with the default heap and 1.02-1.11x with
+#: heap=keep, for 8% / 18% less peak memory; all 9 at once was slower in the stream (0.87-0.95x of 3) for all its
+#: cell-level speed; FP32 and IconVSR about the same speed (benchmarks/RESULTS.md, "The deformable conv three
+#: taps at a time").
 EXPORT_TAPS_PER_CALL = 3
 
 
