@@ -38,6 +38,8 @@ from vsrdeploy.evaluate.machine import cpu_info
 #: arch (built at its released configuration, the model's defaults) -> the cell profiled unless --cell says
 DEFAULT_CELL = {"basicvsr_pp": "backward_1_align", "basicvsr": "backward_trunk", "iconvsr": "backward_trunk",
                 "realbasicvsr": "backward_trunk"}
+#: frames of the clip whose first call of the cell is recorded: IconVSR's key frames need 2 * padding + 1
+CLIP_FRAMES = {"iconvsr": 5}
 #: OpenVINO's precision hint -> the capability the CPU plugin must report to execute it
 CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch).eval()
     bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "m.vsr", dcn="decomposed"))
-    feeds = first_call_inputs(bundle, cell, synthetic_clip(2, h, w), threads=args.threads)
+    feeds = first_call_inputs(bundle, cell, synthetic_clip(CLIP_FRAMES.get(args.arch, 2), h, w), threads=args.threads)
     if args.int8:
         from vsrdeploy.calib.int8 import calibrate_bundle
         bundle = Bundle(calibrate_bundle(bundle, synthetic_clip(6, 64, 64, seed=1), bundle.path.with_name("int8.vsr"),

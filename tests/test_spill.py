@@ -145,6 +145,42 @@ def test_an_abandoned_stream_closes_its_spill_file(monkeypatch, tmp_path):
     assert opened[0].closed
 
 
+def test_an_upscalers_streams_write_over_one_kept_spill_file(tiny_bundle, monkeypatch, tmp_path):
+    """The second stream of an Upscaler writes over the first's spill file (no second file is created) and gives the
+    same frames; close() closes the kept file; a stream of its own (the model's) still closes its file."""
+    created = []
+    real = spill_mod.tempfile.TemporaryFile
+
+    def recording(*args, **kwargs):
+        created.append(real(*args, **kwargs))
+        return created[-1]
+    monkeypatch.setattr(spill_mod.tempfile, "TemporaryFile", recording)
+    up = vsrdeploy.open_bundle(tiny_bundle, backend="ort-cpu")
+    lrs = random_clip(t=6, h=32, w=40)[0].numpy()
+    kept = np.stack(list(up.stream(iter(lrs), window=3, lookahead=2, spill="off")))
+    runs = []
+    for _ in range(2):
+        stats: dict = {}
+        runs.append(np.stack(list(up.stream(iter(lrs), window=3, lookahead=2, spill=tmp_path, spill_resident=1,
+                                            stats=stats))))
+        assert stats["spilled_bytes"] > 0
+    assert len(created) == 1 and not created[0].closed  # kept for the next stream
+    np.testing.assert_array_equal(runs[0], kept)
+    np.testing.assert_array_equal(runs[1], kept)
+    up.close()
+    assert created[0].closed and list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_spill_file_is_not_kept(tmp_path):
+    files = spill_mod.SpillFiles()
+    spill = SpillFile(plan_spill(str(tmp_path), None, resident_bytes=0), files=files)
+    spill.put(np.ones(4, np.float32))
+    f = spill._file
+    spill.failed = "spill stopped: test"
+    spill.close()
+    assert f.closed and files.take(str(tmp_path)) is None
+
+
 def test_held_features_read_back_and_reuse_freed_space(tmp_path):
     spill = SpillFile(plan_spill(str(tmp_path), None, resident_bytes=64))
     held = HeldFeatures(spill)

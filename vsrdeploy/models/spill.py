@@ -128,12 +128,47 @@ class _Spilled:
     torch: bool  # read back as a torch tensor (else a numpy array)
 
 
+class SpillFiles:
+    """Anonymous spill files kept between streams (an ``Upscaler`` holds one of these): a stream's
+    :class:`SpillFile` writes over a kept file from its start instead of growing a new one. Growing a file takes
+    fresh page-cache pages, writing over a file's own pages does not: on a Zen 5 VM (ext4) 200-210 MB/s against
+    ~11 GB/s, which cost a 12-frame BasicVSR++ INT8 stream at 180x320 19% of its speed and a 48-frame one 6%
+    (benchmarks/spill_cost.py; RESULTS.md, "The deformable conv three taps at a time, and where BasicVSR++'s INT8
+    stream spends the rest"). A kept file keeps its disk space (the largest held state of a stream so far) until
+    :meth:`close`; nothing of an earlier stream is ever read back (handles are per stream)."""
+
+    def __init__(self):
+        self._kept: dict[str | None, list] = {}  # directory -> files no stream is using
+        self._lock = threading.Lock()
+
+    def take(self, directory: str | None):
+        """A kept file in ``directory``, or None."""
+        with self._lock:
+            files = self._kept.get(directory)
+            return files.pop() if files else None
+
+    def give(self, directory: str | None, file) -> None:
+        """``file`` is free again (its stream ended)."""
+        with self._lock:
+            self._kept.setdefault(directory, []).append(file)
+
+    def close(self) -> None:
+        """Close every kept file (the kernel frees an anonymous file's space then). Idempotent."""
+        with self._lock:
+            kept, self._kept = self._kept, {}
+        for files in kept.values():
+            for f in files:
+                f.close()
+
+
 class SpillFile:
     """Arrays (numpy or torch, on the CPU) written to one anonymous temporary file; space of freed ones is
-    reused (same size)."""
+    reused (same size). With ``files`` (:class:`SpillFiles`) the file is a kept one when there is one, and goes
+    back to be kept at :meth:`close`."""
 
-    def __init__(self, plan: SpillPlan, stats: dict | None = None):
+    def __init__(self, plan: SpillPlan, stats: dict | None = None, files: SpillFiles | None = None):
         self.plan = plan
+        self._files = files
         self.resident = 0  # bytes of held features kept in memory (HeldFeatures count them here)
         self._file = None
         self._end = 0
@@ -151,6 +186,8 @@ class SpillFile:
                 and self.resident + t.nbytes > self.plan.resident_bytes)
 
     def _open(self):
+        if self._file is None and self._files is not None:
+            self._file = self._files.take(self.plan.directory)
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.plan.directory, prefix="vsrdeploy-spill-")
         return self._file
@@ -198,7 +235,10 @@ class SpillFile:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            if self._files is not None and self.failed is None:
+                self._files.give(self.plan.directory, self._file)
+            else:
+                self._file.close()
             self._file = None
 
 

@@ -13,7 +13,7 @@ from ..evaluate.memory import rss_mb
 from .budget import DEFAULT_BATCH_BYTES, CellCosts, parse_bytes
 from .heap import DEFAULT_HEAP_POLICY, check_heap_policy, set_heap_policy
 from .schedule import stream_windows
-from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, check_spill, held_bytes_with_spill, plan_spill
+from .spill import DEFAULT_RESIDENT_BYTES, SpillFile, SpillFiles, check_spill, held_bytes_with_spill, plan_spill
 from .tiles import DEFAULT_TILE_OVERLAP, check_tile_args, plan_tiles
 
 #: frames assumed held by a whole-clip run (window=None) when a memory budget picks the tile
@@ -26,7 +26,7 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
                    first_window: int | None = None, row_strips: bool = True,
                    memory_overhead: float = 1.0, spill="auto",
                    spill_resident: int | str = DEFAULT_RESIDENT_BYTES,
-                   heap: str | None = DEFAULT_HEAP_POLICY) -> Iterator:
+                   heap: str | None = DEFAULT_HEAP_POLICY, spill_files: SpillFiles | None = None) -> Iterator:
     """``net``'s schedule over ``frames`` with cells run by ``run`` (any backend). ``net`` is a PyTorch network
     (``RecurrentVSR``) or a bundle's :class:`~vsrdeploy.models.spec.NetSpec`: the same plan either way.
 
@@ -51,6 +51,8 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
     - ``heap``: what malloc does with freed maps, process-wide (``models.heap``): ``"return"`` (default: least
       memory) or ``"keep"`` (faster, more memory); None leaves the allocator as it is (the whole-clip baseline of
       the speed tables, which runs as upstream's code does). ``stats["heap"]`` says what was applied.
+    - ``spill_files``: spill files kept between streams (``models.spill.SpillFiles``; an ``Upscaler`` passes its
+      own): the stream writes over a kept file instead of growing a new one. None: a file of its own.
     """
     if tile is not None:
         check_tile_args(tile, tile_overlap, net.min_input_size)
@@ -81,7 +83,7 @@ def stream_network(net, run, frames: Iterable, window: int | None, lookahead: in
             if stats is not None:
                 stats["spill"] = spill_plan.reason
             return None
-        return SpillFile(spill_plan, stats)
+        return SpillFile(spill_plan, stats, spill_files)
 
     def frames_bytes(h: int, w: int, pixels: int) -> int:
         """The input frames the stream keeps (``pixels`` LR pixels each) and an output frame on its way out."""

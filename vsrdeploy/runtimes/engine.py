@@ -13,7 +13,7 @@ from ..errors import BackendUnavailable, InputError
 from ..models.arrays import is_torch
 from ..models.budget import DEFAULT_BATCH_BYTES
 from ..models.heap import DEFAULT_HEAP_POLICY
-from ..models.spill import DEFAULT_RESIDENT_BYTES
+from ..models.spill import DEFAULT_RESIDENT_BYTES, SpillFiles
 from ..models.streaming import stream_network
 from ..models.tiles import DEFAULT_TILE_OVERLAP
 from .base import Backend, create_backend
@@ -43,6 +43,7 @@ class Upscaler:
     def __init__(self, bundle: Bundle, backend: Backend):
         self.bundle = bundle
         self.backend = backend
+        self.spill_files = SpillFiles()  # its streams' spill files, kept between them (models.spill)
         self.net = bundle.spec()
         self.scale = self.net.scale
         static = bundle.manifest.get("static_shape")
@@ -55,10 +56,12 @@ class Upscaler:
         return cls(bundle, create_backend(backend, bundle, **options))
 
     def close(self) -> None:
-        """Release the backend (sessions, compiled models, device memory). Idempotent."""
+        """Release the backend (sessions, compiled models, device memory) and the spill files kept for the next
+        stream. Idempotent."""
         backend, self.backend = self.backend, None
         if backend is not None:
             backend.close()
+        self.spill_files.close()
 
     @property
     def closed(self) -> bool:
@@ -110,7 +113,8 @@ class Upscaler:
         ``clamp=False`` keeps float outputs outside [0, 1] as the network made them.
         ``spill``: ``"auto"`` (default), ``"off"`` or a directory: where held features beyond a resident limit
         go (``models.spill``; bit-identical results, less memory for networks that hold many maps per frame);
-        ``spill_resident`` (bytes or ``"16MB"``) is that limit.
+        ``spill_resident`` (bytes or ``"16MB"``) is that limit. A stream's spill file is kept for the next stream of
+        this Upscaler, which writes over it (cheaper than growing a new file) until :meth:`close`.
         ``heap``: ``"return"`` (default) hands freed maps back to the OS at once (least memory); ``"keep"`` lets
         malloc keep them for reuse (faster: no page faults on every allocation; more memory): ``models.heap``.
         Bad arguments raise at once (ConfigError), not at the first frame.
@@ -123,7 +127,8 @@ class Upscaler:
                                          batch_bytes=batch_bytes, tile=tile, tile_overlap=tile_overlap,
                                          memory_budget=memory_budget, first_window=first_window,
                                          row_strips=backend.row_strips, memory_overhead=backend.memory_overhead,
-                                         spill=spill, spill_resident=spill_resident, heap=heap)
+                                         spill=spill, spill_resident=spill_resident, heap=heap,
+                                         spill_files=self.spill_files)
         except BaseException:
             if owned:
                 source.close()
