@@ -1,8 +1,10 @@
 """What spilling held features to disk costs a stream (``models.spill``): the stream's time with ``spill="auto"``
 against ``spill="off"`` (interleaved rounds, one process), and the time spent writing to and reading from the spill
-file, split into writes that grow the file (fresh page-cache pages) and writes into the space of features already
-dropped (pages the file has). A stream shorter than window + lookahead never reuses space, so every write is a
-growing one: what short benchmark clips pay on every row, and a long stream only until its file stops growing.
+file, split into writes at the stream's end of the file (a new file grows there: fresh page-cache pages; a file
+kept from an earlier stream of the same ``Upscaler``, ``models.spill.SpillFiles``, is written over) and writes into
+the space of features already dropped (pages the file has). A stream shorter than window + lookahead never reuses
+space, so with a new file every write grows it: what short clips paid on every row before 0.3.15, and what a long
+stream pays until its file stops growing.
 
     python benchmarks/spill_cost.py BUNDLE --frames 12 48 --heap keep
     python benchmarks/spill_cost.py BUNDLE --backend ort-cpu --frames 12
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
           f"heap={args.heap}, window {args.window} / lookahead {args.lookahead}, {args.rounds} interleaved rounds; "
           f"CPU {cpu['model']}; spill directory {spill.tempfile.gettempdir()} "
           f"({spill.filesystem_type(spill.tempfile.gettempdir())})\n")
-    print("| frames | spill | s/frame (median) | speed vs off | writes growing the file: s, MB, MB/s | "
+    print("| frames | spill | s/frame (median) | speed vs off | writes at the stream's end of file: s, MB, MB/s | "
           "writes into freed space: s, MB, MB/s | reads: s, MB |")
     print("|---:|---|---:|---:|---|---|---|")
     for n in args.frames:
