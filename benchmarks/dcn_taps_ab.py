@@ -64,7 +64,8 @@ def per_tap_0314(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1,
     out = None
     for tap in range(k):
         ty, tx = divmod(tap, kw)
-        sampled = torch.nn.functional.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros", align_corners=True)
+        sampled = torch.nn.functional.grid_sample(groups, grids[tap], mode="bilinear", padding_mode="zeros",
+                                                  align_corners=True)
         sampled = sampled.view(n, g, c // g, ho, wo) * taps_mask[:, :, :, tap]
         part = torch.nn.functional.conv2d(sampled.reshape(n, c, ho, wo), weight[:, :, ty:ty + 1, tx:tx + 1])
         out = part if out is None else out + part

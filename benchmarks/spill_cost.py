@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     clip = synthetic_clip(max(args.frames), h, w)
     warm_up(up, clip[:2], args.window, args.lookahead, heap=args.heap)
     cpu = cpu_info()
-    print(f"{bundle.manifest['model']['arch']} {bundle.path.name} on {args.backend}, LR {h}x{w}, {args.threads} threads, "
+    print(f"{bundle.manifest['model']['arch']} {bundle.path.name} on {args.backend}, LR {h}x{w}, "
+          f"{args.threads} threads, "
           f"heap={args.heap}, window {args.window} / lookahead {args.lookahead}, {args.rounds} interleaved rounds; "
           f"CPU {cpu['model']}; spill directory {spill.tempfile.gettempdir()} "
           f"({spill.filesystem_type(spill.tempfile.gettempdir())})\n")

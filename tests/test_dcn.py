@@ -26,8 +26,8 @@ def _ort_deform_conv(x, w, offset, b, mask, groups):
     return sess.run(None, {"X": x, "W": w, "offset": offset, "B": b, "mask": mask})[0]
 
 
-FORMS = {"all taps (eager)": deform_conv_all_taps, **{f"{m} taps per call": partial(deform_conv_tap_groups, taps_per_call=m)
-                                                     for m in (1, 2, 3, 4, 9)}}
+FORMS = {"all taps (eager)": deform_conv_all_taps,
+         **{f"{m} taps per call": partial(deform_conv_tap_groups, taps_per_call=m) for m in (1, 2, 3, 4, 9)}}
 
 
 @pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())

@@ -159,9 +159,9 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
 def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
     """Under a BF16 inference precision OpenVINO's CPU plugin rounded a deformable alignment's sampling grid
     to BF16 (up to 0.6 pixel at 320 pixels across); the backend keeps every GridSample grid's arithmetic in
-    FP32. A decomposed DCN, one tap per GridSample, on features that change fast across the frame, 48x320: with the grid in
-    BF16 the output was off by 4.7% of its mean magnitude (measured on an AMD Zen 5, OpenVINO 2026.4), with
-    it in FP32 by 0.49% (BF16's own rounding of features and weights)."""
+    FP32. A decomposed DCN, one tap per GridSample, on features that change fast across the frame, 48x320: with
+    the grid in BF16 the output was off by 4.7% of its mean magnitude (measured on an AMD Zen 5, OpenVINO 2026.4),
+    with it in FP32 by 0.49% (BF16's own rounding of features and weights)."""
     import openvino as ov
     from vsrdeploy.models.dcn import deform_conv_tap_groups
     from vsrdeploy.runtimes.openvino_backend import (COORDINATE_GUARD, keep_sampling_coordinates_fp32,

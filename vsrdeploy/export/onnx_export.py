@@ -100,8 +100,8 @@ def export_onnx(model_or_path, out_dir=None, *, arch: str | None = None, dcn: st
                 progress=None, force: bool = False, keep_existing: bool = False, **overrides) -> Path:
     """Export every cell of a network (or a checkpoint path) into the bundle ``out_dir``; return its path.
 
-    ``dcn``: native (ONNX DeformConv, opset 19), decomposed (GridSample + a 1x1 Conv per group of kernel taps, every runtime) or
-    plugin (custom node for vsrdeploy's TensorRT plugin). ``static_shape=(H, W)`` fixes the LR frame
+    ``dcn``: native (ONNX DeformConv, opset 19), decomposed (GridSample + a 1x1 Conv per group of kernel taps,
+    every runtime) or plugin (custom node for vsrdeploy's TensorRT plugin). ``static_shape=(H, W)`` fixes the LR frame
     size (default: any size). ``progress(cell_name)`` is called before each cell is exported.
     An existing ``out_dir`` is replaced only if it is a bundle and ``force`` is set; ``keep_existing``
     keeps a bundle that appears there meanwhile (concurrent exports into a cache).
