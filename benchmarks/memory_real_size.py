@@ -114,7 +114,8 @@ def child(cfg: dict) -> None:
             n_out += 1
             if n_out in cfg.get("marks", ()):  # the high-water mark so far: flatness in one run
                 marks[n_out] = peak_rss_mb()
-    print(json.dumps({"spill_request": cfg.get("spill"), "heap": stats.get("heap"), "peak_mb": peak_rss_mb(), "base_mb": base,
+    print(json.dumps({"spill_request": cfg.get("spill"), "heap": stats.get("heap"), "peak_mb": peak_rss_mb(),
+                      "base_mb": base,
                       "torch_imported": "torch" in sys.modules,
                       "frames_out": n_out, "peak_mb_after": marks,
                       "seconds": time.perf_counter() - t0, "tiles": stats.get("tiles"),

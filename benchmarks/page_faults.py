@@ -137,7 +137,8 @@ def main(argv=None) -> int:
     print("\n| malloc | stream s | page faults MB | peak RSS MB |\n|---|---:|---:|---:|")
     for r in results:
         print(f"| {r['label']} | {r['stream_s']:.2f} | {r['faults_mb']:.0f} | {r['peak_mb']:.0f} |")
-    cells = sorted({c for r in results for c in r["cells"]}, key=lambda c: -results[0]["cells"].get(c, {}).get("seconds", 0))
+    cells = sorted({c for r in results for c in r["cells"]},
+                   key=lambda c: -results[0]["cells"].get(c, {}).get("seconds", 0))
     print("\nPer cell, seconds / MB of page faults per call:\n")
     print("| cell | calls | " + " | ".join(r["label"] for r in results) + " |\n|---|---:|" + "---:|" * len(results))
     for c in cells:

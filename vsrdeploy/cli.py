@@ -199,7 +199,8 @@ def parity(vectors, tolerance, backends):
 @click.option("--arch", help="Architecture, when detection from the keys is not wanted.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Bundle directory [default: NAME.vsr].")
 @click.option("--dcn", type=click.Choice(["native", "decomposed", "plugin"]), default="native", show_default=True,
-              help="Deformable conv as ONNX DeformConv, as GridSample + 1x1 Conv per 3 kernel taps (OpenVINO), or the TensorRT plugin node.")
+              help="Deformable conv as ONNX DeformConv, as GridSample + 1x1 Conv per 3 kernel taps (OpenVINO), or the "
+                   "TensorRT plugin node.")
 @click.option("--opset", type=int, help="ONNX opset [default: 19].")
 @click.option("--static-shape", metavar="WxH", help="Fix the LR frame size, width x height (default: any size).")
 @click.option("--simplify", is_flag=True, help="Simplify graphs with onnxslim.")
@@ -517,7 +518,8 @@ def run(model, backends, source, sink, window, lookahead, dcn, codec, crf, prese
                 start=parse_time(start), max_frames=max_frames, duration=parse_time(duration), warmup=warmup,
                 bit_depth=int(bit_depth), raw_size=wxh(raw_size, "--raw-size"), raw_bit_depth=int(raw_bit_depth),
                 resume=resume, threads=threads, overrides=parse_overrides(overrides),
-                echo=echo, backend_options=options, spill=spill, spill_resident=resident, heap=heap or DEFAULT_HEAP_POLICY,
+                echo=echo, backend_options=options, spill=spill, spill_resident=resident,
+                heap=heap or DEFAULT_HEAP_POLICY,
                 tiling={"tile": parse_tile(tile), "tile_overlap": tile_overlap, "memory_budget": memory_budget})
     except Terminated:
         click.echo("vsrdeploy: stopped by SIGTERM; the unfinished output was removed", err=True)
@@ -724,7 +726,9 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
     rows = [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
     same_name = collections.Counter(e.path.name for e in extra)
     for derived in extra:  # named by their folder too where two share a name (a/int8.vsr, b/int8.vsr)
-        shown = derived.path.name if same_name[derived.path.name] == 1 else f"{derived.path.parent.name}/{derived.path.name}"
+        shown = derived.path.name
+        if same_name[shown] > 1:
+            shown = f"{derived.path.parent.name}/{shown}"
         for p in bundle_precisions(derived.precision, wanted):
             rows += [BenchConfig(b, p, bundle=str(derived.path), label=f"{b}/{p} ({shown})") for b in names]
     heaps = list(HEAP_POLICIES) if heap == "both" else [heap]

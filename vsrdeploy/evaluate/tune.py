@@ -527,14 +527,14 @@ def format_tune(result: TuneResult) -> str:
         c = result.chosen
         lines.append(f"chosen (*): {c.label} on {Path(c.bundle).name}, {c.s_per_frame:.3f} s/frame, "
                      f"drop {c.psnr_y_drop_db:.3f} dB")
+        plain = None  # the chosen heap twin's row with the default policy, when no --max-memory weighed it
         if c.heap != DEFAULT_HEAP_POLICY and result.max_memory_mb is None:
-            twin_of = c.label.removesuffix(f" heap={c.heap}")  # the same row with the default heap policy
+            twin_of = c.label.removesuffix(f" heap={c.heap}")
             plain = next((r for r in result.rows if r.label == twin_of and r.status == "ok"), None)
-        else:
-            plain = None
         if plain is not None:
-            lines.append(f"note: heap={c.heap} made it {c.fps / plain.fps:.2f}x faster for {c.peak_rss_mb - plain.peak_rss_mb:+.0f} "
-                         f"MB peak ({c.peak_rss_mb:.0f} MB); --max-memory SIZE keeps rows above SIZE from being chosen")
+            lines.append(f"note: heap={c.heap} made it {c.fps / plain.fps:.2f}x faster for "
+                         f"{c.peak_rss_mb - plain.peak_rss_mb:+.0f} MB peak ({c.peak_rss_mb:.0f} MB); "
+                         "--max-memory SIZE keeps rows above SIZE from being chosen")
     else:
         lines.append("nothing chosen: no configuration ran within the budget")
     lines.append(f"x FP32: frames/s over {first.label if first else 'the first FP32 row'}'s; "

@@ -2,9 +2,9 @@
 
 Apart from ``models.dcn`` so that the runtimes and the manifest check can name them without importing PyTorch.
 """
-#: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + 1x1 Conv per group of taps, traced from
-#: ``models.dcn``'s decomposed function), "native" (ONNX DeformConv, opset 19) or "plugin" (vsrdeploy's
-#: TensorRT plugin)
+#: how ``ModulatedDeformConv2d`` appears in an ONNX export: "decomposed" (GridSample + 1x1 Conv per group of taps,
+#: traced from ``models.dcn``'s decomposed function), "native" (ONNX DeformConv, opset 19) or "plugin"
+#: (vsrdeploy's TensorRT plugin)
 DCN_EXPORT_MODES = ("native", "decomposed", "plugin")
 PLUGIN_DOMAIN = "vsrdeploy"
 PLUGIN_OP = "ModulatedDeformConv2d"
