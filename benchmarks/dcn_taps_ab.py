@@ -1,4 +1,5 @@
-"""The exported deformable conv's forms on one BasicVSR++ align cell: a group of kernel taps per GridSample and
+"""The exported deformable conv's forms on one DCN cell (BasicVSR++'s align cell, or ``--arch iconvsr``: EDVR's
+alignment of one neighbour): a group of kernel taps per GridSample and
 1x1 convolution (``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), 0.3.14's one tap at a
 time, and all taps at once with one MatMul (``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each
 runtime (interleaved runs, the inputs that cell really receives) and the outputs' difference. Each variant is
@@ -12,6 +13,7 @@ Peak memory of whole streams is ``vsrdeploy bench``'s or ``benchmarks/memory_rea
 
     python benchmarks/dcn_taps_ab.py --size 180x320 --threads 2 --backends torch ort-cpu openvino-cpu
     python benchmarks/dcn_taps_ab.py --size 180x320 --backends openvino-cpu --int8 --keep /tmp/dcn-forms
+    python benchmarks/dcn_taps_ab.py --arch iconvsr --backends openvino-cpu --int8 --keep /tmp/dcn-forms-iconvsr
 """
 from __future__ import annotations
 
@@ -80,11 +82,18 @@ VARIANTS = {"all taps at once": dcn.deform_conv_all_taps,
             "per tap (0.3.14)": per_tap_0314}
 
 
+#: network with deformable convs -> (released configuration, its DCN cell, frames of the clip the cell's first call
+#: is recorded from: IconVSR's key frames need 5)
+ARCHS = {"basicvsr_pp": ({"mid_channels": 64, "num_blocks": 7}, "backward_1_align", 2),
+         "iconvsr": ({"mid_channels": 64, "num_blocks": 30}, "edvr_align", 5)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="180x320", help="LR HxW")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cell", default="backward_1_align")
+    ap.add_argument("--arch", choices=list(ARCHS), default="basicvsr_pp")
+    ap.add_argument("--cell", help="default: the network's DCN cell (ARCHS)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--backends", nargs="+", default=["torch", "ort-cpu", "openvino-cpu"])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
@@ -94,8 +103,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
     work = args.keep or Path(tempfile.mkdtemp(prefix="dcn-taps-"))
+    config, default_cell, clip_frames = ARCHS[args.arch]
+    cell = args.cell or default_cell
     torch.manual_seed(0)
-    net = vsrdeploy.build_model("basicvsr_pp", mid_channels=64, num_blocks=7).eval()
+    net = vsrdeploy.build_model(args.arch, **config).eval()
     current = dcn.modulated_deform_conv2d
     bundles, int8 = {}, {}
     for name in args.variants:
@@ -109,9 +120,9 @@ def main(argv=None) -> int:
             int8[name] = Bundle(calibrate_bundle(bundles[name], synthetic_clip(6, 64, 64, seed=1),
                                                  folder / "int8-nncf.vsr", target="openvino", progress=False))
     first = next(iter(bundles.values()))
-    feeds = first_call_inputs(first, args.cell, synthetic_clip(2, h, w), threads=args.threads)
+    feeds = first_call_inputs(first, cell, synthetic_clip(clip_frames, h, w), threads=args.threads)
     base_name = args.variants[0]
-    print(f"BasicVSR++ c64 {args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs; "
+    print(f"{args.arch} {config} {cell}, LR {h}x{w}, {args.threads} threads, median of {args.runs} interleaved runs; "
           f"CPU {cpu_info()['model']}")
     print(f"\n| backend | variant | median s | min s | vs {base_name} | max abs diff vs {base_name} |")
     print("|---|---|---:|---:|---:|---:|")
@@ -128,10 +139,10 @@ def main(argv=None) -> int:
                 if backend == "torch":  # the torch backend runs the PyTorch cell: the variant is the function
                     dcn.modulated_deform_conv2d = fn
                     try:
-                        return be.run(args.cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
+                        return be.run(cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
                     finally:
                         dcn.modulated_deform_conv2d = current
-                return be.run(args.cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
+                return be.run(cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
             runners[name] = call
         outs = {name: {k: np.asarray(v).copy() for k, v in r().items()} for name, r in runners.items()}
         times = {name: [] for name in runners}

@@ -94,11 +94,11 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
 
 
 #: kernel taps one GridSample and one 1x1 convolution of an exported deformable conv take at a time: 3, one row of
-#: a 3x3 kernel. BasicVSR++'s NNCF INT8 stream on openvino-cpu at 180x320 (c64n7, Zen 5; three runs) was
-#: 0.98-1.14x as fast as with one tap at a time (0.3.14's form) with the default heap and 1.02-1.11x with
-#: heap=keep, for 8% / 18% less peak memory; all 9 at once was slower in the stream (0.87-0.95x of 3) for all its
-#: cell-level speed; FP32 and IconVSR about the same speed (benchmarks/RESULTS.md, "The deformable conv three
-#: taps at a time").
+#: a 3x3 kernel. BasicVSR++'s NNCF INT8 stream on openvino-cpu at 180x320 (c64n7, Zen 5) was 1.14x as fast as with
+#: one tap at a time (0.3.14's form) with the default heap and 1.02x with heap=keep, for 8% / 19% less peak memory
+#: (two earlier ad-hoc runs: 0.98-1.09x, 1.09-1.11x); all 9 at once was slower in the stream (0.87-0.95x of 3) for
+#: all its cell-level speed; FP32 and IconVSR the same speed within the runs' spread (benchmarks/RESULTS.md, "The
+#: deformable conv three taps at a time").
 EXPORT_TAPS_PER_CALL = 3
 
 
