@@ -1,7 +1,8 @@
 """The exported deformable conv's forms on one DCN cell (BasicVSR++'s align cell, or ``--arch iconvsr``: EDVR's
 alignment of one neighbour): a group of kernel taps per GridSample and
-1x1 convolution (``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), 0.3.14's one tap at a
-time, and all taps at once with one MatMul (``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each
+1x1 convolution (``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), since 0.3.16 with each
+group's offsets and mask from its own rows of the offset conv (``dcn.deform_conv_from_features``; the other variants
+split the whole offset conv's output, as 0.3.15 did), 0.3.14's one tap at a time, and all taps at once with one MatMul (``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each
 runtime (interleaved runs, the inputs that cell really receives) and the outputs' difference. Each variant is
 forced for both export and eager runs.
 
@@ -76,10 +77,13 @@ def per_tap_0314(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1,
     return out
 
 
-VARIANTS = {"all taps at once": dcn.deform_conv_all_taps,
-            **{f"{m} tap{'s' if m > 1 else ''} per call": partial(dcn.deform_conv_tap_groups, taps_per_call=m)
+#: variant -> (the function the DCN layer calls, whether exports cut the offset conv by groups of taps: 0.3.16's
+#: ``dcn.EXPORT_OFFSETS_PER_TAP_GROUP``, which then samples ``dcn.EXPORT_TAPS_PER_CALL`` taps per call)
+VARIANTS = {"all taps at once": (dcn.deform_conv_all_taps, False),
+            **{f"{m} tap{'s' if m > 1 else ''} per call": (partial(dcn.deform_conv_tap_groups, taps_per_call=m), False)
                for m in (1, 3, 9)},
-            "per tap (0.3.14)": per_tap_0314}
+            "per tap (0.3.14)": (per_tap_0314, False),
+            "3 taps, offsets per group (0.3.16)": (dcn.deform_conv_tap_groups, True)}
 
 
 #: network with deformable convs -> (released configuration, its DCN cell, frames of the clip the cell's first call
@@ -107,15 +111,16 @@ def main(argv=None) -> int:
     cell = args.cell or default_cell
     torch.manual_seed(0)
     net = vsrdeploy.build_model(args.arch, **config).eval()
-    current = dcn.modulated_deform_conv2d
+    current = dcn.modulated_deform_conv2d, dcn.EXPORT_OFFSETS_PER_TAP_GROUP
     bundles, int8 = {}, {}
     for name in args.variants:
-        dcn.modulated_deform_conv2d = VARIANTS[name]  # the module-level name the DCN layer calls
-        folder = work / name.replace(" ", "-").replace("(", "").replace(")", "")
+        # the module-level names the DCN layers read
+        dcn.modulated_deform_conv2d, dcn.EXPORT_OFFSETS_PER_TAP_GROUP = VARIANTS[name]
+        folder = work / name.replace(" ", "-").replace("(", "").replace(")", "").replace(",", "")
         try:
             bundles[name] = Bundle(vsrdeploy.export_onnx(net, folder / "fp32.vsr", dcn="decomposed"))
         finally:
-            dcn.modulated_deform_conv2d = current
+            dcn.modulated_deform_conv2d, dcn.EXPORT_OFFSETS_PER_TAP_GROUP = current
         if args.int8:
             int8[name] = Bundle(calibrate_bundle(bundles[name], synthetic_clip(6, 64, 64, seed=1),
                                                  folder / "int8-nncf.vsr", target="openvino", progress=False))
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
         runners = {}
         for name, b in forms.items():
             be = Upscaler.create(b, backend.split()[0], threads=args.threads).backend
-            fn = VARIANTS[name]
+            fn = VARIANTS[name][0]
 
             def call(be=be, fn=fn):
                 if backend == "torch":  # the torch backend runs the PyTorch cell: the variant is the function
@@ -141,7 +146,7 @@ def main(argv=None) -> int:
                     try:
                         return be.run(cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
                     finally:
-                        dcn.modulated_deform_conv2d = current
+                        dcn.modulated_deform_conv2d = current[0]
                 return be.run(cell, {k: torch.from_numpy(v) for k, v in feeds.items()})
             runners[name] = call
         outs = {name: {k: np.asarray(v).copy() for k, v in r().items()} for name, r in runners.items()}

@@ -47,6 +47,43 @@ def test_deform_conv_matches_onnxruntime(c, groups, h, w, spread, form):
     assert np.abs(ours - theirs).max() <= 1e-5 * max(1.0, scale)
 
 
+@pytest.mark.parametrize("taps_per_call", [1, 2, 3, 9])
+@pytest.mark.parametrize("strips", [None, 3, 5])
+def test_dcn_from_its_offset_conv_cut_by_groups_of_taps(taps_per_call, strips):
+    """Decomposed exports convolve each group of taps' offsets and mask with its own rows of the offset conv
+    (0.3.16): the same as splitting the whole conv's output ([o1 | o2 | mask]) and the deformable conv of that,
+    with an offset transform, and in row strips (each with its rows' own coordinates; 5 strips of 12 rows: uneven)."""
+    from vsrdeploy.models.dcn import deform_conv_from_features, row_strip_convs
+    g = torch.Generator().manual_seed(taps_per_call)
+    groups, c, h, w = 4, 8, 12, 13
+    x, feat = torch.randn(2, c, h, w, generator=g), torch.randn(2, 5, h, w, generator=g)
+    conv = torch.nn.Conv2d(5, 3 * groups * 9, 3, 1, 1)
+    torch.nn.init.normal_(conv.weight, std=1.0, generator=g)
+    weight, bias = torch.randn(6, c, 3, 3, generator=g), torch.randn(6, generator=g)
+    shift = torch.tensor([1.5, -0.5]).view(1, 1, 1, 2, 1, 1)  # a transform in [x, y] order: +1.5 px in x
+
+    with torch.no_grad():
+        out = conv(feat)
+        offset = out[:, :2 * groups * 9].view(2, groups, 9, 2, h, w)
+        offset = (0.5 * offset + shift.flip(3)).view(2, -1, h, w)  # the conv's (dy, dx) order
+        ref = deform_conv_all_taps(x, offset, torch.sigmoid(out[:, 2 * groups * 9:]), weight, bias,
+                                   deform_groups=groups)
+
+        def transform(raw):
+            return 0.5 * raw + shift
+        if strips is None:
+            ours = deform_conv_from_features(x, partial(torch.nn.functional.conv2d, feat, padding=1), conv, weight,
+                                             bias, groups, None, transform, taps_per_call=taps_per_call)
+        else:
+            parts = [deform_conv_from_features(x, conv_rows, conv, weight, bias, groups, grid, transform,
+                                               taps_per_call=taps_per_call)
+                     for _, conv_rows, grid in row_strip_convs(feat, strips, conv.padding)]
+            ours = torch.cat(parts, dim=2)
+            assert len(parts) == strips
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
 def test_zero_offsets_equal_plain_conv():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 8, 10, 10, generator=g)
@@ -193,15 +230,24 @@ def test_decomposed_export_runs_the_alignment_in_strips_at_any_size(tmp_path):
     cell, inputs = _align_cell_and_inputs(70, 45)
     path = tmp_path / "align.onnx"
     export_cell(cell, path, 17, (64, 80), None, "decomposed")
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
     strips = cell.align.export_row_strips
     assert strips > 1
-    # the offset branch's last conv once per strip, and per strip one 1x1 conv per group of taps (weighted sums)
+    # per strip and group of taps: the offset branch's last conv as two convs (the group's offsets, its mask
+    # logits: nothing splits a 432-channel output) and one 1x1 conv (the weighted sums)
     groups = -(-9 // EXPORT_TAPS_PER_CALL)
-    assert ops.count("Conv") == 3 + strips + groups * strips
-    assert "MatMul" not in ops
+    assert ops.count("Conv") == 3 + 3 * groups * strips
+    assert not {"MatMul", "Split"} & set(ops)
+    assert not _gathers_of_maps(graph)  # nor a gather of [dy, dx] into [x, y]
     assert ops.count("GridSample") == 2 + groups * strips  # two flow warps, then the groups of taps per strip
     _assert_onnx_matches_eager(path, cell, inputs)
+
+
+def _gathers_of_maps(graph) -> list[str]:
+    """Gather nodes of ``graph`` that read a computed tensor (gathers of a ``Shape`` are shape arithmetic)."""
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    return [n.name for n in graph.node if n.op_type == "Gather" and made_by.get(n.input[0], "Shape") != "Shape"]
 
 
 def _edvr_align_cell_and_inputs(h, w):
@@ -240,10 +286,12 @@ def test_decomposed_export_runs_edvr_alignment_in_strips_at_any_size(tmp_path):
     _, cell, inputs = _edvr_align_cell_and_inputs(44, 60)
     path = tmp_path / "edvr_align.onnx"
     export_cell(cell, path, 17, (32, 48), None, "decomposed")
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
     from vsrdeploy.models.dcn import EXPORT_TAPS_PER_CALL
     groups = -(-9 // EXPORT_TAPS_PER_CALL)  # GridSamples per DCN
     assert ops.count("GridSample") == groups * (2 + 2 * EXPORT_ROW_STRIPS)  # L3, L2 whole; L1 and cascade in strips
+    assert "Split" not in ops and not _gathers_of_maps(graph)  # each group of taps: its own offset and mask convs
     _assert_onnx_matches_eager(path, cell, inputs)
 
 

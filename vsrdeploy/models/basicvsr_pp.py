@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,8 @@ from .basicvsr import count_blocks
 from .blocks import (ReconstructionTail, ResidualBlocksWithInputConv, add_reconstruction_tail, flow_warp,
                      upsample_x4)
 from .cells import Cell, Port
-from .dcn import ModulatedDeformConv2d, conv_in_row_strips, may_overwrite
+from .dcn import (ModulatedDeformConv2d, conv_in_row_strips, exporting_offsets_per_tap_group, may_overwrite,
+                  row_strip_convs)
 from .registry import register_model
 from .schedules.basicvsr_pp import BRANCHES, GridPropagationSchedule
 from .spynet import SPyNet
@@ -63,13 +65,27 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
             mask = torch.sigmoid(out[:, split:])
         return self.deform_conv(x, offset, mask, out_grid, strips)
 
+    def _offsets(self, raw, flow_1, flow_2):
+        """Offsets (n, g, taps, [x, y], h, w) from the offset conv's raw ones in that layout: the first half of
+        the deform groups is offset by ``flow_1``, the second by ``flow_2`` ((dx, dy) flows)."""
+        _, g, taps, _, h, w = raw.shape
+        flows = torch.stack([flow_1, flow_2], dim=1).view(-1, 2, 1, 1, 2, h, w)
+        offset = self.max_residue_magnitude * torch.tanh(raw).view(-1, 2, g // 2, taps, 2, h, w) + flows
+        return offset.view(-1, g, taps, 2, h, w)
+
     def _aligned_in_strips(self, x, hidden, flow_1, flow_2, strips: int):
         """The offset branch's last conv (64 -> 432 channels) and the deformable conv, ``strips`` row strips
         at a time: each strip's offsets, mask and sampled taps are 1/strips of the frame's. Every strip
         samples the whole of ``x`` (offsets are unbounded), so this is the frame's computation cut by output
         rows, not an approximation. Cut sizes come from the traced shape: the graph stays size-agnostic."""
         parts = []
-        for rows, out, grid in conv_in_row_strips(self.conv_offset[-1], hidden, strips):
+        conv = self.conv_offset[-1]
+        if exporting_offsets_per_tap_group():  # each group of taps from its own rows of the offsets' last conv
+            for rows, conv_rows, grid in row_strip_convs(hidden, strips, conv.padding):
+                transform = partial(self._offsets, flow_1=flow_1[:, :, rows], flow_2=flow_2[:, :, rows])
+                parts.append(self.deform_conv_from(x, conv_rows, conv, grid, transform))
+            return torch.cat(parts, dim=2)
+        for rows, out, grid in conv_in_row_strips(conv, hidden, strips):
             parts.append(self._aligned(x, out, flow_1[:, :, rows], flow_2[:, :, rows], grid, strips))
         return torch.cat(parts, dim=2)
 

@@ -16,6 +16,7 @@ convolution per group of taps (accumulated) in exported graphs. Frames must be a
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -158,28 +159,102 @@ def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, d
     return out
 
 
-def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
-    """``conv(feat)`` (stride 1, same size) in ``strips`` row strips: yields each strip's rows (a slice), its
-    output and its rows' pixel coordinates (1, 2, rows, w), [x, y], for the deformable conv that samples
-    there. Each strip convolves its rows with the conv's zero padding above and below the frame; cuts come
-    from the traced shape, so an exported graph serves every frame size.
+def row_strip_convs(feat: torch.Tensor, strips: int, padding: tuple[int, int]):
+    """Same-size convolutions of ``feat`` (``padding`` (rows, columns), stride 1) in ``strips`` row strips:
+    yields each strip's output rows (a slice), a function ``conv(weight, bias)`` that convolves the strip's rows
+    into those output rows, and their pixel coordinates (1, 2, rows, w), [x, y].
 
-    Each strip slices its rows and their halo out of ``feat`` first and zero-pads only at the frame's top and
-    bottom (the first and last strip): the same values as slicing a padded frame, but an INT8 cell then reads
-    ``DequantizeLinear -> Slice [-> Pad] -> Conv``, which OpenVINO runs as an INT8 convolution; a ``Pad``
-    before the ``Slice`` kept it in float (benchmarks/RESULTS.md, "INT8 alignment on OpenVINO, and BF16
-    sampling coordinates").
-    Needs at least ``strips * pad`` rows (every network's minimum size has more)."""
-    pad_h, pad_w = conv.padding
+    Each strip slices its rows and their halo out of ``feat``; the first and last strip convolve with the
+    conv's own zero padding above and below and drop the ``padding`` rows of output beyond their halo (an
+    explicit ``Pad``, before 0.3.16, kept an INT8 convolution in float on OpenVINO once several convolutions
+    read the padded rows). So an INT8 cell reads ``DequantizeLinear -> Slice -> Conv``, which OpenVINO runs as
+    an INT8 convolution (a ``Pad`` before the ``Slice`` kept it in float too: benchmarks/RESULTS.md, "INT8
+    alignment on OpenVINO, and BF16 sampling coordinates"). Cuts come from the traced shape, so an exported
+    graph serves every frame size. Needs at least ``strips * padding[0]`` rows (every network's minimum size
+    has more)."""
+    pad_h, pad_w = padding
     grid = base_grid(feat)
     h = feat.shape[2]
     for i in range(strips):
         r0, r1 = h * i // strips, h * (i + 1) // strips
-        top, bottom = (pad_h if i == 0 else 0), (pad_h if i == strips - 1 else 0)
-        rows = feat[:, :, r0 - pad_h + top:r1 + pad_h - bottom]
-        if top or bottom:
-            rows = F.pad(rows, (0, 0, top, bottom))
-        yield slice(r0, r1), F.conv2d(rows, conv.weight, conv.bias, padding=(0, pad_w)), grid[:, :, r0:r1]
+        first, last = i == 0, i == strips - 1
+        rows = feat[:, :, r0 - (0 if first else pad_h):r1 + (0 if last else pad_h)]
+
+        def conv(weight, bias, rows=rows, first=first, last=last, core=r1 - r0):
+            if not (first or last):
+                return F.conv2d(rows, weight, bias, padding=(0, pad_w))
+            out = F.conv2d(rows, weight, bias, padding=(pad_h, pad_w))
+            return out[:, :, :core] if first else out[:, :, -core:]
+        yield slice(r0, r1), conv, grid[:, :, r0:r1]
+
+
+def conv_in_row_strips(conv: nn.Conv2d, feat: torch.Tensor, strips: int):
+    """``conv(feat)`` (stride 1, same size) in ``strips`` row strips (:func:`row_strip_convs`): yields each
+    strip's rows (a slice), its output and its rows' pixel coordinates (1, 2, rows, w), [x, y], for the
+    deformable conv that samples there."""
+    for rows, conv_rows, grid in row_strip_convs(feat, strips, conv.padding):
+        yield rows, conv_rows(conv.weight, conv.bias), grid
+
+
+def offset_mask_channels(deform_groups: int, taps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a DCN's offset conv puts each offset and mask (mmcv's and upstream's ``[o1 | o2 | mask]``, the
+    offsets ``cat([o1, o2])`` in this module's layout): channel indices (g, k, [x, y]) of the offsets, x first
+    (the conv gives dy, dx), and (g, k) of the mask logits."""
+    gk = torch.arange(deform_groups * taps).view(deform_groups, taps)
+    return torch.stack([2 * gk + 1, 2 * gk], dim=-1), 2 * deform_groups * taps + gk
+
+
+def deform_conv_from_features(x, conv_feat, conv: nn.Conv2d, weight, bias, deform_groups: int, out_grid=None,
+                              offset_transform=None, padding: int = 1, dilation: int = 1,
+                              taps_per_call: int = EXPORT_TAPS_PER_CALL):
+    """The decomposed export of a modulated DCN (stride 1) whose offsets and mask ``conv`` predicts from its
+    input features: ``conv_feat(weight, bias)`` convolves them with some of ``conv``'s output channels (a row
+    strip's rows: :func:`row_strip_convs`). Each group of ``taps_per_call`` taps gets its offsets ([x, y] order)
+    and its mask logits from its own rows of ``conv``'s weights, so the graph never splits the offset conv's
+    output: OpenVINO ran those splits (offsets from mask, the taps' grids and masks by group) with reference
+    kernels, and the [dy, dx] -> [x, y] reorder with a gather. The same weighted sums as
+    ``deform_conv_tap_groups(x, offsets, sigmoid(mask), ...)`` of the whole conv's output.
+
+    ``offset_transform(raw)``: the offsets from the conv's raw ones, (n, g, taps, [x, y], h, w) (BasicVSR++:
+    ``max_residue_magnitude * tanh`` plus the flows); ``out_grid`` (1, 2, ho, wo), [x, y]: a row strip's own
+    coordinates, default the whole frame."""
+    n, c, h, w = x.shape
+    cout, cin, kh, kw = (int(v) for v in weight.shape)  # static (traced exports see tensors here)
+    if cin != c:
+        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    if taps_per_call < 1:
+        raise ValueError(f"taps_per_call must be at least 1, got {taps_per_call}")
+    k, g = kh * kw, deform_groups
+    offset_channels, mask_channels = offset_mask_channels(g, k)
+    # (dx, dy) of each tap before the learned offset: a constant of the graph
+    tap_xy = torch.tensor([[tx * dilation - padding, ty * dilation - padding]
+                           for ty in range(kh) for tx in range(kw)], dtype=x.dtype, device=x.device)
+    extent = grid_extent(base_grid(x)).view(1, 1, 1, 2, 1, 1)  # (w - 1, h - 1), size-agnostic
+    groups = x.reshape(n * g, c // g, h, w)
+    weights = weight.reshape(cout, cin, k)
+    out = None
+    for t0 in range(0, k, taps_per_call):
+        m = min(taps_per_call, k - t0)
+        rows = offset_channels[:, t0:t0 + m].reshape(-1)
+        raw = conv_feat(conv.weight[rows], conv.bias[rows])
+        ho, wo = raw.shape[-2:]
+        offset = raw.view(n, g, m, 2, ho, wo)
+        if offset_transform is not None:
+            offset = offset_transform(offset)
+        if out_grid is None:
+            out_grid = base_grid(raw[:, :2])
+        position = out_grid.view(1, 1, 1, 2, ho, wo) + tap_xy[t0:t0 + m].view(1, 1, m, 2, 1, 1) + offset
+        grid = (2.0 * position / extent - 1.0).permute(0, 1, 2, 4, 5, 3).reshape(n * g, m * ho, wo, 2)
+        rows = mask_channels[:, t0:t0 + m].reshape(-1)
+        mask = torch.sigmoid(conv_feat(conv.weight[rows], conv.bias[rows]))
+        sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        sampled = sampled.reshape(n * g, c // g, m, ho * wo) * mask.reshape(n * g, 1, m, ho * wo)
+        # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
+        part = F.conv2d(sampled.reshape(n, cin * m, ho, wo), weights[:, :, t0:t0 + m].reshape(cout, cin * m, 1, 1))
+        out = part if out is None else out + part
+    if bias is not None:
+        out = out + bias.view(1, cout, 1, 1)
+    return out
 
 
 def native_deform_conv_rows(x, offset, mask, weight, bias, padding, dilation, deform_groups, out_grid, strips: int):
@@ -217,6 +292,17 @@ def set_cuda_kernel(fn) -> None:
 def exporting_decomposed() -> bool:
     """True while an ONNX export traces the decomposed (GridSample + 1x1 Conv per group of taps) form."""
     return _export_mode == "decomposed" and torch.onnx.is_in_onnx_export()
+
+
+#: decomposed exports of BasicVSR++'s and EDVR's DCNs compute each group of taps' offsets and mask with its own
+#: rows of the offset conv (:func:`deform_conv_from_features`, 0.3.16); False: the whole offset conv, its output
+#: split (0.3.15's graphs, for side-by-side runs: benchmarks/dcn_taps_ab.py)
+EXPORT_OFFSETS_PER_TAP_GROUP = True
+
+
+def exporting_offsets_per_tap_group() -> bool:
+    """True while a decomposed export traces a DCN whose offset conv is cut by groups of taps."""
+    return exporting_decomposed() and EXPORT_OFFSETS_PER_TAP_GROUP
 
 
 def exporting_native() -> bool:
@@ -342,6 +428,15 @@ class ModulatedDeformConv2d(nn.Module):
             return self.export_row_strips if same_size else 1
         return eager_row_strips(x, self.kernel_size ** 2)
 
+    def deform_conv_from(self, x, conv_feat, conv: nn.Conv2d, out_grid=None, offset_transform=None):
+        """What decomposed exports compute: this DCN on ``x`` with the offsets and mask that ``conv`` predicts,
+        ``conv_feat(weight, bias)`` convolving its input, one group of taps at a time
+        (:func:`deform_conv_from_features`)."""
+        if self.stride != 1:
+            raise ValueError("the decomposed export of a DCN from its offset conv needs stride 1")
+        return deform_conv_from_features(x, conv_feat, conv, self.weight, self.bias, self.deform_groups, out_grid,
+                                         offset_transform, self.padding, self.dilation)
+
     def deform_conv(self, x, offset, mask, out_grid=None, strips: int | None = None):
         """The deformable conv of ``x`` at the output rows ``offset`` covers: all of them, or one of ``strips``
         row strips whose pixel coordinates are ``out_grid`` (:func:`conv_in_row_strips`)."""
@@ -376,6 +471,9 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
 
     def forward(self, x, extra_feat):
         strips = self.row_strips(x)
+        if exporting_offsets_per_tap_group() and strips == 1:
+            return self.deform_conv_from(x, partial(F.conv2d, extra_feat, padding=self.conv_offset.padding),
+                                         self.conv_offset)
         if strips > 1:
             return self.in_row_strips(x, extra_feat, strips)
         out = self.conv_offset(extra_feat)
@@ -391,6 +489,10 @@ class ModulatedDCNPack(ModulatedDeformConv2d):
         ``x`` at its rows' coordinates (offsets are unbounded). Cuts come from the traced shape, so one
         graph serves every frame size; a strip has at least one row where the frame has ``strips`` rows."""
         parts = []
+        if exporting_offsets_per_tap_group():
+            for _, conv_rows, grid in row_strip_convs(extra_feat, strips, self.conv_offset.padding):
+                parts.append(self.deform_conv_from(x, conv_rows, self.conv_offset, grid))
+            return torch.cat(parts, dim=2)
         for _, out, grid in conv_in_row_strips(self.conv_offset, extra_feat, strips):
             o1, o2, mask = torch.chunk(out, 3, dim=1)
             parts.append(self.deform_conv(x, torch.cat([o1, o2], dim=1), torch.sigmoid(mask), grid, strips))
