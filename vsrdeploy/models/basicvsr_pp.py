@@ -67,10 +67,11 @@ class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
 
     def _offsets(self, raw, flow_1, flow_2):
         """Offsets (n, g, taps, [x, y], h, w) from the offset conv's raw ones in that layout: the first half of
-        the deform groups is offset by ``flow_1``, the second by ``flow_2`` ((dx, dy) flows)."""
+        the deform groups is offset by ``flow_1``, the second by ``flow_2`` ((dx, dy) flows). At most 6-D: OpenVINO
+        2026.4's CPU plugin added the flows wrongly as a 7-D broadcast (BasicVSR++ alignment 0.04 off)."""
         _, g, taps, _, h, w = raw.shape
-        flows = torch.stack([flow_1, flow_2], dim=1).view(-1, 2, 1, 1, 2, h, w)
-        offset = self.max_residue_magnitude * torch.tanh(raw).view(-1, 2, g // 2, taps, 2, h, w) + flows
+        flows = torch.stack([flow_1, flow_2], dim=1).view(-1, 2, 1, 2, h, w)
+        offset = self.max_residue_magnitude * torch.tanh(raw).view(-1, 2, g // 2 * taps, 2, h, w) + flows
         return offset.view(-1, g, taps, 2, h, w)
 
     def _aligned_in_strips(self, x, hidden, flow_1, flow_2, strips: int):
