@@ -724,8 +724,8 @@ def bench(model, backends, size, frames, repeat, warmup, window, lookahead, thre
                           "calibrate`)")
     bundle = bundle_for(model, "ort-cpu", "decomposed", progress=lambda c: echo(f"exporting cell {c}"))
     rows = [BenchConfig(t.backend, t.precision) for t in targets if t.precision in own]
-    same_name = collections.Counter(e.path.name for e in extra)
-    for derived in extra:  # named by their folder too where two share a name (a/int8.vsr, b/int8.vsr)
+    same_name = collections.Counter([bundle.path.name] + [e.path.name for e in extra])
+    for derived in extra:  # named by their folder too where two share a name (a/int8.vsr, b/int8.vsr; MODEL's too)
         shown = derived.path.name
         if same_name[shown] > 1:
             shown = f"{derived.path.parent.name}/{shown}"
