@@ -103,6 +103,29 @@ def deform_conv_all_taps(x, offset, mask, weight, bias, stride=1, padding=1, dil
 EXPORT_TAPS_PER_CALL = 3
 
 
+def _checked_weight(x, weight, taps_per_call: int) -> tuple[int, int, int, int]:
+    """``weight``'s (cout, cin, kh, kw) as ints (static: traced exports see tensors there), after checking what
+    the decompositions support."""
+    cout, cin, kh, kw = (int(v) for v in weight.shape)
+    if cin != x.shape[1]:
+        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
+    if taps_per_call < 1:
+        raise ValueError(f"taps_per_call must be at least 1, got {taps_per_call}")
+    return cout, cin, kh, kw
+
+
+def _tap_group_sum(groups, grid, mask, weight_taps, n: int, g: int):
+    """One group of m taps of a decomposed DCN: ``groups`` (n * g, c / g, h, w) sampled at ``grid``
+    (n * g, m * ho, wo, [x, y]), times ``mask`` (n * g, 1, m, ho * wo), summed over (channel, tap) by a 1x1
+    convolution with ``weight_taps`` (cout, cin, m): (n, cout, ho, wo)."""
+    cout, cin, m = (int(v) for v in weight_taps.shape)
+    ho, wo = grid.shape[1] // m, grid.shape[2]
+    sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    sampled = sampled.reshape(n * g, cin // g, m, ho * wo) * mask
+    # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
+    return F.conv2d(sampled.reshape(n, cin * m, ho, wo), weight_taps.reshape(cout, cin * m, 1, 1))
+
+
 def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1,
                            out_grid=None, taps_per_call: int = EXPORT_TAPS_PER_CALL):
     """``taps_per_call`` kernel taps at a time, summed (what exported graphs use): the sampled taps of all k at
@@ -122,11 +145,7 @@ def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, d
     ``out_grid`` (1, 2, ho, wo), [x, y]: the output pixels' coordinates when ``offset`` covers only some of
     the output's rows (a row strip: the rows' own coordinates in the whole output); default: all of it."""
     n, c, h, w = x.shape
-    cout, cin, kh, kw = (int(v) for v in weight.shape)  # static (traced exports see tensors here)
-    if cin != c:
-        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
-    if taps_per_call < 1:
-        raise ValueError(f"taps_per_call must be at least 1, got {taps_per_call}")
+    cout, cin, kh, kw = _checked_weight(x, weight, taps_per_call)
     k = kh * kw
     g = deform_groups
     ho, wo = offset.shape[-2:]
@@ -149,10 +168,7 @@ def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, d
     for t0 in range(0, k, taps_per_call):
         m = min(taps_per_call, k - t0)
         grid = grids[:, :, t0:t0 + m].reshape(n * g, m * ho, wo, 2)
-        sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        sampled = sampled.reshape(n * g, c // g, m, ho * wo) * taps_mask[:, :, t0:t0 + m]
-        # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
-        part = F.conv2d(sampled.reshape(n, cin * m, ho, wo), weights[:, :, t0:t0 + m].reshape(cout, cin * m, 1, 1))
+        part = _tap_group_sum(groups, grid, taps_mask[:, :, t0:t0 + m], weights[:, :, t0:t0 + m], n, g)
         out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1, 1)
@@ -219,11 +235,7 @@ def deform_conv_from_features(x, conv_feat, conv: nn.Conv2d, weight, bias, defor
     ``max_residue_magnitude * tanh`` plus the flows); ``out_grid`` (1, 2, ho, wo), [x, y]: a row strip's own
     coordinates, default the whole frame."""
     n, c, h, w = x.shape
-    cout, cin, kh, kw = (int(v) for v in weight.shape)  # static (traced exports see tensors here)
-    if cin != c:
-        raise ValueError("grouped convolution (groups > 1) is not supported by this DCN")
-    if taps_per_call < 1:
-        raise ValueError(f"taps_per_call must be at least 1, got {taps_per_call}")
+    cout, cin, kh, kw = _checked_weight(x, weight, taps_per_call)
     k, g = kh * kw, deform_groups
     offset_channels, mask_channels = offset_mask_channels(g, k)
     # (dx, dy) of each tap before the learned offset: a constant of the graph
@@ -246,11 +258,8 @@ def deform_conv_from_features(x, conv_feat, conv: nn.Conv2d, weight, bias, defor
         position = out_grid.view(1, 1, 1, 2, ho, wo) + tap_xy[t0:t0 + m].view(1, 1, m, 2, 1, 1) + offset
         grid = (2.0 * position / extent - 1.0).permute(0, 1, 2, 4, 5, 3).reshape(n * g, m * ho, wo, 2)
         rows = mask_channels[:, t0:t0 + m].reshape(-1)
-        mask = torch.sigmoid(conv_feat(conv.weight[rows], conv.bias[rows]))
-        sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        sampled = sampled.reshape(n * g, c // g, m, ho * wo) * mask.reshape(n * g, 1, m, ho * wo)
-        # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
-        part = F.conv2d(sampled.reshape(n, cin * m, ho, wo), weights[:, :, t0:t0 + m].reshape(cout, cin * m, 1, 1))
+        mask = torch.sigmoid(conv_feat(conv.weight[rows], conv.bias[rows])).reshape(n * g, 1, m, ho * wo)
+        part = _tap_group_sum(groups, grid, mask, weights[:, :, t0:t0 + m], n, g)
         out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1, 1)
