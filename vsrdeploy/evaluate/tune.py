@@ -270,13 +270,16 @@ def choose(rows: list[TuneRow], max_drop: float, max_memory_mb: float | None = N
 
 def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
          precisions: list[str] = list(TUNE_PRECISIONS), max_drop: float = 0.05, size=None, threads: int | None = None,
-         window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int = 2,
+         window: int | None = 16, lookahead: int = 8, timing_frames: int = 4, repeat: int = 2, warmup: int | None = None,
          calib_lr: np.ndarray | None = None, clip: str = "", isolate: bool = True,
          max_memory_mb: float | None = None, option_variants: dict = OPTION_VARIANTS,
          heap_variant_rows: int = HEAP_VARIANT_ROWS, alternates: Sequence[Bundle] = (),
          progress: Callable[[str], None] = lambda m: None) -> TuneResult:
     """Measure every backend x precision and choose (see the module docstring). ``lr`` (T, 3, h, w) and
     ``gt`` (T, 3, H, W) measure accuracy; ``size`` (H, W) is the LR size timed (default: ``lr``'s).
+    ``warmup``: frames streamed untimed before each row's timed runs, default ``timing_frames`` (a shorter warm-up
+    left BasicVSR++'s ``heap=keep`` rows growing the heap in their timed runs: 1.26-1.30 s/frame after one frame,
+    0.92 after three; benchmarks/RESULTS.md, "Each group of taps from its own rows of the offset conv").
     ``option_variants``: backend -> option sets timed as extra rows (``OPTION_VARIANTS``); ``max_memory_mb``:
     rows peaking above it are not chosen; ``heap_variant_rows``: how many of the fastest rows within the budgets
     are timed again with ``HEAP_VARIANT`` (0: none). ``alternates``: other FP32 exports of the same network (e.g. the
@@ -286,6 +289,7 @@ def tune(bundle: Bundle, lr: np.ndarray, gt: np.ndarray, *, backends: list[str],
     if not backends:
         raise ConfigError("give at least one backend, e.g. --backends ort-cpu,openvino-cpu")
     check_backend_names(backends)
+    warmup = timing_frames if warmup is None else warmup
     bad = [p for p in precisions if p not in TUNE_PRECISIONS]
     if bad or not precisions:
         raise ConfigError(f"unknown precision(s) {', '.join(bad) or '(none given)'}; choose from "
