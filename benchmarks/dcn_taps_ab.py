@@ -1,10 +1,10 @@
 """The exported deformable conv's forms on one DCN cell (BasicVSR++'s align cell, or ``--arch iconvsr``: EDVR's
-alignment of one neighbour): a group of kernel taps per GridSample and
-1x1 convolution (``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), since 0.3.16 with each
-group's offsets and mask from its own rows of the offset conv (``dcn.deform_conv_from_features``; the other variants
-split the whole offset conv's output, as 0.3.15 did), 0.3.14's one tap at a time, and all taps at once with one MatMul (``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each
-runtime (interleaved runs, the inputs that cell really receives) and the outputs' difference. Each variant is
-forced for both export and eager runs.
+alignment of one neighbour): a group of kernel taps per GridSample and 1x1 convolution
+(``dcn.deform_conv_tap_groups``; exports take ``dcn.EXPORT_TAPS_PER_CALL``), since 0.3.16 with each group's offsets
+and mask from its own rows of the offset conv (``dcn.deform_conv_from_features``; the other variants split the whole
+offset conv's output, as 0.3.15 did), 0.3.14's one tap at a time, and all taps at once with one MatMul
+(``dcn.deform_conv_all_taps``, what eager PyTorch uses): speed on each runtime (interleaved runs, the inputs that
+cell really receives) and the outputs' difference. Each variant is forced for both export and eager runs.
 
 ``--int8``: each variant's bundle is also calibrated for OpenVINO (NNCF, ``calibrate --target openvino``, 6
 synthetic 64x64 frames: the scales do not change the speed) and its INT8 cell timed on ``openvino-cpu``.
@@ -41,7 +41,8 @@ from vsrdeploy.runtimes.engine import Upscaler
 
 def per_tap_0314(x, offset, mask, weight, bias, stride=1, padding=1, dilation=1, deform_groups=1, out_grid=None):
     """One tap at a time: 0.3.14's exported form (grids in (k, n*g, h, w, 2), mask multiplied as 5-D
-    tensors), kept here for the A/B."""
+    tensors), kept here for the A/B: a frozen copy, not built from ``dcn``'s helpers, so that later changes there
+    do not change what it measures."""
     n, c, h, w = x.shape
     cout, cin_per_group, kh, kw = weight.shape
     if cin_per_group != c:
@@ -160,7 +161,8 @@ def main(argv=None) -> int:
         ref = outs[base_name]
         for name, v in times.items():
             diff = max(float(np.abs(outs[name][k] - ref[k]).max()) for k in ref)
-            print(f"| {backend} | {name} | {np.median(v):.3f} | {min(v):.3f} | {base / np.median(v):.2f}x | {diff:.1e} |")
+            print(f"| {backend} | {name} | {np.median(v):.3f} | {min(v):.3f} | {base / np.median(v):.2f}x "
+                  f"| {diff:.1e} |")
     return 0
 
 

@@ -114,12 +114,11 @@ def _checked_weight(x, weight, taps_per_call: int) -> tuple[int, int, int, int]:
     return cout, cin, kh, kw
 
 
-def _tap_group_sum(groups, grid, mask, weight_taps, n: int, g: int):
+def _tap_group_sum(groups, grid, mask, weight_taps, n: int, g: int, ho, wo):
     """One group of m taps of a decomposed DCN: ``groups`` (n * g, c / g, h, w) sampled at ``grid``
     (n * g, m * ho, wo, [x, y]), times ``mask`` (n * g, 1, m, ho * wo), summed over (channel, tap) by a 1x1
     convolution with ``weight_taps`` (cout, cin, m): (n, cout, ho, wo)."""
     cout, cin, m = (int(v) for v in weight_taps.shape)
-    ho, wo = grid.shape[1] // m, grid.shape[2]
     sampled = F.grid_sample(groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     sampled = sampled.reshape(n * g, cin // g, m, ho * wo) * mask
     # channels in (input channel, tap) order, as the weights' (cin, tap) flattened
@@ -168,7 +167,7 @@ def deform_conv_tap_groups(x, offset, mask, weight, bias, stride=1, padding=1, d
     for t0 in range(0, k, taps_per_call):
         m = min(taps_per_call, k - t0)
         grid = grids[:, :, t0:t0 + m].reshape(n * g, m * ho, wo, 2)
-        part = _tap_group_sum(groups, grid, taps_mask[:, :, t0:t0 + m], weights[:, :, t0:t0 + m], n, g)
+        part = _tap_group_sum(groups, grid, taps_mask[:, :, t0:t0 + m], weights[:, :, t0:t0 + m], n, g, ho, wo)
         out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1, 1)
@@ -247,8 +246,8 @@ def deform_conv_from_features(x, conv_feat, conv: nn.Conv2d, weight, bias, defor
     out = None
     for t0 in range(0, k, taps_per_call):
         m = min(taps_per_call, k - t0)
-        rows = offset_channels[:, t0:t0 + m].reshape(-1)
-        raw = conv_feat(conv.weight[rows], conv.bias[rows])
+        channels = offset_channels[:, t0:t0 + m].reshape(-1)
+        raw = conv_feat(conv.weight[channels], conv.bias[channels])
         ho, wo = raw.shape[-2:]
         offset = raw.view(n, g, m, 2, ho, wo)
         if offset_transform is not None:
@@ -257,9 +256,9 @@ def deform_conv_from_features(x, conv_feat, conv: nn.Conv2d, weight, bias, defor
             out_grid = base_grid(raw[:, :2])
         position = out_grid.view(1, 1, 1, 2, ho, wo) + tap_xy[t0:t0 + m].view(1, 1, m, 2, 1, 1) + offset
         grid = (2.0 * position / extent - 1.0).permute(0, 1, 2, 4, 5, 3).reshape(n * g, m * ho, wo, 2)
-        rows = mask_channels[:, t0:t0 + m].reshape(-1)
-        mask = torch.sigmoid(conv_feat(conv.weight[rows], conv.bias[rows])).reshape(n * g, 1, m, ho * wo)
-        part = _tap_group_sum(groups, grid, mask, weights[:, :, t0:t0 + m], n, g)
+        channels = mask_channels[:, t0:t0 + m].reshape(-1)
+        mask = torch.sigmoid(conv_feat(conv.weight[channels], conv.bias[channels])).reshape(n * g, 1, m, ho * wo)
+        part = _tap_group_sum(groups, grid, mask, weights[:, :, t0:t0 + m], n, g, ho, wo)
         out = part if out is None else out + part
     if bias is not None:
         out = out + bias.view(1, cout, 1, 1)
