@@ -7,6 +7,7 @@ handed back).
     python benchmarks/cell_ab.py --cell backward_1_align --size 180x320 --threads 2 --rounds 7 \\
         --bundles old/fp32.vsr new/fp32.vsr old/int8.vsr new/int8.vsr --backends openvino-cpu ort-cpu
     python benchmarks/cell_ab.py --cell backward_1_align --size 270x480 --bundles fp32.vsr --after-release --after-unload
+    python benchmarks/cell_ab.py --cell edvr_fusion --frames 5 --bundles old/int8.vsr new/int8.vsr   # IconVSR
 """
 from __future__ import annotations
 
@@ -74,12 +75,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--backends", nargs="+", default=["openvino-cpu"], choices=sorted(RUNTIMES))
+    ap.add_argument("--frames", type=int, default=2,
+                    help="frames of the clip whose first call of the cell is recorded (IconVSR's key frames: 5)")
     ap.add_argument("--after-release", action="store_true")
     ap.add_argument("--after-unload", action="store_true")
     args = ap.parse_args(argv)
     h, w = (int(v) for v in args.size.split("x"))
     bundles = [Bundle(p) for p in args.bundles]
-    feeds = first_call_inputs(bundles[0], args.cell, synthetic_clip(2, h, w), threads=args.threads)
+    feeds = first_call_inputs(bundles[0], args.cell, synthetic_clip(args.frames, h, w), threads=args.threads)
     info = cpu_info()
     print(f"{args.cell}, LR {h}x{w}, {args.threads} threads, median of {args.rounds} interleaved rounds; "
           f"CPU {info['model']}, flags {', '.join(info.get('flags', [])) or '?'}\n")

@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--int8", metavar="TARGET", help="profile the INT8 form calibrate --target TARGET makes")
     ap.add_argument("--coordinates-in-hint", action="store_true",
                     help="below f32, leave the sampling coordinates to the precision hint too (0.3.12 and before)")
+    ap.add_argument("--static", action="store_true",
+                    help="compile the cell for the recorded inputs' shapes (the backend compiles dynamic shapes)")
     args = ap.parse_args(argv)
     import openvino as ov
     torch.set_num_threads(args.threads)
@@ -82,7 +84,10 @@ def main(argv=None) -> int:
             print(f"{hint}: skipped, OpenVINO's CPU capabilities here are {have}")
             continue
         guard = hint != "f32" and not args.coordinates_in_hint  # as the openvino-cpu backend compiles it
-        compiled = core.compile_model(read_cell(core, bundle.cell_path(cell), guard), "CPU",
+        model = read_cell(core, bundle.cell_path(cell), guard)
+        if args.static:
+            model.reshape({name: list(a.shape) for name, a in feeds.items()})
+        compiled = core.compile_model(model, "CPU",
                                       {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": args.threads,
                                        "INFERENCE_PRECISION_HINT": hint})
         requests[hint] = compiled.create_infer_request()
@@ -94,6 +99,7 @@ def main(argv=None) -> int:
             times[hint].append(time.perf_counter() - t)
     info = cpu_info()
     form = f", INT8 (calibrate --target {args.int8})" if args.int8 else ""
+    form += ", static shapes" if args.static else ""
     print(f"\n{args.arch} {net.config()}{form}, cell {cell}, LR {h}x{w}, {args.threads} threads; CPU {info['model']}, "
           f"flags {', '.join(info['flags'])}; OpenVINO {ov.__version__}\n")
     base = statistics.median(times["f32"]) if "f32" in times else None

@@ -156,6 +156,26 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
     assert not float_convs, f"OpenVINO runs these quantized convs in float: {float_convs}"
 
 
+def test_nncf_tsa_fusion_convs_run_in_int8_on_openvino(tmp_path):
+    """IconVSR's TSA fusion (EDVR's, in its key-frame refill) reads its input's frames as one 4-D batch before
+    anything else: with the centre frame gathered from the 5-D input and the 5-D input multiplied by the
+    attention, OpenVINO ran both temporal-attention convs in float (0.104 against 0.063 s per call at
+    180x320; benchmarks/RESULTS.md, "Slow spots of IconVSR's and BasicVSR++'s INT8 cells")."""
+    pytest.importorskip("nncf")
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model("iconvsr", mid_channels=16, num_blocks=1).eval()
+    fp32 = Bundle(vsrdeploy.export_onnx(net, tmp_path / "icon.vsr", dcn="decomposed"))
+    int8 = Bundle(calibrate_bundle(fp32, _lr(t=5, h=64, w=64, seed=1), tmp_path / "icon-int8.vsr",
+                                   target="openvino", progress=False))
+    import onnx
+    convs = [n.name for n in onnx.load(str(fp32.cell_path("edvr_fusion"))).graph.node
+             if n.op_type == "Conv" and "temporal_attn" in n.name]
+    assert len(convs) == 2
+    precision = _conv_precisions(int8.cell_path("edvr_fusion"))
+    attention = {name: precision[name] for name in convs}
+    assert set(attention.values()) <= {"u8", "i8"}, f"OpenVINO runs the temporal attention convs as {attention}"
+
+
 def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
     """Under a BF16 inference precision OpenVINO's CPU plugin rounded a deformable alignment's sampling grid
     to BF16 (up to 0.6 pixel at 320 pixels across); the backend keeps every GridSample grid's arithmetic in

@@ -9,7 +9,7 @@ from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigErr
                      VSRDeployError)
 from .lazy import lazy_attributes
 
-__version__ = "0.3.16"
+__version__ = "0.3.17"
 
 #: public name -> module it lives in (imported on first access, PEP 562)
 _LAZY = {

@@ -92,10 +92,13 @@ class TSAFusion(nn.Module):
 
     def forward(self, aligned: torch.Tensor) -> torch.Tensor:
         n, t, c, h, w = aligned.shape
-        emb_ref = self.temporal_attn1(aligned[:, self.center_frame_idx])
-        emb = self.temporal_attn2(aligned.reshape(-1, c, h, w)).view(n, t, c, h, w)
+        # the frames as one 4-D batch first, the centre frames sliced from it: with the centre frame gathered
+        # from the 5-D input, OpenVINO ran both temporal-attention convs of an INT8 bundle in float (0.3.17)
+        frames = aligned.reshape(n * t, c, h, w)
+        emb_ref = self.temporal_attn1(frames[self.center_frame_idx::t])
+        emb = self.temporal_attn2(frames).view(n, t, c, h, w)
         corr = torch.sigmoid(torch.sum(emb * emb_ref.unsqueeze(1), dim=2))  # (n, t, h, w)
-        aligned = (aligned * corr.unsqueeze(2)).reshape(n, t * c, h, w)
+        aligned = (frames.view(n, t, c, h, w) * corr.unsqueeze(2)).reshape(n, t * c, h, w)
         feat = self.feat_fusion(aligned)
         attn = self.spatial_attn1(aligned)
         attn = self.spatial_attn2(self._pool(attn))
