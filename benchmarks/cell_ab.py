@@ -6,7 +6,8 @@ handed back).
 
     python benchmarks/cell_ab.py --cell backward_1_align --size 180x320 --threads 2 --rounds 7 \\
         --bundles old/fp32.vsr new/fp32.vsr old/int8.vsr new/int8.vsr --backends openvino-cpu ort-cpu
-    python benchmarks/cell_ab.py --cell backward_1_align --size 270x480 --bundles fp32.vsr --after-release --after-unload
+    python benchmarks/cell_ab.py --cell backward_1_align --size 270x480 --bundles fp32.vsr \\
+        --after-release --after-unload
     python benchmarks/cell_ab.py --cell edvr_fusion --frames 5 --bundles old/int8.vsr new/int8.vsr   # IconVSR
 """
 from __future__ import annotations

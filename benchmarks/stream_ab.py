@@ -1,10 +1,10 @@
 """Whole streams of several bundles side by side, e.g. the same checkpoint exported by two vsrdeploy versions: each
 run is a child process of its own (a fresh heap, as a user's process has), and the rounds alternate between the
-bundles, so a machine that drifts over minutes slows both alike. ``vsrdeploy bench`` runs its rows in one process
-(each row starts on the heap the rows before it left) and ``realsize_speed.py`` runs its rows one after another;
-single stream ratios between such runs moved by up to 25% on an idle VM (benchmarks/RESULTS.md, "Each group of taps
-from its own rows of the offset conv"). Each child warms up, then times one stream and reports its seconds per
-frame, minor page faults per frame (``getrusage``) and peak RSS.
+bundles, so a machine that drifts over minutes slows both alike. ``vsrdeploy bench`` and ``realsize_speed.py`` also
+run each row in a process of its own, but all of a row's timed runs before the next row's; the same stream's speed
+moved by up to 25% between such runs on an idle VM (benchmarks/RESULTS.md, "Each group of taps from its own rows of
+the offset conv"). Each child warms up, then times one stream and reports its seconds per frame, minor page faults
+per frame (``getrusage``) and peak RSS.
 
     python benchmarks/stream_ab.py OLD/int8-nncf.vsr NEW/int8-nncf.vsr --frames 5 --warmup 5 --rounds 5 --heap keep
     python benchmarks/stream_ab.py INT8_BUNDLE --precision bf16 --heap keep    # int8-bf16 on openvino-cpu
@@ -83,7 +83,8 @@ def run_rounds(variants: dict[str, tuple[str, dict | None]], args) -> dict[str, 
 
 def print_table(results: dict[str, list[dict]], first_column: str) -> None:
     """Median s/frame (min-max), speed against the first variant, faults per frame and peak RSS per variant."""
-    print(f"| {first_column} | s/frame median (min-max) | speed vs first | minor faults per frame | peak RSS MB (max) |")
+    print(f"| {first_column} | s/frame median (min-max) | speed vs first | minor faults per frame "
+          "| peak RSS MB (max) |")
     print("|---|---:|---:|---:|---:|")
     base = statistics.median(r["s_per_frame"] for r in next(iter(results.values())))
     for name, runs in results.items():

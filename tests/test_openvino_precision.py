@@ -160,7 +160,7 @@ def test_nncf_tsa_fusion_convs_run_in_int8_on_openvino(tmp_path):
     """IconVSR's TSA fusion (EDVR's, in its key-frame refill) reads its input's frames as one 4-D batch before
     anything else: with the centre frame gathered from the 5-D input and the 5-D input multiplied by the
     attention, OpenVINO ran both temporal-attention convs in float (0.104 against 0.063 s per call at
-    180x320; benchmarks/RESULTS.md, "Slow spots of IconVSR's and BasicVSR++'s INT8 cells")."""
+    180x320; benchmarks/RESULTS.md, "Every INT8 cell's kernels on OpenVINO")."""
     pytest.importorskip("nncf")
     torch.manual_seed(0)
     net = vsrdeploy.build_model("iconvsr", mid_channels=16, num_blocks=1).eval()
