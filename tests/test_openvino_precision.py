@@ -156,24 +156,39 @@ def test_nncf_alignment_convs_run_in_int8_on_openvino(tmp_path):
     assert not float_convs, f"OpenVINO runs these quantized convs in float: {float_convs}"
 
 
-def test_nncf_tsa_fusion_convs_run_in_int8_on_openvino(tmp_path):
-    """IconVSR's TSA fusion (EDVR's, in its key-frame refill) reads its input's frames as one 4-D batch before
-    anything else: with the centre frame gathered from the 5-D input and the 5-D input multiplied by the
-    attention, OpenVINO ran both temporal-attention convs in float (0.104 against 0.063 s per call at
-    180x320; benchmarks/RESULTS.md, "Every INT8 cell's kernels on OpenVINO")."""
-    pytest.importorskip("nncf")
-    torch.manual_seed(0)
-    net = vsrdeploy.build_model("iconvsr", mid_channels=16, num_blocks=1).eval()
-    fp32 = Bundle(vsrdeploy.export_onnx(net, tmp_path / "icon.vsr", dcn="decomposed"))
-    int8 = Bundle(calibrate_bundle(fp32, _lr(t=5, h=64, w=64, seed=1), tmp_path / "icon-int8.vsr",
-                                   target="openvino", progress=False))
+#: tiny configurations of the networks an NNCF INT8 bundle is made for, and the clip length each needs
+_TINY = {"basicvsr": ({"mid_channels": 16, "num_blocks": 1}, 3),
+         "iconvsr": ({"mid_channels": 16, "num_blocks": 1}, 5),
+         "realbasicvsr": ({"mid_channels": 16, "num_propagation_blocks": 1, "num_cleaning_blocks": 1}, 3),
+         "basicvsr_pp": ({"mid_channels": 16, "num_blocks": 1}, 3)}
+
+
+@pytest.mark.parametrize("arch", sorted(_TINY))
+def test_nncf_quantized_convs_run_in_int8_on_openvino(arch, tmp_path):
+    """Every convolution an NNCF INT8 bundle quantizes (all but its ``excluded_nodes``) runs in INT8 on OpenVINO, in
+    every cell. Until 0.3.17 IconVSR's TSA fusion gathered its centre frame from the 5-D input and multiplied the
+    5-D input by the attention, and OpenVINO ran both temporal-attention convs in float (0.104 against 0.063 s per
+    call at 180x320; benchmarks/RESULTS.md, "Every INT8 cell's kernels on OpenVINO"); a LeakyReLU moved before the
+    tail's pixel shuffle put BasicVSR's ``upsample2`` conv and ``conv_hr`` in float the same way."""
     import onnx
-    convs = [n.name for n in onnx.load(str(fp32.cell_path("edvr_fusion"))).graph.node
-             if n.op_type == "Conv" and "temporal_attn" in n.name]
-    assert len(convs) == 2
-    precision = _conv_precisions(int8.cell_path("edvr_fusion"))
-    attention = {name: precision[name] for name in convs}
-    assert set(attention.values()) <= {"u8", "i8"}, f"OpenVINO runs the temporal attention convs as {attention}"
+    pytest.importorskip("nncf")
+    config, frames = _TINY[arch]
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(arch, **config).eval()
+    fp32 = Bundle(vsrdeploy.export_onnx(net, tmp_path / "m.vsr", dcn="decomposed"))
+    int8 = Bundle(calibrate_bundle(fp32, _lr(t=frames, h=64, w=64, seed=1), tmp_path / "m-int8.vsr",
+                                   target="openvino", progress=False))
+    excluded = int8.manifest["precision_details"]["excluded_nodes"]
+    in_float = {}
+    for cell in int8.cells:
+        convs = {n.name for n in onnx.load(str(int8.cell_path(cell))).graph.node if n.op_type == "Conv"}
+        convs -= set(excluded.get(cell, []))
+        precision = _conv_precisions(int8.cell_path(cell))
+        assert convs <= set(precision), f"{cell}: convs OpenVINO did not report: {sorted(convs - set(precision))}"
+        floats = sorted(c for c in convs if precision[c] not in ("u8", "i8"))
+        if floats:
+            in_float[cell] = floats
+    assert not in_float, f"OpenVINO runs these quantized convs in float: {in_float}"
 
 
 def test_bf16_keeps_sampling_coordinates_in_fp32(tmp_path):
