@@ -17,21 +17,18 @@ import argparse
 import collections
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 import vsrdeploy
-from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.bench import synthetic_clip
-from vsrdeploy.evaluate.cell_parity import tap_cells
+from vsrdeploy.evaluate.cell_parity import first_calls
 from vsrdeploy.evaluate.machine import cpu_info
-from vsrdeploy.runtimes.engine import Upscaler
 
-#: frames of the recorded clip: IconVSR's key frames need 2 * padding + 1
-CLIP_FRAMES = {"iconvsr": 5}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openvino_op_profile import CLIP_FRAMES, int8_bundle, released_bundle  # noqa: E402
 #: kernel classes reported as a share of each call: (label, test on (node type, exec type))
 SHARES = (("reference kernels", lambda op, kernel: kernel.startswith(("ref", "unknown")) and op not in (
               "Transpose", "Reshape", "ShapeOf", "Parameter", "Result", "Unsqueeze", "Squeeze")),
@@ -65,18 +62,10 @@ def main(argv=None) -> int:
     import openvino as ov
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    torch.manual_seed(0)
-    net = vsrdeploy.build_model(args.arch).eval()
-    bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-kernels-")) / "m.vsr",
-                                          dcn="decomposed"))
-    feeds: dict[str, dict] = {}
-    up = Upscaler.create(bundle, "ort-cpu", threads=args.threads)
-    with tap_cells(up.backend, lambda cell, inputs, outputs: feeds.setdefault(cell, inputs)):
-        up.upscale(synthetic_clip(CLIP_FRAMES.get(args.arch, 2), h, w))
+    net, bundle = released_bundle(args.arch, "ov-kernels-")
+    feeds = first_calls(bundle, synthetic_clip(CLIP_FRAMES.get(args.arch, 2), h, w), threads=args.threads)
     if args.int8:
-        from vsrdeploy.calib.int8 import calibrate_bundle
-        bundle = Bundle(calibrate_bundle(bundle, synthetic_clip(6, 64, 64, seed=1), bundle.path.with_name("int8.vsr"),
-                                         target=args.int8, progress=False))
+        bundle = int8_bundle(bundle, args.int8)
     excluded = bundle.manifest.get("precision_details", {}).get("excluded_nodes", {})
     core = ov.Core()
     info = cpu_info()

@@ -15,19 +15,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import vsrdeploy
-from vsrdeploy.bundle import Bundle
 from vsrdeploy.evaluate.bench import synthetic_clip
-from vsrdeploy.evaluate.cell_parity import first_call_inputs
+from vsrdeploy.evaluate.cell_parity import first_calls
 from vsrdeploy.evaluate.machine import cpu_info
 from vsrdeploy.runtimes.openvino_backend import PRECISION_HINTS, precision_unavailable_reason, read_cell
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openvino_op_profile import released_bundle  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -46,11 +46,8 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    torch.manual_seed(0)
-    net = vsrdeploy.build_model(args.arch).eval()
-    bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-coords-")) / "m.vsr",
-                                          dcn="decomposed"))
-    clip = synthetic_clip(args.frames, h, w)
+    net, bundle = released_bundle(args.arch, "ov-coords-")
+    recorded = first_calls(bundle, synthetic_clip(args.frames, h, w), threads=args.threads)  # one stream, every cell
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": args.threads}
     hint = PRECISION_HINTS[args.precision]
@@ -61,11 +58,10 @@ def main(argv=None) -> int:
           "error, FP32 coordinates |\n|---|---:|---:|---:|---:|---:|")
     totals = [0.0, 0.0]
     for cell in bundle.cells:
-        try:
-            feeds = first_call_inputs(bundle, cell, clip, threads=args.threads)
-        except ValueError:  # e.g. BasicVSR++'s compose_flow, not called on so few frames
+        if cell not in recorded:  # e.g. BasicVSR++'s compose_flow, not called on so few frames
             print(f"| {cell} | not called in {args.frames} frames | | | | |")
             continue
+        feeds = recorded[cell]
         ref = core.compile_model(str(bundle.cell_path(cell)), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"})
         expected = ref.create_infer_request().infer(feeds)[ref.outputs[0]]
         requests = [core.compile_model(read_cell(core, bundle.cell_path(cell), guard), "CPU",

@@ -44,6 +44,22 @@ CLIP_FRAMES = {"iconvsr": 5}
 CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
 
 
+def released_bundle(arch: str, prefix: str):
+    """``arch`` at its released configuration with random weights (seed 0), exported with the decomposed DCN into a
+    temporary folder: (network, bundle)."""
+    torch.manual_seed(0)
+    net = vsrdeploy.build_model(arch).eval()
+    return net, Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix=prefix)) / "m.vsr", dcn="decomposed"))
+
+
+def int8_bundle(bundle, target: str):
+    """``bundle``'s INT8 form as ``calibrate --target TARGET`` makes it (its default exclusions), calibrated on 6
+    synthetic 64x64 frames: the scales do not change the speed or the kernels."""
+    from vsrdeploy.calib.int8 import calibrate_bundle
+    return Bundle(calibrate_bundle(bundle, synthetic_clip(6, 64, 64, seed=1), bundle.path.with_name("int8.vsr"),
+                                   target=target, progress=False))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="basicvsr_pp", choices=sorted(DEFAULT_CELL))
@@ -63,14 +79,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
     cell = args.cell or DEFAULT_CELL[args.arch]
-    torch.manual_seed(0)
-    net = vsrdeploy.build_model(args.arch).eval()
-    bundle = Bundle(vsrdeploy.export_onnx(net, Path(tempfile.mkdtemp(prefix="ov-ops-")) / "m.vsr", dcn="decomposed"))
+    net, bundle = released_bundle(args.arch, "ov-ops-")
     feeds = first_call_inputs(bundle, cell, synthetic_clip(CLIP_FRAMES.get(args.arch, 2), h, w), threads=args.threads)
     if args.int8:
-        from vsrdeploy.calib.int8 import calibrate_bundle
-        bundle = Bundle(calibrate_bundle(bundle, synthetic_clip(6, 64, 64, seed=1), bundle.path.with_name("int8.vsr"),
-                                         target=args.int8, progress=False))
+        bundle = int8_bundle(bundle, args.int8)
     try:  # 0.3.13 and later: how the openvino-cpu backend reads a cell for a precision
         from vsrdeploy.runtimes.openvino_backend import read_cell
     except ImportError:

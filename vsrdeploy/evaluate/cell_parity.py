@@ -88,18 +88,26 @@ def tap_cells(backend, on_call):
         backend.run = inner
 
 
-def first_call_inputs(bundle, cell: str, frames, backend: str = "ort-cpu", **options) -> dict[str, np.ndarray]:
-    """The inputs ``cell`` received on its first call while ``frames`` (T, 3, H, W) streamed through
-    ``bundle`` on ``backend``: real inputs for timing or comparing one cell on its own."""
+def first_calls(bundle, frames, backend: str = "ort-cpu", cells=None, **options) -> dict[str, dict[str, np.ndarray]]:
+    """Cell -> the inputs it received on its first call while ``frames`` (T, 3, H, W) streamed once through
+    ``bundle`` on ``backend`` (only ``cells`` when given; a cell never called is absent): real inputs for timing
+    or comparing cells on their own."""
     from ..runtimes.engine import Upscaler
     up = Upscaler.create(bundle, backend, **options)
-    feeds: dict[str, np.ndarray] = {}
+    feeds: dict[str, dict[str, np.ndarray]] = {}
 
     def keep(name, inputs, outputs):
-        if name == cell and not feeds:
-            feeds.update(inputs)
+        if cells is None or name in cells:
+            feeds.setdefault(name, inputs)
     with tap_cells(up.backend, keep):
         up.upscale(frames)
-    if not feeds:
-        raise ValueError(f"cell {cell!r} was never called; cells: {', '.join(bundle.cells)}")
     return feeds
+
+
+def first_call_inputs(bundle, cell: str, frames, backend: str = "ort-cpu", **options) -> dict[str, np.ndarray]:
+    """The inputs ``cell`` received on its first call while ``frames`` streamed through ``bundle`` on ``backend``
+    (:func:`first_calls`)."""
+    feeds = first_calls(bundle, frames, backend, cells={cell}, **options)
+    if cell not in feeds:
+        raise ValueError(f"cell {cell!r} was never called; cells: {', '.join(bundle.cells)}")
+    return feeds[cell]
